@@ -1,0 +1,47 @@
+"""``gated-symile`` command line: one subcommand per pipeline stage.
+
+The Snakemake rules call exactly these subcommands, so every stage can also be run by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from gated_symile import __version__
+from gated_symile.errors import GatedSymileError
+from gated_symile.stages import STAGES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gated-symile",
+        description="Raw clinical records to trimodal retrieval datasets; CLIP, Symile and "
+        "Gated Symile training and evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name in STAGES:
+        module = importlib.import_module(f"gated_symile.stages.{name}")
+        stage_parser = sub.add_parser(
+            name, help=(module.__doc__ or "").strip().splitlines()[0], description=module.__doc__
+        )
+        module.configure_parser(stage_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except GatedSymileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

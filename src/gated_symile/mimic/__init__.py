@@ -1,0 +1,1 @@
+"""Symile-MIMIC dataset: cohort rules, lab panel, splits and tensors (data.md §4-§7)."""

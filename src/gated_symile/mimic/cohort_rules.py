@@ -1,0 +1,311 @@
+"""The Symile-MIMIC cohort rules (data.md §4) as DuckDB SQL over the raw tables.
+
+Why SQL: every rule is a windowed join of a small table (admissions) with a large one (labevents,
+~120 M rows); DuckDB streams the large side through a hash join whose build side is the admissions,
+and aggregates into at most ``admissions x 50`` groups, so memory does not grow with labevents.
+
+Inputs (views/tables on the connection, created by the readers):
+
+- ``admissions``, ``patients`` (:mod:`gated_symile.records.mimic_tables`);
+- ``cxr_meta`` (:data:`gated_symile.mimic.cxr_index.CXR_META_COLUMNS`), ``chexpert`` (+ ``file_row``);
+- ``ecg_list`` (``record_list.csv`` + ``file_row``), ``ecg_rejected(file_row, reason)`` from ECG QC;
+- ``cxr_absent(file_row)``: images whose file is missing.
+
+Determinism: every "earliest" orders by (event time, ``file_row``), so ties go to the first row in
+file order, whatever the number of threads.  All windows are anchored on ``admittime``:
+CXR ``24 h < Δ <= 72 h``, ECG and labs ``-24 h <= Δ <= +24 h``.
+"""
+
+from __future__ import annotations
+
+from gated_symile.mimic.labs import LAB_ITEMIDS, lab_column
+from gated_symile.records.mimic_tables import CHEXPERT_LABELS, sql_name
+
+__all__ = [
+    "ADMISSION_COLUMNS",
+    "CRITERIA",
+    "VIEW_POSITIONS",
+    "attrition_counts",
+    "build_admissions",
+    "build_cxr_index",
+    "cohort_select_sql",
+    "cxr_window_candidates",
+    "decide_admissions",
+    "exclusions_select_sql",
+    "select_cxr",
+    "select_ecg",
+    "select_labs",
+    "unparseable_cxr_images",
+]
+
+VIEW_POSITIONS: tuple[str, ...] = ("AP", "PA")
+CXR_AFTER_HOURS = 24  # open bound: Δ > 24 h
+CXR_UNTIL_HOURS = 72  # closed bound: Δ <= 72 h
+ECG_HOURS = 24  # closed: -24 h <= Δ <= 24 h
+LAB_HOURS = 24  # closed: -24 h <= Δ <= 24 h
+
+_TIME_THEN_FILE_ORDER = "epoch_us(l.charttime)::HUGEINT * 1099511627776 + l.file_row"
+"""Sort key of a lab row: charttime, then file order (``file_row < 2**40``).  One HUGEINT compares
+about twice as fast as the equivalent struct ``(charttime, file_row)`` in ``arg_min``."""
+
+ADMISSION_COLUMNS: tuple[str, ...] = (
+    "subject_id",
+    "hadm_id",
+    "admittime",
+    "dischtime",
+    "deathtime",
+    "admission_type",
+    "admission_location",
+    "discharge_location",
+    "race",
+    "hospital_expire_flag",
+    "gender",
+    "anchor_age",
+    "anchor_year",
+    "dod",
+    "admittime_year",
+    "age",
+)
+
+CRITERIA: tuple[tuple[str, str], ...] = (
+    ("all admissions", "admissions"),
+    ("with AP/PA CXR in (24 h, 72 h]", "cxr_select"),
+    ("with CheXpert labels", "chexpert"),
+    ("with valid ECG in [-24 h, +24 h]", "ecg_select"),
+    ("with labs in [-24 h, +24 h]", "labs_select"),
+    ("final cohort", "final"),
+)
+"""Attrition rows: (criterion, stage name used in the exclusions table)."""
+
+
+def _views_sql() -> str:
+    return ", ".join(f"'{view}'" for view in VIEW_POSITIONS)
+
+
+def build_admissions(con) -> dict[str, int]:
+    """Table ``adm``: admissions left-joined to patients with ``admittime_year`` and ``age``.
+
+    Returns ``{"duplicate_hadm_id": n, "duplicate_subject_id": n}`` so the caller can refuse
+    tables where a join would multiply rows.
+    """
+    con.execute("""
+        CREATE OR REPLACE TABLE adm AS
+        SELECT a.subject_id, a.hadm_id, a.admittime, a.dischtime, a.deathtime, a.admission_type,
+               a.admission_location, a.discharge_location, a.race, a.hospital_expire_flag,
+               p.gender, p.anchor_age, p.anchor_year, p.dod,
+               year(a.admittime) AS admittime_year,
+               p.anchor_age + year(a.admittime) - p.anchor_year AS age
+        FROM admissions a LEFT JOIN patients p USING (subject_id)
+        """)
+    dup_hadm = con.execute("SELECT count(*) - count(DISTINCT hadm_id) FROM adm").fetchall()[0][0]
+    dup_subject = con.execute(
+        "SELECT count(*) - count(DISTINCT subject_id) FROM patients"
+    ).fetchall()[0][0]
+    return {"duplicate_hadm_id": int(dup_hadm), "duplicate_subject_id": int(dup_subject)}
+
+
+def build_cxr_index(con) -> None:
+    """Table ``cxr_index``: ``cxr_meta`` with ``StudyDateTime``.
+
+    ``StudyDateTime`` = ``StudyDate`` + the zero-padded 6-digit integer part of ``StudyTime``
+    (fractional seconds truncated); NULL when unparseable.
+    """
+    con.execute("""
+        CREATE OR REPLACE TABLE cxr_index AS
+        SELECT *, try_strptime(
+                   trim(StudyDate) || ' ' || lpad(split_part(trim(StudyTime), '.', 1), 6, '0'),
+                   '%Y%m%d %H%M%S') AS StudyDateTime
+        FROM cxr_meta
+        """)
+
+
+def unparseable_cxr_images(con) -> list[tuple[str, int]]:
+    """``(cxr_path, subject_id)`` of AP/PA images whose StudyDate/StudyTime cannot be parsed."""
+    return con.execute(
+        "SELECT cxr_path, subject_id FROM cxr_index WHERE StudyDateTime IS NULL "
+        f"AND ViewPosition IN ({_views_sql()}) ORDER BY file_row"
+    ).fetchall()
+
+
+def _cxr_in_window_sql(extra_filter: str = "") -> str:
+    return f"""
+        SELECT a.hadm_id, c.*
+        FROM adm a JOIN cxr_index c ON c.subject_id = a.subject_id
+        WHERE c.ViewPosition IN ({_views_sql()})
+          AND c.StudyDateTime > a.admittime + INTERVAL {CXR_AFTER_HOURS} HOUR
+          AND c.StudyDateTime <= a.admittime + INTERVAL {CXR_UNTIL_HOURS} HOUR
+          {extra_filter}
+    """
+
+
+def cxr_window_candidates(con) -> list[tuple[int, int, str, str]]:
+    """``(file_row, subject_id, dicom_id, cxr_path)`` of AP/PA images inside some admission's window.
+
+    Only these can be selected, so only their files need an existence check.
+    """
+    return con.execute(
+        f"SELECT DISTINCT file_row, subject_id, dicom_id, cxr_path FROM ({_cxr_in_window_sql()}) "
+        "ORDER BY file_row"
+    ).fetchall()
+
+
+def select_cxr(con) -> None:
+    """Table ``sel_cxr``: per admission the earliest present AP/PA image in (24 h, 72 h]."""
+    present = "AND c.file_row NOT IN (SELECT file_row FROM cxr_absent)"
+    con.execute(f"""
+        CREATE OR REPLACE TABLE sel_cxr AS
+        SELECT hadm_id, dicom_id AS cxr_dicom_id, study_id AS cxr_study_id,
+               ViewPosition AS cxr_ViewPosition,
+               ViewCodeSequence_CodeMeaning AS cxr_ViewCodeSequence_CodeMeaning,
+               StudyDateTime AS cxr_StudyDateTime, cxr_path
+        FROM ({_cxr_in_window_sql(present)})
+        QUALIFY row_number() OVER (PARTITION BY hadm_id ORDER BY StudyDateTime, file_row) = 1
+        """)
+
+
+def select_ecg(con) -> None:
+    """Table ``sel_ecg``: per admission the earliest QC-passed ECG in [-24 h, +24 h]."""
+    con.execute(f"""
+        CREATE OR REPLACE TABLE sel_ecg AS
+        SELECT a.hadm_id, e.study_id AS ecg_study_id, e.file_name AS ecg_file_name,
+               e.ecg_time, e.path AS ecg_path
+        FROM adm a JOIN ecg_list e ON e.subject_id = a.subject_id
+        WHERE e.ecg_time >= a.admittime - INTERVAL {ECG_HOURS} HOUR
+          AND e.ecg_time <= a.admittime + INTERVAL {ECG_HOURS} HOUR
+          AND e.file_row NOT IN (SELECT file_row FROM ecg_rejected)
+        QUALIFY row_number() OVER (PARTITION BY a.hadm_id ORDER BY e.ecg_time, e.file_row) = 1
+        """)
+
+
+def select_labs(con, labevents_sql: str) -> None:
+    """Tables ``sel_labs_long`` (hadm_id, itemid, valuenum) and ``sel_labs`` (hadm_id + 50 labs).
+
+    ``labevents_sql`` selects ``subject_id, itemid, charttime, valuenum, file_row`` from the raw
+    file (:func:`gated_symile.records.mimic_tables.csv_select_sql` with ``file_row``).  Rows are
+    filtered to the 50 items with a non-null, non-NaN ``valuenum`` *before* selection (a text-only
+    result is never chosen); matching is by subject and time only (``hadm_id`` ignored).
+
+    Memory: the join must *build* its hash table on the admissions and *stream* the lab rows.
+    DuckDB cannot estimate how many rows a csv.gz holds and, left alone, builds on the labs (RSS
+    then grows with labevents), so the join-order optimizers are switched off for this statement
+    and the join runs as written (``lab`` probes, ``adm`` builds).
+    """
+    items = ", ".join(str(item) for item in LAB_ITEMIDS)
+    con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TABLE sel_labs_long AS
+            WITH lab AS (
+                SELECT subject_id, itemid, charttime, valuenum, file_row
+                FROM ({labevents_sql})
+                WHERE itemid IN ({items}) AND valuenum IS NOT NULL AND NOT isnan(valuenum)
+            )
+            SELECT a.hadm_id, l.itemid,
+                   arg_min(l.valuenum, {_TIME_THEN_FILE_ORDER}) AS valuenum
+            FROM lab l JOIN adm a
+              ON l.subject_id = a.subject_id
+             AND l.charttime >= a.admittime - INTERVAL {LAB_HOURS} HOUR
+             AND l.charttime <= a.admittime + INTERVAL {LAB_HOURS} HOUR
+            GROUP BY a.hadm_id, l.itemid
+            """)
+    finally:
+        con.execute("RESET disabled_optimizers")
+    # one row per (hadm_id, itemid) cell, so max() just moves the value into its column
+    con.execute(f"""
+        CREATE OR REPLACE TABLE sel_labs AS
+        PIVOT sel_labs_long ON itemid IN ({items}) USING max(valuenum) GROUP BY hadm_id
+        """)
+
+
+def decide_admissions(con) -> None:
+    """Table ``adm_status``: every admission with the first criterion it fails (NULL = kept).
+
+    The CheXpert join is on the *chosen* study only: no CheXpert row drops the admission, with no
+    fallback to the admission's next image (as in the reference).
+    """
+    lab_any = " OR ".join(f"l.{sql_name(lab_column(i))} IS NOT NULL" for i in LAB_ITEMIDS)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE chexpert_first AS
+        SELECT * EXCLUDE (file_row) FROM chexpert
+        QUALIFY row_number() OVER (PARTITION BY study_id ORDER BY file_row) = 1;
+
+        CREATE OR REPLACE TABLE adm_status AS
+        SELECT a.subject_id, a.hadm_id,
+            CASE
+              WHEN a.admittime IS NULL THEN 'admittime missing'
+              WHEN c.hadm_id IS NULL
+                THEN 'no AP/PA CXR within ({CXR_AFTER_HOURS} h, {CXR_UNTIL_HOURS} h]'
+              WHEN x.study_id IS NULL
+                THEN 'CheXpert row missing for study ' || c.cxr_study_id
+              WHEN e.hadm_id IS NULL THEN 'no valid ECG within [-{ECG_HOURS} h, +{ECG_HOURS} h]'
+              WHEN l.hadm_id IS NULL OR NOT ({lab_any})
+                THEN 'no lab value within [-{LAB_HOURS} h, +{LAB_HOURS} h]'
+            END AS reason,
+            CASE
+              WHEN a.admittime IS NULL THEN 'admissions'
+              WHEN c.hadm_id IS NULL THEN 'cxr_select'
+              WHEN x.study_id IS NULL THEN 'chexpert'
+              WHEN e.hadm_id IS NULL THEN 'ecg_select'
+              WHEN l.hadm_id IS NULL OR NOT ({lab_any}) THEN 'labs_select'
+            END AS stage
+        FROM adm a
+        LEFT JOIN sel_cxr c USING (hadm_id)
+        LEFT JOIN chexpert_first x ON x.study_id = c.cxr_study_id
+        LEFT JOIN sel_ecg e USING (hadm_id)
+        LEFT JOIN sel_labs l USING (hadm_id)
+        """)
+
+
+def cohort_select_sql() -> str:
+    """The cohort: one row per kept admission, sorted by (subject_id, hadm_id).
+
+    Lab columns are float64 with NaN (not NULL) for a lab without a value in the window.
+    """
+    adm_cols = ", ".join(f"a.{name}" for name in ADMISSION_COLUMNS)
+    labels = ", ".join(f"x.{sql_name(label)}" for label in CHEXPERT_LABELS)
+    labs = ", ".join(
+        f"coalesce(l.{sql_name(c)}, 'NaN'::DOUBLE) AS {sql_name(c)}"
+        for c in (lab_column(i) for i in LAB_ITEMIDS)
+    )
+    return f"""
+        SELECT {adm_cols},
+               c.cxr_dicom_id, c.cxr_study_id, c.cxr_ViewPosition,
+               c.cxr_ViewCodeSequence_CodeMeaning, c.cxr_StudyDateTime, c.cxr_path,
+               {labels},
+               e.ecg_study_id, e.ecg_file_name, e.ecg_time, e.ecg_path,
+               {labs}
+        FROM adm a
+        JOIN adm_status s ON s.hadm_id = a.hadm_id AND s.reason IS NULL
+        JOIN sel_cxr c ON c.hadm_id = a.hadm_id
+        JOIN chexpert_first x ON x.study_id = c.cxr_study_id
+        JOIN sel_ecg e ON e.hadm_id = a.hadm_id
+        JOIN sel_labs l ON l.hadm_id = a.hadm_id
+        ORDER BY a.subject_id, a.hadm_id
+    """
+
+
+def exclusions_select_sql() -> str:
+    """Dropped admissions in the exclusions-table layout, sorted by (subject_id, hadm_id)."""
+    return """
+        SELECT 'admission' AS level, CAST(hadm_id AS VARCHAR) AS id, subject_id, hadm_id,
+               reason, stage
+        FROM adm_status WHERE reason IS NOT NULL
+        ORDER BY subject_id, hadm_id
+    """
+
+
+def attrition_counts(con) -> list[tuple[str, int]]:
+    """Admissions remaining after each criterion of :data:`CRITERIA` (cumulative)."""
+    total = con.execute("SELECT count(*) FROM adm_status").fetchall()[0][0]
+    dropped = dict(
+        con.execute(
+            "SELECT stage, count(*) FROM adm_status WHERE reason IS NOT NULL GROUP BY stage"
+        ).fetchall()
+    )
+    remaining = total - dropped.get("admissions", 0)
+    rows = [(CRITERIA[0][0], int(total))]
+    for criterion, stage in CRITERIA[1:-1]:
+        remaining -= dropped.get(stage, 0)
+        rows.append((criterion, int(remaining)))
+    rows.append((CRITERIA[-1][0], int(remaining)))
+    return rows

@@ -1,0 +1,279 @@
+"""Symile-MIMIC splits -> model-ready tensors, format ``gated-symile-tensors/1`` (data.md §7).
+
+Per split folder: ``ecg.npy`` float32 (n, 1, 5000, 12), ``labs.npy`` float32 (n, 100),
+``cxr.npy`` uint8 (n, size, size) (expanded to normalised RGB at load time, see
+:mod:`gated_symile.imaging`), ``index.parquet`` and, for val/test, ``candidates.npy``.
+
+Decoding dominates the cost (≈ 11 000 ECGs and radiographs), so rows are decoded by a pool of
+worker processes, each writing its rows straight into the preallocated ``.npy`` memory maps:
+memory stays flat and the arrays never travel through pipes.  Every row's content depends only on
+the row (the training crop uses its own ``default_rng([seed, row])``), so the output is
+byte-identical whatever the number of workers or their scheduling.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gated_symile.errors import RecordError
+from gated_symile.mimic.lab_percentiles import mask_column, percentile_column
+from gated_symile.mimic.parallel import ordered_map
+from gated_symile.mimic.splits import SPLIT_NAMES, file_sha256
+from gated_symile.records.mimic_tables import CHEXPERT_LABELS
+
+__all__ = [
+    "ECG_SHAPE",
+    "TensorConfig",
+    "build_tensors",
+    "normalize_ecg",
+    "read_cxr_gray",
+]
+
+ECG_SHAPE = (5000, 12)
+MAX_CHUNK_ROWS = 32
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    """``seed`` seeds the training random crop (drawn once per image, per row)."""
+
+    cxr_size: int = 320
+    seed: int = 0
+    workers: int = 1
+    eval_batch: int = 128
+
+
+def normalize_ecg(signal: np.ndarray) -> np.ndarray:
+    """(5000, 12) float64 -> float32 (1, 5000, 12): ``2 (p - min) / (max - min) - 1``.
+
+    One global min and max over all leads (the reference recipe); a constant record maps to zeros
+    instead of dividing by zero.
+    """
+    low, high = float(signal.min()), float(signal.max())
+    if high == low:
+        return np.zeros((1, *signal.shape), dtype=np.float32)
+    scaled = 2.0 * (signal - low) / (high - low) - 1.0
+    return scaled.astype(np.float32)[None]
+
+
+def read_cxr_gray(path: Path) -> np.ndarray:
+    """uint8 (H, W) radiograph from the JPG release (``.jpg``) or the DICOM release (``.dcm``,
+    converted exactly as MIMIC-CXR-JPG was, so both releases give the same pixels up to JPEG loss).
+    """
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        from gated_symile.records.jpg_cxr import read_jpg_gray
+
+        return read_jpg_gray(path)
+    if suffix == ".dcm":
+        from gated_symile.records.dicom_cxr import mimic_jpg_pixels
+
+        return mimic_jpg_pixels(path)
+    raise RecordError(path, f"unknown radiograph file type {suffix!r}: expected .jpg or .dcm")
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Rows ``start:start+len(ecg_paths)`` of one split, decoded by one worker call."""
+
+    split_dir: str
+    start: int
+    ecg_paths: tuple[str, ...]
+    cxr_paths: tuple[str, ...]
+    cxr_size: int
+    crop_seed: int | None  # None -> centre crop
+
+
+def _decode_chunk(chunk: _Chunk) -> tuple[str, str] | None:
+    """Worker: decode the chunk's rows into the split's memory maps; (path, problem) on error.
+
+    Errors travel back as plain strings because exception classes with extra constructor arguments
+    do not survive pickling between processes.
+    """
+    from gated_symile.imaging import prepare_cxr
+    from gated_symile.records.wfdb_ecg import read_wfdb_ecg
+
+    folder = Path(chunk.split_dir)
+    ecg_out = np.load(folder / "ecg.npy", mmap_mode="r+")
+    cxr_out = np.load(folder / "cxr.npy", mmap_mode="r+")
+    for offset, (ecg_path, cxr_path) in enumerate(zip(chunk.ecg_paths, chunk.cxr_paths)):
+        row = chunk.start + offset
+        current = ecg_path
+        try:
+            signal = read_wfdb_ecg(ecg_path).signal
+            if signal.shape != ECG_SHAPE:
+                return ecg_path, f"ECG signal has shape {signal.shape}, expected {ECG_SHAPE}"
+            if not np.isfinite(signal).all():
+                return (
+                    ecg_path,
+                    "ECG has missing (NaN) samples; the cohort QC should have excluded it",
+                )
+            ecg_out[row] = normalize_ecg(signal)
+            current = cxr_path
+            rng = None if chunk.crop_seed is None else np.random.default_rng([chunk.crop_seed, row])
+            cxr_out[row] = prepare_cxr(read_cxr_gray(Path(cxr_path)), chunk.cxr_size, rng)
+        except RecordError as exc:
+            return exc.path, exc.problem
+        except Exception as exc:  # noqa: BLE001 - any decoder failure must name the file
+            return current, f"cannot decode: {type(exc).__name__}: {exc}"
+    ecg_out.flush()
+    cxr_out.flush()
+    return None
+
+
+def _chunks(
+    frame: pd.DataFrame,
+    split_dir: Path,
+    ecg_root: Path,
+    cxr_root: Path,
+    config: TensorConfig,
+    *,
+    train: bool,
+) -> list[_Chunk]:
+    """Row chunks of one split; training rows carry the crop seed (random crop), others centre."""
+    ecg_paths = [str(ecg_root / p) for p in frame["ecg_path"]]
+    cxr_paths = [str(cxr_root / p) for p in frame["cxr_path"]]
+    # small enough that every worker gets several chunks (load balance), large enough to amortise
+    # the per-chunk memory-map opening; the size never changes the output
+    rows = max(1, min(MAX_CHUNK_ROWS, len(frame) // (4 * max(1, config.workers))))
+    return [
+        _Chunk(
+            split_dir=str(split_dir),
+            start=start,
+            ecg_paths=tuple(ecg_paths[start : start + rows]),
+            cxr_paths=tuple(cxr_paths[start : start + rows]),
+            cxr_size=config.cxr_size,
+            crop_seed=config.seed if train else None,
+        )
+        for start in range(0, len(frame), rows)
+    ]
+
+
+def _run_chunks(chunks: list[_Chunk], workers: int) -> None:
+    """Decode all chunks with ``workers`` processes; the first failing record (row order) raises."""
+    for failure in ordered_map(_decode_chunk, chunks, workers=workers):
+        if failure is not None:
+            raise RecordError(*failure)
+
+
+def _allocate(path: Path, dtype: type, shape: tuple[int, ...]) -> None:
+    """Create a zero-filled ``.npy`` of the final shape that the workers fill in place."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    array.flush()
+    del array
+
+
+def _read_split(path: Path, itemids: list[str]) -> pd.DataFrame:
+    frame = pd.read_parquet(path)
+    needed = ["subject_id", "hadm_id", "ecg_path", "cxr_path"]
+    needed += [percentile_column(i) for i in itemids] + [mask_column(i) for i in itemids]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise RecordError(path, f"split table lacks columns {missing[:5]}")
+    if frame.empty:
+        raise RecordError(path, "split table has no rows")
+    return frame
+
+
+def _check_candidates(path: Path, n_rows: int) -> int:
+    """Validate a candidate matrix against its split; returns the candidates per query."""
+    candidates = np.load(path)
+    if candidates.ndim != 2 or candidates.shape[0] != n_rows:
+        raise RecordError(path, f"shape {candidates.shape} does not fit a split of {n_rows} rows")
+    if candidates.min() < 0 or candidates.max() >= n_rows:
+        raise RecordError(path, f"candidate indices outside the {n_rows} rows of the split")
+    return int(candidates.shape[1])
+
+
+def _labs_matrix(frame: pd.DataFrame, itemids: list[str]) -> np.ndarray:
+    columns = [percentile_column(i) for i in itemids] + [mask_column(i) for i in itemids]
+    return frame[columns].to_numpy(dtype=np.float32)
+
+
+def _index_table(frame: pd.DataFrame) -> pd.DataFrame:
+    labels = [c for c in CHEXPERT_LABELS if c in frame.columns]
+    index = pd.DataFrame(
+        {
+            "sample_id": frame["hadm_id"].to_numpy(dtype=np.int64),
+            "subject_id": frame["subject_id"].to_numpy(dtype=np.int64),
+        }
+    )
+    for label in labels:
+        index[label] = frame[label].to_numpy(dtype=np.float64)
+    return index
+
+
+def build_tensors(
+    splits_dir: str | Path,
+    ecg_root: str | Path,
+    cxr_root: str | Path,
+    out_dir: str | Path,
+    config: TensorConfig,
+) -> dict:
+    """Run the tensors stage; returns the ``metadata.json`` dictionary it writes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    splits_dir, ecg_root, cxr_root, out_dir = map(Path, (splits_dir, ecg_root, cxr_root, out_dir))
+    split_meta_path = splits_dir / "metadata.json"
+    if not split_meta_path.exists():
+        raise RecordError(split_meta_path, "missing: not an output folder of the splits stage")
+    split_meta = json.loads(split_meta_path.read_text())
+    itemids = [str(i) for i in split_meta["lab_itemids"]]
+    sources = {"metadata.json": file_sha256(split_meta_path)}
+    sizes: dict[str, int] = {}
+    candidate_n: dict[str, int] = {}
+    chunks: list[_Chunk] = []
+    for name in SPLIT_NAMES:
+        table_path = splits_dir / f"{name}.parquet"
+        frame = _read_split(table_path, itemids)
+        sources[table_path.name] = file_sha256(table_path)
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        n = sizes[name] = len(frame)
+        _allocate(folder / "ecg.npy", np.float32, (n, 1, *ECG_SHAPE))
+        _allocate(folder / "cxr.npy", np.uint8, (n, config.cxr_size, config.cxr_size))
+        chunks += _chunks(frame, folder, ecg_root, cxr_root, config, train=name == "train")
+        np.save(folder / "labs.npy", _labs_matrix(frame, itemids))
+        index = pa.Table.from_pandas(_index_table(frame), preserve_index=False)
+        pq.write_table(index, folder / "index.parquet")
+        if name != "train":
+            candidates_path = splits_dir / f"candidates_{name}.npy"
+            sources[candidates_path.name] = file_sha256(candidates_path)
+            candidate_n[name] = _check_candidates(candidates_path, n)
+            shutil.copyfile(candidates_path, folder / "candidates.npy")
+    # one pool for all splits: the decoding is the whole cost
+    _run_chunks(chunks, config.workers)
+
+    metadata = {
+        "format": "gated-symile-tensors/1",
+        "dataset": "mimic",
+        "modalities": ["ecg", "labs", "cxr"],
+        "target": "cxr",
+        "protocol": "candidates",
+        "eval_batch": config.eval_batch,
+        "splits": sizes,
+        "candidate_n": candidate_n,
+        "inputs": {
+            "cxr": {
+                "kind": "image_uint8",
+                "shape": [config.cxr_size, config.cxr_size],
+                "normalize": "imagenet",
+            },
+            "ecg": {"kind": "float32", "shape": [1, *ECG_SHAPE]},
+            "labs": {"kind": "float32", "shape": [2 * len(itemids)]},
+        },
+        "cxr_size": config.cxr_size,
+        "lab_itemids": itemids,
+        "seeds": {"split": split_meta["seed"], "cxr_crop": config.seed},
+        "sources": sources,
+        "cohort_sha256": split_meta["cohort"]["sha256"],
+    }
+    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return metadata

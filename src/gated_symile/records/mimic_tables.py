@@ -1,0 +1,238 @@
+"""DuckDB readers of the MIMIC csv(.gz) tables (data.md §1-§3).
+
+Why DuckDB views over ``read_csv`` rather than pandas: ``labevents`` of the full database is ~120
+million rows; DuckDB streams the gzip file through the cohort query, so memory stays bounded by
+the number of admissions, not by the number of lab rows.
+
+How the tables are read (the same for every table):
+
+- the header line is read first; required columns are looked up **by name** (extra columns are
+  tolerated and read as text), a missing file or column raises :class:`RecordError` naming the file;
+- every column gets an explicit type (no sniffing), empty fields are NULL, timestamps are
+  ``YYYY-MM-DD HH:MM:SS``; quoted multi-line fields (``labevents.comments``) are parsed as CSV;
+- ``file_row`` (1-based row number in the file, from ``WITH ORDINALITY``) is kept where a rule
+  breaks ties by file order.  DuckDB numbers the rows in a single ordered pass before any filter,
+  which was checked against a row-index column under 1, 2 and 8 threads
+  (``tests/test_mimic_tables.py`` repeats the check).
+
+DuckDB evaluates views lazily, so a type error deep inside a file surfaces when a query runs:
+:func:`reading` wraps such a query and turns the DuckDB error into a ``RecordError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gated_symile.errors import RecordError
+from gated_symile.records.errors import MissingRecord
+
+__all__ = [
+    "ADMISSIONS",
+    "CXR_CHEXPERT",
+    "CXR_METADATA",
+    "CXR_RECORD_LIST",
+    "CHEXPERT_LABELS",
+    "ECG_RECORD_LIST",
+    "LABEVENTS",
+    "PATIENTS",
+    "TableSpec",
+    "csv_select_sql",
+    "load_table",
+    "read_header",
+    "reading",
+    "register_table",
+    "sql_name",
+    "sql_string",
+]
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+DATE_FORMAT = "%Y-%m-%d"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the cohort needs from one CSV table: column name -> DuckDB type.
+
+    ``required`` columns must be in the header; ``optional`` ones become typed NULLs when absent
+    (the column still exists in the view, so the SQL does not change with the release).
+    """
+
+    filename: str
+    required: dict[str, str]
+    optional: dict[str, str] = field(default_factory=dict)
+
+
+PATIENTS = TableSpec(
+    "patients.csv.gz",
+    {
+        "subject_id": "BIGINT",
+        "gender": "VARCHAR",
+        "anchor_age": "INTEGER",
+        "anchor_year": "INTEGER",
+        "dod": "DATE",
+    },
+    {"anchor_year_group": "VARCHAR"},
+)
+ADMISSIONS = TableSpec(
+    "admissions.csv.gz",
+    {"subject_id": "BIGINT", "hadm_id": "BIGINT", "admittime": "TIMESTAMP"},
+    {
+        "dischtime": "TIMESTAMP",
+        "deathtime": "TIMESTAMP",
+        "admission_type": "VARCHAR",
+        "admission_location": "VARCHAR",
+        "discharge_location": "VARCHAR",
+        "race": "VARCHAR",
+        "hospital_expire_flag": "INTEGER",
+    },
+)
+LABEVENTS = TableSpec(
+    "labevents.csv.gz",
+    {"subject_id": "BIGINT", "itemid": "INTEGER", "charttime": "TIMESTAMP", "valuenum": "DOUBLE"},
+    {"hadm_id": "BIGINT", "value": "VARCHAR"},
+)
+ECG_RECORD_LIST = TableSpec(
+    "record_list.csv",
+    {"subject_id": "BIGINT", "study_id": "BIGINT", "ecg_time": "TIMESTAMP", "path": "VARCHAR"},
+    {"file_name": "VARCHAR"},
+)
+CXR_METADATA = TableSpec(
+    "mimic-cxr-2.0.0-metadata.csv.gz",
+    # StudyDate/StudyTime stay text: the rule takes the integer part of StudyTime digit by digit,
+    # which a float round trip could change.
+    {
+        "dicom_id": "VARCHAR",
+        "subject_id": "BIGINT",
+        "study_id": "BIGINT",
+        "ViewPosition": "VARCHAR",
+        "StudyDate": "VARCHAR",
+        "StudyTime": "VARCHAR",
+    },
+    {"ViewCodeSequence_CodeMeaning": "VARCHAR"},
+)
+CXR_RECORD_LIST = TableSpec(
+    "cxr-record-list.csv.gz",
+    {"subject_id": "BIGINT", "study_id": "BIGINT", "dicom_id": "VARCHAR"},
+    {"path": "VARCHAR"},
+)
+CHEXPERT_LABELS: tuple[str, ...] = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
+)
+"""The 14 CheXpert label columns, in file order."""
+CXR_CHEXPERT = TableSpec(
+    "mimic-cxr-2.0.0-chexpert.csv.gz",
+    {
+        "subject_id": "BIGINT",
+        "study_id": "BIGINT",
+        **{label: "DOUBLE" for label in CHEXPERT_LABELS},
+    },
+)
+
+
+def sql_string(text: str | Path) -> str:
+    """``text`` as a single-quoted SQL literal."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def sql_name(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (CheXpert labels contain spaces)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def read_header(path: str | Path) -> list[str]:
+    """Column names of a CSV or CSV.gz file; raises ``RecordError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingRecord(path, "file not found")
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            first = handle.readline()
+    except (OSError, EOFError) as exc:
+        raise RecordError(path, f"cannot read: {exc}") from exc
+    if not first.strip():
+        raise RecordError(path, "empty file (no header row)")
+    text = first.decode("utf-8-sig", errors="replace")
+    return next(csv.reader(io.StringIO(text)))
+
+
+def csv_select_sql(path: str | Path, spec: TableSpec, *, file_row: bool = False) -> str:
+    """``SELECT`` over ``read_csv`` giving exactly the spec's columns (by name, typed).
+
+    With ``file_row`` the 1-based row number in the file is added as ``file_row`` (tie-breaker).
+    """
+    path = Path(path)
+    header = read_header(path)
+    missing = [name for name in spec.required if name not in header]
+    if missing:
+        raise RecordError(
+            path, f"missing required column(s) {', '.join(missing)} (header: {', '.join(header)})"
+        )
+    wanted = {**spec.optional, **spec.required}
+    types = {name: wanted.get(name, "VARCHAR") for name in dict.fromkeys(header)}
+    columns = ", ".join(f"{sql_string(name)}: {sql_string(kind)}" for name, kind in types.items())
+    select = [
+        sql_name(name) if name in header else f"CAST(NULL AS {kind}) AS {sql_name(name)}"
+        for name, kind in {**spec.required, **spec.optional}.items()
+    ]
+    if file_row:
+        select.append("ordinality AS file_row")
+    source = (
+        f"read_csv({sql_string(path)}, header = true, auto_detect = false, delim = ',', "
+        f"quote = '\"', escape = '\"', nullstr = '', columns = {{{columns}}}, "
+        f"timestampformat = {sql_string(TIMESTAMP_FORMAT)}, dateformat = {sql_string(DATE_FORMAT)})"
+    )
+    ordinality = " WITH ORDINALITY" if file_row else ""
+    return f"SELECT {', '.join(select)} FROM {source}{ordinality}"
+
+
+def register_table(
+    con, view: str, path: str | Path, spec: TableSpec, *, file_row: bool = False
+) -> Path:
+    """Create the DuckDB view ``view`` over the CSV file; returns the resolved path."""
+    path = Path(path)
+    con.execute(f"CREATE OR REPLACE VIEW {view} AS {csv_select_sql(path, spec, file_row=file_row)}")
+    return path
+
+
+def load_table(
+    con, name: str, path: str | Path, spec: TableSpec, *, file_row: bool = False
+) -> Path:
+    """Materialise a (small) table ``name`` from the CSV file now, so parse errors name the file."""
+    path = Path(path)
+    with reading(path):
+        con.execute(
+            f"CREATE OR REPLACE TABLE {name} AS {csv_select_sql(path, spec, file_row=file_row)}"
+        )
+    return path
+
+
+@contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn a DuckDB error raised while a query scans ``path`` into a ``RecordError``."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecordError(path, f"cannot parse as a MIMIC table: {first_line}") from exc

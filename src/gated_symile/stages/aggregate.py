@@ -1,0 +1,76 @@
+"""aggregate: summary tables and figures over every run's metrics.json.
+
+Reads ``RUNS/{dataset}/{method}/p{p}/seed{seed}/metrics.json`` (and ``.../fold{k}/seed{seed}/``)
+and writes into OUT: ``summary.csv`` (dataset, method, p, top1_mean, top1_se, n_runs),
+``summary.md``, ``top1_by_p.csv``, ``gate_diagnostics.csv``, ``excluded_runs.csv`` and
+``figures/`` (PNG + SVG): top-1 vs p, gate weights by corruption type, top-1 vs contrastive scale
+(when runs at several pool or batch sizes exist), cohort attrition (with ``--attrition``).
+``figures/notes.txt`` says which figures were skipped and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+FIGURES: tuple[str, ...] = ("top1_vs_p", "gate_weights", "top1_vs_pool", "top1_vs_batch", "attrition")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=Path, required=True, help="runs root: {dataset}/{method}/p{p}/seed{seed}/")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the tables and figures/")
+    parser.add_argument("--attrition", type=Path, default=None, help="cohort attrition.csv (optional)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = aggregate(args.runs, args.out, attrition=args.attrition)
+    print(f"{result['n_runs']} runs in {result['n_cells']} cells ({result['n_excluded']} excluded) -> {args.out}")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> dict[str, Any]:
+    """Write every table and figure; returns counts and the skip notes."""
+    from gated_symile import aggregation as agg
+    from gated_symile import figures
+    from gated_symile.errors import GatedSymileError
+
+    runs, excluded = agg.discover_runs(runs_root)
+    if not runs:
+        raise GatedSymileError(f"{runs_root}: no usable metrics.json under {{dataset}}/{{method}}/p{{p}}/seed{{seed}}/")
+    out = Path(out)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for stem in FIGURES:  # a figure skipped this time must not survive from an earlier run
+        for suffix in (".png", ".svg"):
+            (fig_dir / f"{stem}{suffix}").unlink(missing_ok=True)
+
+    summary = agg.summary_rows(runs)
+    agg.write_csv(out / "summary.csv", agg.SUMMARY_COLUMNS, summary)
+    (out / "summary.md").write_text("# Top-1 accuracy (mean ± SE)\n\n" + agg.markdown_table(summary))
+    columns, wide = agg.wide_rows(summary)
+    agg.write_csv(out / "top1_by_p.csv", columns, wide)
+    gates = agg.gate_rows(runs)
+    agg.write_csv(out / "gate_diagnostics.csv", agg.GATE_COLUMNS, gates)
+    agg.write_csv(out / "excluded_runs.csv", ("path", "reason"),
+                  ({"path": p, "reason": r} for p, r in excluded))
+
+    notes = []
+    figures.top1_vs_p(summary, fig_dir / "top1_vs_p")
+    if gates:
+        figures.gate_weights(gates, fig_dir / "gate_weights")
+    else:
+        notes.append("gate_weights skipped: no run has gate diagnostics")
+    points = agg.scale_points(runs)
+    for scale in ("pool", "batch"):
+        if figures.top1_vs_scale(points, scale, fig_dir / f"top1_vs_{scale}") is None:
+            notes.append(f"top1_vs_{scale} skipped: no method was run at two or more {scale} sizes")
+    if attrition is not None:
+        figures.attrition(attrition, fig_dir / "attrition")
+    else:
+        notes.append("attrition skipped: no --attrition CSV given")
+    (fig_dir / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
+    return {"n_runs": len(runs), "n_cells": len(summary), "n_excluded": len(excluded), "notes": notes}

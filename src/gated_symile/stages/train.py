@@ -1,0 +1,151 @@
+"""Train one model (CLIP, Symile or Gated Symile) on a tensor dataset, with checkpoint/resume.
+
+``--run-config`` is the resolved run config (``gated_symile.config.resolve_run_config``) as a YAML
+or JSON file, or inline JSON (the Snakemake rule passes it inline). Writes RUN_DIR/checkpoints/
+{last,best}.pt, resolved_config.yaml, history.jsonl, train_summary.json and, when tracked,
+mlflow_run_id.txt. ``--resume`` continues a killed run from last.pt with identical results on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from gated_symile.errors import ConfigError
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensors", type=Path, required=True, help="tensor dataset folder")
+    parser.add_argument(
+        "--run-config",
+        required=True,
+        metavar="CFG",
+        help="resolved run config: YAML/JSON file or inline JSON",
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
+    parser.add_argument(
+        "--misalignment",
+        type=Path,
+        help="misalignment folder (misalign stage) applied when loading",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt if present"
+    )
+    parser.add_argument(
+        "--tracking-uri", help="MLflow store (overrides tracking.uri; 'none' disables)"
+    )
+    parser.add_argument("--experiment", help="MLflow experiment (overrides tracking.experiment)")
+    parser.add_argument("--parent-run-id-file", type=Path, help="file holding the parent run id")
+    parser.add_argument(
+        "--tag", action="append", default=[], metavar="KEY=VALUE", help="extra MLflow tag"
+    )
+    parser.add_argument("--max-epochs", type=int, help="stop after this many epochs in total (cap)")
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "always", "never"],
+        help="progress bar (overrides train.progress)",
+    )
+    parser.set_defaults(func=run)
+
+
+def load_run_config_arg(value: str) -> Any:
+    """RunConfig from inline JSON (starts with '{') or a YAML/JSON file path."""
+    from gated_symile.config import RunConfig
+
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--run-config: inline JSON is invalid ({exc})") from None
+    else:
+        import yaml
+
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"{path}: run config file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return RunConfig.from_dict(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gated_symile.datasets import load_tensor_dataset
+    from gated_symile.tracking import TrainingRun, parse_tags
+    from gated_symile.training.loop import fit, show_progress
+
+    run_cfg = load_run_config_arg(args.run_config)
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise ConfigError(f"--max-epochs: must be >= 1, got {args.max_epochs}")
+    uri = args.tracking_uri if args.tracking_uri is not None else run_cfg.tracking.uri
+    if uri is not None and uri.lower() in ("", "none", "off"):
+        uri = None
+    experiment = args.experiment or run_cfg.tracking.experiment
+    dataset = load_tensor_dataset(args.tensors, misalignment=args.misalignment)
+    out: Path = args.out
+    if not args.resume:
+        _clear_previous(out)
+
+    tracker = None
+    if uri is not None:
+        parent = None
+        if args.parent_run_id_file is not None:
+            if not args.parent_run_id_file.is_file():
+                raise ConfigError(f"{args.parent_run_id_file}: parent run id file not found")
+            parent = args.parent_run_id_file.read_text().strip() or None
+        tracker = TrainingRun(
+            uri,
+            experiment,
+            out,
+            run_cfg,
+            args.tensors,
+            parent_run_id=parent,
+            tags=parse_tags(args.tag),
+            misalignment_dir=args.misalignment,
+        )
+    progress = None if args.progress is None else show_progress(args.progress)
+    try:
+        summary = fit(
+            dataset,
+            run_cfg,
+            out,
+            resume=args.resume,
+            max_epochs=args.max_epochs,
+            logger=tracker,
+            progress=progress,
+        )
+    except BaseException:
+        if tracker is not None:
+            tracker.client.set_terminated(tracker.run_id, status="FAILED")
+        raise
+    summary["misalignment"] = None if args.misalignment is None else str(args.misalignment)
+    if tracker is not None:
+        summary["mlflow_run_id"] = tracker.run_id
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if tracker is not None:
+        artifacts = [
+            out / "resolved_config.yaml",
+            out / "history.jsonl",
+            out / "train_summary.json",
+        ]
+        if run_cfg.tracking.log_checkpoint:
+            artifacts.append(out / "checkpoints" / "best.pt")
+        tracker.finish(artifacts, summary)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def _clear_previous(out: Path) -> None:
+    """A fresh (non-resumed) run must not inherit a previous run's checkpoints or MLflow run."""
+    for rel in (
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "history.jsonl",
+        "train_summary.json",
+        "mlflow_run_id.txt",
+    ):
+        (out / rel).unlink(missing_ok=True)

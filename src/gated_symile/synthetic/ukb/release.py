@@ -1,0 +1,233 @@
+"""Orchestration: draw participants chunk by chunk and write the UK-Biobank-style release.
+
+Layout under ``out`` (data.md section 9.2)::
+
+    ukb_main.csv              eid + <field>-<instance>.<array> columns (or the R / RAP spelling)
+    olink_data.txt            eid, ins_index, protein_id, result (long, tab-separated)
+    coding143.tsv             coding, meaning ("ABBR;Full protein name")
+    hesin.txt, hesin_diag.txt hospital episodes and their ICD-9/ICD-10 diagnoses (tab-separated)
+    ecg/<eid>_20205_2_0.xml   GE CardioSoft resting ECGs of a subset
+
+Participants are processed in fixed chunks of ``CHUNK`` rows, each with its own random stream, so
+memory stays bounded and the bytes depend only on the config (never on ``workers``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from gated_symile.mimic.parallel import ordered_map
+from gated_symile.synthetic.ukb import model
+from gated_symile.synthetic.ukb.catalogue import (
+    BIOCHEMISTRY_FIELDS,
+    FIELD_ASSESSMENT_DATE,
+    FIELD_SEX,
+    FIELD_YEAR_OF_BIRTH,
+    NMR_FIELDS,
+    OLINK_PROTEIN_CODES,
+    protein_meaning,
+)
+from gated_symile.synthetic.ukb.config import UkbSynthConfig
+from gated_symile.synthetic.ukb.ecg_xml import ecg_file_name, write_cardiosoft_ecg
+from gated_symile.synthetic.ukb.hes import hes_tables
+
+CHUNK = 8192
+FILES = ("ukb_main.csv", "olink_data.txt", "coding143.tsv", "hesin.txt", "hesin_diag.txt")
+_BASELINE_FIRST = int(np.datetime64("2006-03-13", "D").astype(np.int64))
+_BASELINE_LAST = int(np.datetime64("2010-10-01", "D").astype(np.int64))
+_REPEAT_FIRST = int(np.datetime64("2012-08-01", "D").astype(np.int64))
+_REPEAT_LAST = int(np.datetime64("2013-06-30", "D").astype(np.int64))
+
+
+def column_name(field: int, instance: int, array: int, style: str) -> str:
+    """Spell one main-dataset column the way an exporter does (data.md 9.2)."""
+    if style == "r":
+        return f"f.{field}.{instance}.{array}"
+    if style == "rap":
+        return f"p{field}" if field in (FIELD_SEX, FIELD_YEAR_OF_BIRTH) else f"p{field}_i{instance}"
+    return f"{field}-{instance}.{array}"
+
+
+def generate_ukb(out: Path, cfg: UkbSynthConfig) -> dict:
+    """Write the release under ``out`` (its generated files are replaced); return a summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        (out / name).unlink(missing_ok=True)
+    if (out / "ecg").exists():
+        shutil.rmtree(out / "ecg")
+    params = model.draw_params(cfg)
+    eid_rng = np.random.default_rng([cfg.seed, model.EID_STREAM])
+    all_eids = 1_000_000 + eid_rng.choice(
+        5_000_000, cfg.participants + cfg.olink_orphans, replace=False
+    )
+    eids = np.sort(all_eids[: cfg.participants]).astype(np.int64)
+    orphans = np.sort(all_eids[cfg.participants :]).astype(np.int64)
+
+    counts: dict[str, int] = {}
+    ecg_jobs: list[tuple] = []
+    handles = {name: (out / name).open("wb") for name in FILES if name != "coding143.tsv"}
+    try:
+        for index, start in enumerate(range(0, cfg.participants, CHUNK)):
+            chunk = _chunk(cfg, params, eids[start : start + CHUNK], index, out, ecg_jobs)
+            counts.update({k: counts.get(k, 0) + v for k, v in _chunk_counts(chunk).items()})
+            if index == (cfg.participants - 1) // CHUNK and orphans.size:
+                rng = np.random.default_rng([cfg.seed, model.ORPHAN_STREAM])
+                lat = model.draw_latents(rng, orphans.size, cfg)
+                values = model.olink_values(rng, params, lat, cfg.signal_strength)
+                chunk["olink_data.txt"] = pl.concat(
+                    [chunk["olink_data.txt"], _olink_long(orphans, params.protein_ids, values, 0)]
+                )
+            for name, frame in chunk.items():
+                sep = "," if name.endswith(".csv") else "\t"
+                frame.write_csv(
+                    handles[name], separator=sep, include_header=index == 0, null_value=""
+                )
+                counts[name] = counts.get(name, 0) + frame.height
+    finally:
+        for handle in handles.values():
+            handle.close()
+    coding = pl.DataFrame(
+        {
+            "coding": np.arange(1, OLINK_PROTEIN_CODES + 1),
+            "meaning": [protein_meaning(i) for i in range(1, OLINK_PROTEIN_CODES + 1)],
+        }
+    )
+    coding.write_csv(out / "coding143.tsv", separator="\t")
+    paths = ordered_map(write_cardiosoft_ecg, ecg_jobs, workers=cfg.workers)
+    return {
+        "out": str(out),
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "rows": {name: counts.get(name, 0) for name in FILES if name != "coding143.tsv"},
+        "participants": {k: v for k, v in counts.items() if k not in FILES},
+        "ecg_files": len(paths),
+        "proteins": int(params.protein_ids.size),
+    }
+
+
+def _chunk_counts(chunk: dict[str, pl.DataFrame]) -> dict[str, int]:
+    """Participants per modality in one chunk (for the summary)."""
+    olink0 = chunk["olink_data.txt"].filter(pl.col("ins_index") == 0)
+    return {
+        "with_olink_rows": olink0["eid"].n_unique(),
+        "with_hes_episodes": chunk["hesin.txt"]["eid"].n_unique(),
+    }
+
+
+def _chunk(
+    cfg: UkbSynthConfig,
+    params: model.Params,
+    eids: np.ndarray,
+    index: int,
+    out: Path,
+    ecg_jobs: list[tuple],
+) -> dict[str, pl.DataFrame]:
+    """All rows of one chunk of participants; appends its ECG jobs to ``ecg_jobs``."""
+    rng = np.random.default_rng([cfg.seed, model.CHUNK_STREAM, index])
+    m, s = eids.size, cfg.signal_strength
+    lat = model.draw_latents(rng, m, cfg)
+    sex = rng.integers(0, 2, m)
+    year_of_birth = rng.integers(1937, 1971, m)
+    baseline = rng.integers(_BASELINE_FIRST, _BASELINE_LAST + 1, m)
+    repeat_day = rng.integers(_REPEAT_FIRST, _REPEAT_LAST + 1, m)
+    u = rng.random((m, 9))
+    empty = u[:, 0] < cfg.empty_frac
+    no_baseline = ~empty & (u[:, 1] < cfg.no_baseline_frac)
+    has_nmr = ~empty & (u[:, 2] < cfg.nmr_frac)
+    has_olink = ~empty & (u[:, 3] < cfg.olink_frac)
+    has_hes = ~empty & (u[:, 4] < cfg.hes_frac)
+    repeat = ~empty & ~no_baseline & (u[:, 5] < cfg.repeat_frac)
+    has_ecg = ~empty & (u[:, 6] < cfg.ecg_frac)
+    olink_imaging = ~empty & (u[:, 7] < cfg.olink_imaging_frac)
+    olink_all_nan = has_olink & (u[:, 8] < cfg.olink_all_nan_frac)
+
+    nmr0 = _mask(rng, model.nmr_values(rng, params, lat, s), has_nmr, cfg.value_missing_frac)
+    nmr1 = _mask(
+        rng, model.nmr_values(rng, params, lat, s), repeat & has_nmr, cfg.value_missing_frac
+    )
+    bio0 = _mask(
+        rng, model.biochemistry_values(rng, params, lat, s), ~empty, cfg.value_missing_frac
+    )
+    bio1 = _mask(
+        rng, model.biochemistry_values(rng, params, lat, s), repeat, cfg.value_missing_frac
+    )
+    codes = model.code_sets(rng, params, lat, s) & has_hes[:, None]
+    no_codes = has_hes & ~codes.any(axis=1)
+    codes[np.flatnonzero(no_codes), rng.integers(0, 40, m)[no_codes]] = True
+    olink0 = model.olink_values(rng, params, lat, s)
+    olink0[olink_all_nan] = np.nan
+    olink2 = model.olink_values(rng, params, lat, s)
+    hesin, diag = hes_tables(rng, eids, codes, baseline, cfg.hes_date_format)
+
+    style = cfg.main_style
+    columns: dict[str, object] = {
+        "eid": eids,
+        column_name(FIELD_SEX, 0, 0, style): pl.Series(sex).set(pl.Series(empty), None),
+        column_name(FIELD_YEAR_OF_BIRTH, 0, 0, style): year_of_birth,
+        column_name(FIELD_ASSESSMENT_DATE, 0, 0, style): _iso(baseline, empty | no_baseline),
+        column_name(FIELD_ASSESSMENT_DATE, 1, 0, style): _iso(repeat_day, ~repeat),
+    }
+    for j, field in enumerate(NMR_FIELDS):
+        columns[column_name(field, 0, 0, style)] = nmr0[:, j]
+        columns[column_name(field, 1, 0, style)] = nmr1[:, j]
+    for j, field in enumerate(BIOCHEMISTRY_FIELDS):
+        columns[column_name(field, 0, 0, style)] = bio0[:, j]
+        columns[column_name(field, 1, 0, style)] = bio1[:, j]
+    main = pl.DataFrame(columns).with_columns(pl.col(pl.Float64).fill_nan(None))
+
+    olink_rows = []
+    for instance, values, who in ((0, olink0, has_olink), (2, olink2, olink_imaging)):
+        keep = _mask(rng, values, who, cfg.value_missing_frac)[who]
+        olink_rows.append(_olink_long(eids[who], params.protein_ids, keep, instance))
+    olink = pl.concat(olink_rows).sort("eid", "ins_index", "protein_id")
+
+    ecg_dir = out / "ecg"
+    for i in np.flatnonzero(has_ecg):
+        ecg_jobs.append(
+            (str(ecg_dir / ecg_file_name(int(eids[i]))), cfg.seed, model.ECG_STREAM, int(eids[i]),
+             float(lat.z[i, 0]), int(lat.u[i, 0]))
+        )  # fmt: skip
+    return {
+        "ukb_main.csv": main,
+        "olink_data.txt": olink,
+        "hesin.txt": hesin,
+        "hesin_diag.txt": diag,
+    }
+
+
+def _mask(rng: np.random.Generator, values: np.ndarray, who: np.ndarray, frac: float) -> np.ndarray:
+    """NaN for participants outside ``who`` and for a ``frac`` share of single values."""
+    values = values.copy()
+    values[~who] = np.nan
+    values[rng.random(values.shape) < frac] = np.nan
+    return values
+
+
+def _iso(days: np.ndarray, blank: np.ndarray) -> pl.Series:
+    text = pl.Series(days.astype(np.int32)).cast(pl.Date).dt.strftime("%Y-%m-%d")
+    return text.set(pl.Series(blank), None)
+
+
+def _olink_long(
+    eids: np.ndarray, protein_ids: np.ndarray, values: np.ndarray, instance: int
+) -> pl.DataFrame:
+    """Long rows (eid, ins_index, protein_id, result); NaN values are left out (not measured).
+
+    A participant whose values are all NaN (failed assay) keeps its rows with an empty ``result``.
+    """
+    n, p = values.shape
+    frame = pl.DataFrame(
+        {
+            "eid": np.repeat(eids, p).astype(np.int64),
+            "ins_index": np.full(n * p, instance, dtype=np.int64),
+            "protein_id": np.tile(protein_ids, n),
+            "result": values.reshape(-1),
+        }
+    )
+    all_nan = np.repeat(np.isnan(values).all(axis=1), p)
+    keep = ~np.isnan(values.reshape(-1)) | all_nan
+    return frame.filter(pl.Series(keep)).with_columns(pl.col("result").fill_nan(None))

@@ -1,0 +1,77 @@
+"""Constants and writers of the tensor dataset format (docs/tensor-format.md), numpy + pyarrow only.
+
+Every producer (``synth xnor``, ``synth xor``, the ``tensors`` stage) writes through these functions
+so that the files are laid out one way and are byte-identical for the same inputs: ``np.save``
+without pickles, parquet without a pandas index and with fixed compression, JSON with sorted keys.
+The reader is ``gated_symile.datasets``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gated_symile.errors import GatedSymileError
+
+FORMAT = "gated-symile-tensors/1"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+PROTOCOLS: tuple[str, ...] = ("candidates", "bank", "inbatch")
+KINDS: tuple[str, ...] = ("float32", "image_uint8")
+METADATA_FILE = "metadata.json"
+INDEX_FILE = "index.parquet"
+
+
+def prepare_output_dir(out: Path) -> None:
+    """Create ``out`` empty; an earlier dataset there is replaced, any other content is refused.
+
+    Stale files (say a ``<m>_present.npy`` of an earlier run) would silently change the dataset,
+    so the folder is cleared, but only when it is recognisably a tensor dataset.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise GatedSymileError(f"{out}: output path exists and is not a folder")
+        if any(out.iterdir()):
+            meta = out / METADATA_FILE
+            try:
+                is_dataset = json.loads(meta.read_text()).get("format") == FORMAT
+            except (OSError, ValueError, AttributeError):
+                is_dataset = False
+            if not is_dataset:
+                raise GatedSymileError(
+                    f"{out}: folder is not empty and is not a tensor dataset; refusing to overwrite"
+                )
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_split(
+    split_dir: Path,
+    arrays: Mapping[str, np.ndarray],
+    index: Mapping[str, np.ndarray],
+) -> None:
+    """Write ``<name>.npy`` per entry of ``arrays`` and ``index.parquet`` from ``index`` columns.
+
+    ``arrays`` holds the modality arrays and any extra per-split files (``<m>_present``,
+    ``candidates``, ``bank_<target>``, ``bank_index``) under their file stems.
+    """
+    split_dir.mkdir(parents=True, exist_ok=True)
+    if "sample_id" not in index:
+        raise ValueError("index needs a sample_id column")
+    for name, array in arrays.items():
+        np.save(split_dir / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+    table = pa.table({name: pa.array(np.asarray(col)) for name, col in index.items()})
+    pq.write_table(table, split_dir / INDEX_FILE, compression="zstd")
+
+
+def write_metadata(out: Path, metadata: Mapping[str, Any]) -> None:
+    """Write ``metadata.json`` (sorted keys, so byte-identical for equal content)."""
+    body = {"format": FORMAT, **metadata}
+    (Path(out) / METADATA_FILE).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,336 @@
+"""MLflow tracking: store initialisation, parent runs, per-training-run logging, final metrics.
+
+Why the split into ``init_store`` / ``create_parent_run`` / ``TrainingRun`` (ecosystem.md §9):
+parallel jobs against a fresh SQLite store race on its schema migrations, so one workflow rule
+creates the database and the experiment (with an absolute ``artifact_location``) before any
+training job starts; another creates one parent run per (dataset, method, setting) whose id the
+seed jobs attach to. Every run carries provenance tags (git commit and dirty flag of the package
+checkout, config and data sha256, Snakemake rule, SLURM job, pipeline version).
+
+``mlflow`` is imported inside functions: it costs seconds and training without tracking must not
+pay for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gated_symile import __version__
+from gated_symile.errors import ConfigError, GatedSymileError
+
+_PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value
+_TAG_VALUE_MAX = 8000
+_DIGEST_MAX = 36  # MLflow dataset digest field
+_BATCH = 100  # params/tags per log_batch call
+
+
+def resolve_tracking_uri(uri: str, base: str | Path | None = None) -> str:
+    """Absolute tracking URI: relative ``sqlite:///rel/path.db`` (or a bare path) becomes absolute.
+
+    Snakemake may change the working directory, so a relative store would land in the wrong place.
+    Other schemes (``http://``, ``sqlite:////abs``) are returned unchanged.
+    """
+    base_dir = Path(base) if base is not None else Path.cwd()
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :]
+    elif "://" not in uri:
+        path = uri
+    else:
+        return uri
+    if not path or path == ":memory:":
+        raise ConfigError(f"tracking.uri: {uri!r} names no database file")
+    db = Path(path)
+    if not db.is_absolute():
+        db = (base_dir / db).resolve()
+    return f"sqlite:///{db}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of an absolute sqlite URI, else None."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def init_store(uri: str, experiment: str) -> str:
+    """Create the database (and its folder) and the experiment; idempotent. Returns the experiment id.
+
+    Artifacts go to ``<db folder>/artifacts`` (absolute), so they sit beside the database.
+    """
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(uri)
+    db = sqlite_path(uri)
+    artifact_location = None
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        artifact_location = str(db.parent / "artifacts")
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(experiment, artifact_location=artifact_location)
+
+
+def _experiment_id(client: Any, uri: str, experiment: str) -> str:
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    return init_store(uri, experiment)  # store not initialised by the workflow: create it here
+
+
+def create_parent_run(
+    uri: str, experiment: str, name: str, tags: Mapping[str, str] | None = None
+) -> str:
+    """Create (and close) a parent run; the seed runs attach to it. Returns its run id."""
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = _experiment_id(client, uri, experiment)
+    all_tags = {**provenance_tags(), **(tags or {})}
+    run = client.create_run(
+        exp_id, run_name=name, tags={k: _clip(v, _TAG_VALUE_MAX) for k, v in all_tags.items()}
+    )
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def git_state(path: str | Path | None = None) -> tuple[str, str]:
+    """(commit, dirty) of the git checkout holding ``path`` (default: this package's source).
+
+    ``"unknown"`` for both when the package is not in a git work tree or git is unavailable.
+    """
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+    return commit or "unknown", "true" if status.strip() else "false"
+
+
+def provenance_tags(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """git.commit, git.dirty, pipeline.version, snakemake.rule ($SNAKEMAKE_RULE), slurm.job_id."""
+    commit, dirty = git_state()
+    tags = {"git.commit": commit, "git.dirty": dirty, "pipeline.version": __version__}
+    if os.environ.get("SNAKEMAKE_RULE"):
+        tags["snakemake.rule"] = os.environ["SNAKEMAKE_RULE"]
+    if os.environ.get("SLURM_JOB_ID"):
+        tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
+    tags.update(extra or {})
+    return tags
+
+
+def dataset_fingerprint(tensor_dir: str | Path) -> tuple[str, list[str]]:
+    """(sha256, files) of a tensor dataset: metadata.json bytes plus every file's path and size.
+
+    Cheap on multi-GB datasets (no array bytes read); metadata.json already carries the sha256 of
+    the upstream inputs, and any rewrite of an array changes its entry unless the size is equal, a
+    case the upstream hashes in metadata.json cover.
+    """
+    root = Path(tensor_dir)
+    meta = root / "metadata.json"
+    if not meta.is_file():
+        raise GatedSymileError(f"{meta}: tensor dataset metadata not found")
+    digest = hashlib.sha256(meta.read_bytes())
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    for rel in files:
+        digest.update(f"\n{rel}\t{(root / rel).stat().st_size}".encode())
+    return digest.hexdigest(), files
+
+
+def folder_sha256(folder: str | Path) -> str:
+    """Full-content sha256 over every file of a small folder (path and bytes, sorted by path)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise GatedSymileError(f"{root}: folder not found")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"\n{path.relative_to(root).as_posix()}\n".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def parse_tags(pairs: Iterable[str]) -> dict[str, str]:
+    """``["k=v", ...]`` -> dict; a pair without '=' is a ConfigError."""
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--tag {pair!r}: expected KEY=VALUE")
+        tags[key] = value
+    return tags
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+class TrainingRun:
+    """One training job's MLflow run (child of a parent run when given); resumable by run id.
+
+    The run id is written to ``<run_dir>/mlflow_run_id.txt``; a resumed job finds it there and
+    continues logging into the same run, and the evaluate stage logs test metrics into it.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        run_dir: Path,
+        run_cfg: Any,
+        tensor_dir: Path,
+        *,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        misalignment_dir: Path | None = None,
+    ) -> None:
+        from mlflow import MlflowClient
+
+        from gated_symile.config import config_hash, flatten_config
+
+        self.uri = resolve_tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.run_dir = Path(run_dir)
+        id_file = self.run_dir / "mlflow_run_id.txt"
+        data_sha, files = dataset_fingerprint(tensor_dir)
+        if id_file.is_file():
+            self.run_id = id_file.read_text().strip()
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        exp_id = _experiment_id(self.client, self.uri, experiment)
+        all_tags = provenance_tags(
+            {
+                "config.sha256": config_hash(run_cfg),
+                "data.sha256": data_sha,
+                "data.path": str(Path(tensor_dir).resolve()),
+                "data.files": ",".join(files),
+                "dataset": run_cfg.dataset,
+                "method": run_cfg.method,
+                "objective": run_cfg.objective,
+                "seed": str(run_cfg.seed),
+                **(_misalignment_tags(misalignment_dir) if misalignment_dir is not None else {}),
+                **(tags or {}),
+            }
+        )
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        name = f"{run_cfg.dataset}/{run_cfg.method}/seed{run_cfg.seed}"
+        run = self.client.create_run(
+            exp_id,
+            run_name=name,
+            tags={k: _clip(str(v), _TAG_VALUE_MAX) for k, v in all_tags.items()},
+        )
+        self.run_id = run.info.run_id
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(self.run_id + "\n")
+        self._log_params(flatten_config(run_cfg.to_dict()))
+        self._log_dataset(tensor_dir, run_cfg.dataset, data_sha)
+
+    def _log_params(self, flat: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        params = [
+            Param(k, _clip(json.dumps(v) if not isinstance(v, str) else v, _PARAM_VALUE_MAX))
+            for k, v in flat.items()
+        ]
+        for i in range(0, len(params), _BATCH):
+            self.client.log_batch(self.run_id, params=params[i : i + _BATCH])
+
+    def _log_dataset(self, tensor_dir: Path, name: str, data_sha: str) -> None:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            source = resolve_dataset_source(str(Path(tensor_dir).resolve()))
+        dataset = MetaDataset(source, name=name, digest=data_sha[:_DIGEST_MAX])
+        context = InputTag(key="mlflow.data.context", value="training")
+        self.client.log_inputs(
+            self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
+        )
+
+    def log_epoch(self, record: Mapping[str, Any]) -> None:
+        """Every numeric field of a history record as a metric at step = epoch."""
+        log_metrics(self.client, self.run_id, record, step=int(record["epoch"]), skip=("epoch",))
+
+    def finish(
+        self,
+        artifacts: Sequence[Path],
+        summary: Mapping[str, Any] | None = None,
+        status: str = "FINISHED",
+    ) -> None:
+        """Log artifacts (and the summary's numbers without a step) and close the run."""
+        if summary is not None:
+            log_metrics(self.client, self.run_id, summary, step=None, skip=("seed", "global_step"))
+        for path in artifacts:
+            if Path(path).is_file():
+                self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def _misalignment_tags(folder: Path) -> dict[str, str]:
+    return {"misalign.path": str(Path(folder).resolve()), "misalign.sha256": folder_sha256(folder)}
+
+
+def log_metrics(
+    client: Any, run_id: str, values: Mapping[str, Any], step: int | None, skip: Sequence[str] = ()
+) -> None:
+    """Numeric (non-bool) top-level entries of ``values`` as metrics in one batch."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key, float(v), now, step or 0)
+        for key, v in values.items()
+        if key not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def log_final_metrics(
+    uri: str, run_id: str, metrics: Mapping[str, Any], artifacts: Sequence[Path] = ()
+) -> None:
+    """For the evaluate stage: test metrics (nested dicts flattened to dotted keys) and files.
+
+    Non-numeric leaves are skipped; artifacts that do not exist are an error (a wiring mistake).
+    """
+    from mlflow import MlflowClient
+
+    from gated_symile.config import flatten_config
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(uri))
+    log_metrics(client, run_id, flatten_config(metrics), step=None)
+    for path in artifacts:
+        if not Path(path).is_file():
+            raise GatedSymileError(f"{path}: artifact to log not found")
+        client.log_artifact(run_id, str(path))
+
+
+def _clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."

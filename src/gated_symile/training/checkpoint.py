@@ -1,0 +1,108 @@
+"""Checkpoints: atomic writes, complete RNG state, and loading a trained model back.
+
+A checkpoint holds everything needed to continue a killed run bit-for-bit on CPU: model and
+optimiser state, epoch and global step, early-stopping state, the per-epoch history and every RNG
+(python, numpy, torch CPU/CUDA, the data-order and loss-negative generators). All of it is stored
+as tensors and plain Python values so that ``torch.load(weights_only=True)`` can read it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gated_symile.config import RunConfig
+from gated_symile.errors import GatedSymileError
+
+CHECKPOINT_FORMAT = "gated-symile-checkpoint/1"
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then ``os.replace``: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by this module (safe loader: tensors and plain values only)."""
+    if not path.is_file():
+        raise GatedSymileError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file: say which one
+        raise GatedSymileError(f"{path}: not a readable checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise GatedSymileError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    return ckpt
+
+
+def capture_rng(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """Every RNG state as tensors / lists (python's tuple state and numpy's legacy state included)."""
+    version, internal, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [
+            np_name,
+            torch.from_numpy(np_keys.astype(np.int64)),
+            int(np_pos),
+            int(np_has_gauss),
+            float(np_gauss),
+        ],
+        "torch": torch.get_rng_state(),
+        "generators": {name: g.get_state() for name, g in generators.items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    """Inverse of ``capture_rng``."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state(
+        (np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss)
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, g in generators.items():
+        g.set_state(state["generators"][name].to(torch.uint8).cpu())
+
+
+def load_model(
+    run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"
+) -> tuple[Any, RunConfig, dict[str, Any]]:
+    """(ContrastiveModel in eval mode on ``device``, RunConfig, tensor metadata) of a training run.
+
+    ``which`` is ``best`` (highest validation top-1, the one to test) or ``last``.
+    """
+    from gated_symile.model import ContrastiveModel
+
+    if which not in ("best", "last"):
+        raise GatedSymileError(f"which must be 'best' or 'last', got {which!r}")
+    path = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    ckpt = load_checkpoint(path)
+    run_cfg = RunConfig.from_dict(ckpt["run_config"])
+    metadata = ckpt["metadata"]
+    model = ContrastiveModel(metadata, run_cfg)
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    return model, run_cfg, metadata

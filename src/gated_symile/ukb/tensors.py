@@ -1,0 +1,181 @@
+"""UK-Biobank-style tensors for one fold and variant (data.md 9.3 steps 4-6, method.md 9 and 11).
+
+``intersect``: participants with all three modalities; features z-scored with statistics of the
+training participants' observed values, remaining NaN -> 0 (the training mean).
+``union``: participants with >= 1 modality; the same z-score, then each modality is stored as the
+encoder input ``[value with NaN -> 0, mask]`` (mask 1 = observed, width 2F) with
+``<m>_present.npy`` (False = modality missing: its input is all zeros, mask included).
+Modalities ``nmr, ehr, olink``; target ``olink`` retrieved from a global bank (protocol ``bank``).
+The EHR featuriser is fitted on the variant's training participants of this fold only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from gated_symile.errors import ConfigError
+from gated_symile.records.errors import MissingRecord
+from gated_symile.tensor_format import SPLITS, prepare_output_dir, write_metadata, write_split
+from gated_symile.ukb.cohort import MODALITIES
+from gated_symile.ukb.ehr import EhrConfig, make_featurizer
+from gated_symile.ukb.folds import split_roles
+
+__all__ = ["VARIANTS", "UkbTensorConfig", "build_ukb_tensors", "zscore_fit"]
+
+VARIANTS: tuple[str, ...] = ("intersect", "union")
+TARGET = "olink"
+COHORT_FILES = (
+    "summary.json", "participants.parquet", "splits.parquet", "nmr.parquet", "olink.parquet",
+    "ehr_codes.parquet",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UkbTensorConfig:
+    variant: str
+    fold: int
+    seed: int = 0
+    ehr: EhrConfig = field(default_factory=EhrConfig)
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"--variant must be one of {list(VARIANTS)}, got {self.variant!r}")
+        if self.fold < 0:
+            raise ConfigError(f"--fold must be >= 0, got {self.fold}")
+
+
+def zscore_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-column mean, std (ddof 0) and count of the non-NaN values of ``x``.
+
+    A column with no observed value gets mean 0; a constant or empty column gets std 1, so the
+    transform is always defined.
+    """
+    observed = ~np.isnan(x)
+    count = observed.sum(axis=0)
+    mean = np.where(observed, x, 0.0).sum(axis=0) / np.maximum(count, 1)
+    var = np.where(observed, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(count, 1)
+    std = np.sqrt(var)
+    std = np.where((count > 0) & (std > 0) & np.isfinite(std), std, 1.0)
+    return mean, std, count
+
+
+def build_ukb_tensors(cohort: Path, out: Path, cfg: UkbTensorConfig) -> dict[str, Any]:
+    """Write the tensor dataset for ``cfg.variant`` / ``cfg.fold`` to ``out``; returns metadata."""
+    cohort = Path(cohort)
+    for name in COHORT_FILES:
+        if not (cohort / name).is_file():
+            raise MissingRecord(cohort / name, "cohort file is missing (run `cohort ukb` first)")
+    summary = json.loads((cohort / "summary.json").read_text())
+    if cfg.fold >= summary["folds"]["n_folds"]:
+        raise ConfigError(
+            f"--fold {cfg.fold} does not exist (the cohort has {summary['folds']['n_folds']} folds)"
+        )
+    people = pl.read_parquet(cohort / "participants.parquet").filter("included")
+    if cfg.variant == "intersect":
+        people = people.filter(pl.all_horizontal(MODALITIES))
+    roles = split_roles(pl.read_parquet(cohort / "splits.parquet"), cfg.fold)
+    people = people.join(roles, on="eid", how="left").sort("eid")
+    if people["role"].null_count():
+        raise ConfigError(f"{cohort / 'splits.parquet'}: participants without a split")
+    eids = people["eid"].to_numpy()
+    role = people["role"].to_numpy()
+    train = role == "train"
+
+    raw = {
+        "nmr": _aligned(cohort / "nmr.parquet", eids),
+        "olink": _aligned(cohort / "olink.parquet", eids),
+    }
+    codes = pl.read_parquet(cohort / "ehr_codes.parquet")
+    ehr_present = people["ehr"].to_numpy()
+    featurizer = make_featurizer(cfg.ehr).fit(codes, eids[train & ehr_present])
+    ehr = featurizer.transform(codes, eids)
+    ehr[~ehr_present] = np.nan
+    raw["ehr"] = (ehr, featurizer.feature_names)
+
+    arrays: dict[str, np.ndarray] = {}
+    scalers: dict[str, dict[str, list[float]]] = {}
+    features: dict[str, list[str]] = {}
+    for m in MODALITIES:
+        x, names = raw[m]
+        mean, std, count = zscore_fit(x[train])
+        z = (x - mean) / std
+        if cfg.variant == "intersect":
+            arrays[m] = np.nan_to_num(z, nan=0.0).astype(np.float32)
+        else:
+            mask = ~np.isnan(z)
+            arrays[m] = np.concatenate([np.where(mask, z, 0.0), mask], axis=1).astype(np.float32)
+        scalers[m] = {
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+            "n_train_observed": count.tolist(),
+        }
+        features[m] = list(names)
+    present = {m: people[m].to_numpy().astype(bool) for m in MODALITIES}
+
+    out = Path(out)
+    prepare_output_dir(out)
+    sizes, counts = {}, {}
+    for split in SPLITS:
+        rows = np.flatnonzero(role == split)
+        extra = (
+            {f"{m}_present": present[m][rows] for m in MODALITIES} if cfg.variant == "union" else {}
+        )
+        write_split(
+            out / split,
+            {**{m: arrays[m][rows] for m in MODALITIES}, **extra},
+            {"sample_id": eids[rows].astype(np.int64)},
+        )
+        sizes[split] = int(rows.size)
+        counts[split] = {m: int(present[m][rows].sum()) for m in MODALITIES}
+    metadata = {
+        "dataset": "ukb",
+        "variant": cfg.variant,
+        "fold": cfg.fold,
+        "modalities": list(MODALITIES),
+        "target": TARGET,
+        "protocol": "bank",
+        "splits": sizes,
+        "inputs": {m: {"kind": "float32", "shape": [int(arrays[m].shape[1])]} for m in MODALITIES},
+        "missing_encoding": "value_mask" if cfg.variant == "union" else "zero_fill",
+        "features": features,
+        "scalers": scalers,
+        "counts": {"present": counts, "cohort": summary["counts"]},
+        "ehr": featurizer.state(),
+        "seeds": {"tensors": cfg.seed, "folds": summary["folds"]["seed"]},
+        "folds": {k: summary["folds"][k] for k in ("n_folds", "val_frac")},
+        "sources": {name: _sha256(cohort / name) for name in COHORT_FILES},
+        "config": {"variant": cfg.variant, "fold": cfg.fold, "ehr": asdict(cfg.ehr)},
+    }
+    write_metadata(out, metadata)
+    return metadata
+
+
+def _aligned(path: Path, eids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Rows of a cohort feature table in ``eids`` order; participants without a row are NaN."""
+    table = pl.read_parquet(path)
+    names = [c for c in table.columns if c != "eid"]
+    x = np.full((eids.size, len(names)), np.nan)
+    have = table["eid"].to_numpy()
+    pos = np.searchsorted(have, eids)
+    found = (
+        (pos < have.size) & (have[np.minimum(pos, max(have.size - 1, 0))] == eids)
+        if have.size
+        else np.zeros(eids.size, bool)
+    )
+    x[found] = table.select(names).to_numpy().astype(np.float64)[pos[found]]
+    return x, names
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

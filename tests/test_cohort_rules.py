@@ -1,0 +1,345 @@
+"""Every branch of the Symile-MIMIC cohort rules (data.md §4) on one small hand-made raw world.
+
+Each subject exercises one branch (window bounds on both sides, ties, views, missing files,
+CheXpert without fallback, ECG QC, lab filters); the cohort is built once for the module.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gated_symile.errors import ConfigError, RecordError
+from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort, open_duckdb
+from gated_symile.mimic.labs import LAB_COLUMNS
+from tests.mimic_raw_fixtures import RawWorld
+
+T0 = datetime(2180, 1, 1, 12, 0, 0)
+H = timedelta(hours=1)
+S = timedelta(seconds=1)
+
+
+def sid(k: int) -> int:
+    return 10000000 + k
+
+
+def hid(k: int) -> int:
+    return 20000000 + k
+
+
+def dicom(k: int, n: int = 0) -> str:
+    return f"{k:08x}-{n:08x}-00000000-00000000-00000000"
+
+
+def complete(
+    world: RawWorld,
+    k: int,
+    *,
+    cxr: bool = True,
+    ecg: bool = True,
+    lab: bool = True,
+    admittime: datetime = T0,
+) -> None:
+    """An admission that passes every rule unless a part is switched off."""
+    world.add_admission(sid(k), hid(k), admittime)
+    if cxr:
+        world.add_cxr(sid(k), 50000000 + k, dicom(k), admittime + 48 * H)
+    if ecg:
+        world.add_ecg(sid(k), 40000000 + k * 10, admittime + H)
+    if lab:
+        world.add_lab(sid(k), 51221, admittime + H, float(k), hadm_id=hid(k))
+
+
+def build_world() -> RawWorld:
+    w = RawWorld()
+    complete(w, 1)
+    w.add_lab(
+        sid(1),
+        51265,
+        T0 + 2 * H,
+        250.0,
+        hadm_id=hid(1),
+        comments='line one\nline "two", with comma\nline three',
+    )
+    # CXR window: (24 h, 72 h], open at 24 h, closed at 72 h
+    for k, offset in ((2, 24 * H), (3, 24 * H + S), (4, 72 * H), (5, 72 * H + S)):
+        complete(w, k, cxr=False)
+        w.add_cxr(sid(k), 50000000 + k, dicom(k), T0 + offset)
+    # ties on StudyDateTime: first row in file order wins
+    for k, views in ((6, ("AP", "PA")), (7, ("PA", "AP"))):
+        complete(w, k, cxr=False)
+        for n, view in enumerate(views):
+            w.add_cxr(sid(k), 50000000 + k, dicom(k, n), T0 + 30 * H, view)
+    # lateral first, PA later -> PA; only non-AP/PA views -> dropped
+    complete(w, 8, cxr=False)
+    w.add_cxr(sid(8), 50000008, dicom(8, 0), T0 + 25 * H, "LATERAL")
+    w.add_cxr(sid(8), 50000018, dicom(8, 1), T0 + 40 * H, "PA")
+    complete(w, 9, cxr=False)
+    for n, view in enumerate(("LATERAL", None, "AP AXIAL", "ap")):
+        w.add_cxr(sid(9), 50000009, dicom(9, n), T0 + (30 + n) * H, view)
+    # earliest image file missing -> next image
+    complete(w, 10, cxr=False)
+    w.add_cxr(sid(10), 50000010, dicom(10, 0), T0 + 30 * H, present=False)
+    w.add_cxr(sid(10), 50000020, dicom(10, 1), T0 + 50 * H)
+    # earliest study without CheXpert row -> admission dropped, no fallback
+    complete(w, 11, cxr=False)
+    w.add_cxr(sid(11), 50000011, dicom(11, 0), T0 + 30 * H, chexpert=False)
+    w.add_cxr(sid(11), 50000021, dicom(11, 1), T0 + 50 * H)
+    # ECG window [-24 h, +24 h], both ends closed
+    complete(w, 12, ecg=False)
+    w.add_ecg(sid(12), 40000120, T0 - 24 * H - S)
+    w.add_ecg(sid(12), 40000121, T0 - 24 * H)
+    complete(w, 13, ecg=False)
+    w.add_ecg(sid(13), 40000130, T0 + 24 * H + S)
+    complete(w, 14, ecg=False)
+    w.add_ecg(sid(14), 40000140, T0 + 24 * H)
+    # ECG QC before selection: NaN / all-zero / missing earliest -> next valid one
+    for k, kind in ((15, "nan"), (16, "zero"), (17, "missing")):
+        complete(w, k, ecg=False)
+        w.add_ecg(sid(k), 40000000 + k * 10, T0 + H, kind)
+        w.add_ecg(sid(k), 40000000 + k * 10 + 1, T0 + 2 * H)
+    # ECG tie on ecg_time: first row in file order wins
+    complete(w, 18, ecg=False)
+    w.add_ecg(sid(18), 40000181, T0 + H)
+    w.add_ecg(sid(18), 40000180, T0 + H)
+    # lab window [-24 h, +24 h] closed, earliest wins
+    complete(w, 19, lab=False)
+    w.add_lab(sid(19), 51221, T0 - 24 * H - S, 1.0)
+    w.add_lab(sid(19), 51221, T0 - 24 * H, 2.0)
+    w.add_lab(sid(19), 51222, T0 + 24 * H, 3.0)
+    w.add_lab(sid(19), 50912, T0 + 24 * H + S, 4.0)
+    w.add_lab(sid(19), 51222, T0 + 24 * H + S, 99.0)
+    # lab ties by file order; text-only result never chosen; NaN valuenum never chosen
+    complete(w, 20, lab=False)
+    w.add_lab(sid(20), 51221, T0 + H, 5.0, hadm_id=hid(20))
+    w.add_lab(sid(20), 51221, T0 + H, 6.0, hadm_id=hid(20))
+    w.add_lab(sid(20), 51222, T0, None, value="NEG", hadm_id=hid(20))
+    w.add_lab(sid(20), 51222, T0 + 2 * H, 7.0, hadm_id=hid(20))
+    w.add_lab(sid(20), 50912, T0, float("nan"), value="___")
+    w.add_lab(sid(20), 50912, T0 + 3 * H, 8.0)
+    # labs match by subject and time only: null hadm_id and another admission's hadm_id are used
+    complete(w, 21, lab=False)
+    w.add_admission(sid(21), hid(21) + 500, T0 + timedelta(days=20))
+    w.add_lab(sid(21), 51221, T0 + H, 9.0, hadm_id=hid(21) + 500)
+    w.add_lab(sid(21), 51222, T0 + H, 10.0, hadm_id=None)
+    # only labs outside the 50 items -> dropped for labs
+    complete(w, 22, lab=False)
+    w.add_lab(sid(22), 50800, T0 + H, 1.0)
+    # StudyTime fraction truncated: 24:00:00.999 is not > 24 h
+    complete(w, 24, cxr=False)
+    w.add_cxr(sid(24), 50000024, dicom(24), T0 + 24 * H, fraction=".999")
+    # StudyTime before 10:00 has 5 integer digits ("84400.0")
+    complete(w, 25, cxr=False, admittime=datetime(2180, 1, 1, 8, 0, 0))
+    w.add_cxr(sid(25), 50000025, dicom(25), datetime(2180, 1, 3, 8, 44, 0), fraction=".0")
+    # an ECG of a subject without admission is still read and QC'd
+    w.add_ecg(10009999, 40099990, T0, "zero")
+    return w
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("rules")
+    paths = build_world().write(root)
+    out = root / "out"
+    summary = build_mimic_cohort(MimicCohortConfig(**paths, out=out, workers=1, duckdb_threads=2))
+    cohort = pd.read_parquet(out / "cohort.parquet").set_index("hadm_id", drop=False)
+    exclusions = pd.read_parquet(out / "exclusions.parquet")
+    return {
+        "root": root,
+        "paths": paths,
+        "out": out,
+        "summary": summary,
+        "cohort": cohort,
+        "exclusions": exclusions,
+    }
+
+
+def kept(built: dict, k: int) -> pd.Series:
+    assert hid(k) in built["cohort"].index, f"admission {hid(k)} unexpectedly dropped"
+    return built["cohort"].loc[hid(k)]
+
+
+def dropped_reason(built: dict, k: int) -> str:
+    ex = built["exclusions"]
+    rows = ex[(ex.level == "admission") & (ex.hadm_id == hid(k))]
+    assert len(rows) == 1, f"admission {hid(k)} not excluded exactly once"
+    assert hid(k) not in built["cohort"].index
+    return rows.iloc[0].reason
+
+
+def test_complete_admission_kept_with_all_columns(built):
+    row = kept(built, 1)
+    assert row.cxr_path == f"files/p10/p{sid(1)}/s50000001/{dicom(1)}.jpg"
+    assert row.ecg_path == f"files/p1000/p{sid(1)}/s40000010/40000010"
+    assert row["51221"] == 1.0 and row["51265"] == 250.0  # row with multi-line comment parsed
+    assert row.cxr_ViewPosition == "PA" and row.age == 60 and row.admittime_year == 2180
+    assert math.isnan(row["50802"])
+    cohort = built["cohort"]
+    assert list(cohort.columns[-50:]) == list(LAB_COLUMNS)
+    assert all(cohort[c].dtype == "float64" for c in LAB_COLUMNS)
+    keys = list(zip(cohort.subject_id, cohort.hadm_id))
+    assert keys == sorted(keys)
+
+
+@pytest.mark.parametrize("k,is_kept", [(2, False), (3, True), (4, True), (5, False)])
+def test_cxr_window_open_at_24h_closed_at_72h(built, k, is_kept):
+    if is_kept:
+        assert kept(built, k).cxr_dicom_id == dicom(k)
+    else:
+        assert dropped_reason(built, k) == "no AP/PA CXR within (24 h, 72 h]"
+
+
+def test_cxr_ties_go_to_first_row_in_file(built):
+    assert kept(built, 6).cxr_dicom_id == dicom(6, 0) and kept(built, 6).cxr_ViewPosition == "AP"
+    assert kept(built, 7).cxr_dicom_id == dicom(7, 0) and kept(built, 7).cxr_ViewPosition == "PA"
+
+
+def test_only_exact_ap_pa_views(built):
+    assert kept(built, 8).cxr_dicom_id == dicom(8, 1)
+    assert dropped_reason(built, 9) == "no AP/PA CXR within (24 h, 72 h]"
+
+
+def test_missing_image_file_quarantined_and_next_image_used(built):
+    assert kept(built, 10).cxr_dicom_id == dicom(10, 1)
+    ex = built["exclusions"]
+    missing = ex[ex.level == "cxr_image"]
+    assert list(missing.id) == [f"files/p10/p{sid(10)}/s50000010/{dicom(10, 0)}.jpg"]
+    assert list(missing.reason) == ["CXR file missing"] and missing.hadm_id.isna().all()
+
+
+def test_chexpert_missing_drops_admission_without_fallback(built):
+    assert dropped_reason(built, 11) == "CheXpert row missing for study 50000011"
+
+
+@pytest.mark.parametrize("k,study", [(12, 40000121), (13, None), (14, 40000140)])
+def test_ecg_window_closed_both_ends(built, k, study):
+    if study is None:
+        assert dropped_reason(built, k) == "no valid ECG within [-24 h, +24 h]"
+    else:
+        assert kept(built, k).ecg_study_id == study
+
+
+@pytest.mark.parametrize(
+    "k,reason",
+    [
+        (15, "ECG has 1 NaN samples"),
+        (16, "ECG is all zeros"),
+        (17, "ECG record missing: files/p1000/p10000017/s40000170/40000170"),
+    ],
+)
+def test_bad_earliest_ecg_quarantined_and_next_one_chosen(built, k, reason):
+    assert kept(built, k).ecg_study_id == 40000000 + k * 10 + 1
+    ex = built["exclusions"]
+    rec = ex[(ex.level == "ecg_record") & (ex.subject_id == sid(k))]
+    assert list(rec.reason) == [reason] and list(rec.stage) == ["ecg_qc"]
+
+
+def test_ecg_tie_goes_to_first_row_in_file(built):
+    assert kept(built, 18).ecg_study_id == 40000181
+
+
+def test_ecg_without_admission_still_checked(built):
+    ex = built["exclusions"]
+    assert ((ex.level == "ecg_record") & (ex.subject_id == 10009999)).sum() == 1
+
+
+def test_lab_window_closed_and_earliest_wins(built):
+    row = kept(built, 19)
+    assert row["51221"] == 2.0 and row["51222"] == 3.0 and math.isnan(row["50912"])
+
+
+def test_lab_ties_text_only_and_nan_values(built):
+    row = kept(built, 20)
+    assert row["51221"] == 5.0  # tie on charttime -> first in file
+    assert row["51222"] == 7.0  # earlier text-only result ('NEG', no valuenum) never chosen
+    assert row["50912"] == 8.0  # earlier NaN valuenum never chosen
+
+
+def test_labs_ignore_hadm_id(built):
+    row = kept(built, 21)
+    assert row["51221"] == 9.0  # lab filed under the subject's other admission
+    assert row["51222"] == 10.0  # lab with null hadm_id
+    assert dropped_reason(built, 22) == "no lab value within [-24 h, +24 h]"
+
+
+def test_study_time_fraction_truncated(built):
+    assert dropped_reason(built, 24) == "no AP/PA CXR within (24 h, 72 h]"
+    assert kept(built, 25).cxr_StudyDateTime == pd.Timestamp("2180-01-03 08:44:00")
+
+
+def test_counts_reconcile_and_attrition(built):
+    summary, cohort, ex = built["summary"], built["cohort"], built["exclusions"]
+    n_adm = (ex.level == "admission").sum()
+    assert summary["admissions"] == len(cohort) + n_adm == 25
+    attrition = pd.read_csv(built["out"] / "attrition.csv")
+    # dropped: CXR 2, 5, 9, 24 and the second admission of 21; CheXpert 11; ECG 13; labs 22
+    assert list(attrition.remaining) == [25, 20, 19, 18, 17, 17]
+    assert attrition.remaining.iloc[-1] == len(cohort)
+    assert (built["out"] / "attrition.png").stat().st_size > 0
+    assert set(summary["inputs"]) == {
+        "patients",
+        "admissions",
+        "labevents",
+        "ecg_record_list",
+        "cxr_index",
+        "chexpert",
+    }
+
+
+def test_rerun_is_byte_identical_with_other_worker_counts(built, tmp_path):
+    out = tmp_path / "again"
+    build_mimic_cohort(MimicCohortConfig(**built["paths"], out=out, workers=2, duckdb_threads=1))
+    for name in ("cohort.parquet", "exclusions.parquet", "attrition.csv", "attrition.png"):
+        assert (out / name).read_bytes() == (built["out"] / name).read_bytes(), name
+
+
+def test_dicom_release_gives_same_cohort(built, tmp_path):
+    paths = dict(built["paths"], cxr=build_world().write_cxr(tmp_path, release="dicom"))
+    out = tmp_path / "out"
+    build_mimic_cohort(MimicCohortConfig(**paths, out=out))
+    jpg, dcm = built["cohort"].reset_index(drop=True), pd.read_parquet(out / "cohort.parquet")
+    assert (dcm.cxr_path == jpg.cxr_path.str.replace(".jpg", ".dcm", regex=False)).all()
+    pd.testing.assert_frame_equal(dcm.drop(columns="cxr_path"), jpg.drop(columns="cxr_path"))
+    ex = pd.read_parquet(out / "exclusions.parquet")
+    assert list(ex[ex.level == "cxr_image"].reason) == ["CXR file missing"]
+
+
+def test_cxr_root_without_release_files_is_a_clear_error(built, tmp_path):
+    paths = dict(built["paths"], cxr=tmp_path)
+    with pytest.raises(RecordError, match="not a MIMIC-CXR release"):
+        build_mimic_cohort(MimicCohortConfig(**paths, out=tmp_path / "out"))
+
+
+def test_dicom_release_without_chexpert_is_a_clear_error(tmp_path):
+    w = RawWorld()
+    complete(w, 1)
+    paths = w.write(tmp_path, release="dicom")
+    (Path(paths["cxr"]) / "mimic-cxr-2.0.0-chexpert.csv.gz").unlink()
+    with pytest.raises(RecordError, match="--chexpert"):
+        build_mimic_cohort(MimicCohortConfig(**paths, out=tmp_path / "out"))
+
+
+def test_bad_resource_settings_are_config_errors(built, tmp_path):
+    with pytest.raises(ConfigError, match="memory limit"):
+        open_duckdb(1, "2GB'; DROP", tmp_path)
+    with pytest.raises(ConfigError, match="qc-rule"):
+        build_mimic_cohort(MimicCohortConfig(**built["paths"], out=tmp_path, qc_rule="lenient"))
+
+
+def test_unreadable_dicom_quarantined_and_next_image_used(tmp_path):
+    w = RawWorld()
+    complete(w, 1)
+    w.add_cxr(sid(1), 50000099, dicom(1, 9), T0 + 30 * H)
+    paths = w.write(tmp_path, release="dicom")
+    broken = Path(paths["cxr"]) / f"files/p10/p{sid(1)}/s50000099/{dicom(1, 9)}.dcm"
+    broken.write_bytes(b"not a dicom file")
+    out = tmp_path / "out"
+    build_mimic_cohort(MimicCohortConfig(**paths, out=out))
+    assert pd.read_parquet(out / "cohort.parquet").cxr_dicom_id.tolist() == [dicom(1)]
+    ex = pd.read_parquet(out / "exclusions.parquet")
+    (reason,) = ex[ex.level == "cxr_image"].reason
+    assert reason.startswith("CXR DICOM header unreadable")

@@ -1,0 +1,187 @@
+"""MLflow tracking against a real SQLite store: init, parent + child runs, tags, params, metrics,
+artifacts, final metrics from the evaluate stage, and two training processes in parallel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gated_symile.cli import main
+from gated_symile.config import config_hash
+from gated_symile.tracking import dataset_fingerprint, log_final_metrics, resolve_tracking_uri
+from tests.train_helpers import inline, tiny_run_config, write_tiny_xnor
+
+EXPERIMENT = "unit"
+
+
+@pytest.fixture(scope="module")
+def xnor_dir(tmp_path_factory):
+    return write_tiny_xnor(tmp_path_factory.mktemp("data") / "xnor", n_samples=320)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[Path, str]:
+    """One SQLite store for the module (creating its schema costs seconds)."""
+    root = tmp_path_factory.mktemp("store")
+    return root, f"sqlite:///{root}/mlflow/mlflow.db"
+
+
+def _init(store: tuple[Path, str], experiment: str) -> tuple[str, dict]:
+    root, uri = store
+    flag = root / f"{experiment}.json"
+    args = ["track", "init", "--uri", uri, "--experiment", experiment, "--out", str(flag)]
+    assert main(args) == 0
+    return uri, json.loads(flag.read_text())
+
+
+def test_resolve_tracking_uri(tmp_path):
+    assert (
+        resolve_tracking_uri("sqlite:///results/m.db", tmp_path)
+        == f"sqlite:///{tmp_path}/results/m.db"
+    )
+    assert resolve_tracking_uri("results/m.db", tmp_path) == f"sqlite:///{tmp_path}/results/m.db"
+    assert resolve_tracking_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert resolve_tracking_uri("http://host:5000") == "http://host:5000"
+
+
+@pytest.mark.slow
+def test_parent_and_child_runs(xnor_dir, store, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    uri, flag = _init(store, EXPERIMENT)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment(flag["experiment_id"])
+    assert experiment.name == EXPERIMENT
+    assert experiment.artifact_location == f"{store[0]}/mlflow/artifacts"
+    assert _init(store, EXPERIMENT)[1] == flag  # idempotent
+    parent_file = tmp_path / "parent.txt"
+    assert (
+        main(
+            [
+                "track",
+                "parent",
+                "--uri",
+                uri,
+                "--experiment",
+                EXPERIMENT,
+                "--name",
+                "xnor/clip/p0.5",
+                "--tags",
+                "dataset=xnor",
+                "method=clip",
+                "--out",
+                str(parent_file),
+            ]
+        )
+        == 0
+    )
+    parent_id = parent_file.read_text().strip()
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    runs = {}
+    for seed in (0, 1):
+        out = tmp_path / f"seed{seed}"
+        cfg = tiny_run_config("clip", seed=seed, epochs=2)
+        args = [
+            "train",
+            "--tensors",
+            str(xnor_dir),
+            "--run-config",
+            inline(cfg),
+            "--out",
+            str(out),
+            "--tracking-uri",
+            uri,
+            "--experiment",
+            EXPERIMENT,
+            "--parent-run-id-file",
+            str(parent_file),
+            "--tag",
+            "snakemake.rule=train",
+        ]
+        assert main(args) == 0
+        runs[seed] = (out, cfg, (out / "mlflow_run_id.txt").read_text().strip())
+
+    children = client.search_runs(
+        [flag["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    assert sorted(r.info.run_id for r in children) == sorted(r[2] for r in runs.values())
+    assert client.get_run(parent_id).data.tags["dataset"] == "xnor"
+
+    data_sha, _ = dataset_fingerprint(xnor_dir)
+    for seed, (out, cfg, run_id) in runs.items():
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        tags = run.data.tags
+        assert tags["config.sha256"] == config_hash(cfg)
+        assert tags["data.sha256"] == data_sha and "train/a.npy" in tags["data.files"]
+        assert tags["snakemake.rule"] == "train" and tags["slurm.job_id"] == "4242"
+        assert (
+            tags["pipeline.version"]
+            and tags["git.commit"]
+            and tags["git.dirty"] in ("true", "false", "unknown")
+        )
+        assert run.data.params["train.lr"] == json.dumps(cfg.train.lr)
+        assert run.data.params["seed"] == str(seed)
+        history = client.get_metric_history(run_id, "val_top1")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert "best_val_top1" in run.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(run_id)}
+        assert {
+            "best.pt",
+            "resolved_config.yaml",
+            "history.jsonl",
+            "train_summary.json",
+        } <= artifacts
+        inputs = run.inputs.dataset_inputs
+        assert len(inputs) == 1 and inputs[0].dataset.digest == data_sha[:36]
+
+    metrics_file = tmp_path / "metrics.json"
+    metrics_file.write_text(json.dumps({"top1": 0.5}))
+    log_final_metrics(
+        uri, runs[0][2], {"test": {"top1": 0.5, "n_queries": 16, "note": "x"}}, [metrics_file]
+    )
+    run = client.get_run(runs[0][2])
+    assert run.data.metrics["test.top1"] == 0.5 and "test.note" not in run.data.metrics
+    assert "metrics.json" in {a.path for a in client.list_artifacts(runs[0][2])}
+
+
+@pytest.mark.slow
+def test_two_training_processes_share_an_initialised_store(xnor_dir, store, tmp_path):
+    from mlflow import MlflowClient
+
+    uri, flag = _init(store, "parallel")
+    env = {**os.environ, "SNAKEMAKE_RULE": "train"}
+    procs = []
+    for seed in (0, 1):
+        cfg = tiny_run_config("symile", seed=seed, epochs=1)
+        cmd = [
+            sys.executable,
+            "-m",
+            "gated_symile.cli",
+            "train",
+            "--tensors",
+            str(xnor_dir),
+            "--run-config",
+            inline(cfg),
+            "--out",
+            str(tmp_path / f"s{seed}"),
+            "--tracking-uri",
+            uri,
+            "--experiment",
+            "parallel",
+        ]
+        procs.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        )
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    runs = MlflowClient(tracking_uri=uri).search_runs([flag["experiment_id"]])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.tags["snakemake.rule"] == "train" for r in runs)

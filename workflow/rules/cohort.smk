@@ -1,0 +1,30 @@
+# Symile-MIMIC cohort: one admission per row with its CXR, ECG and 50 labs (data.md section 4).
+
+
+rule cohort_mimic:
+    input:
+        mimic_iv=mimic_raw("mimic_iv"),
+        ecg=mimic_raw("ecg"),
+        cxr=mimic_raw("cxr"),
+    output:
+        cohort="results/mimic/cohort/cohort.parquet",
+        exclusions="results/mimic/cohort/exclusions.parquet",
+        attrition=report(
+            "results/mimic/cohort/attrition.csv",
+            caption="../report/attrition.rst",
+            category="Cohort",
+        ),
+    log:
+        "logs/mimic/cohort.log",
+    benchmark:
+        "benchmarks/workflow/cohort_mimic.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    params:
+        out=lambda wildcards, output: Path(output.cohort).parent,
+        qc_rule=config["mimic"]["cohort"]["qc_rule"],
+    shell:
+        "gated-symile cohort mimic --mimic-iv {input.mimic_iv} --ecg {input.ecg}"
+        " --cxr {input.cxr} --out {params.out} --workers {threads}"
+        " --qc-rule {params.qc_rule} > {log} 2>&1"

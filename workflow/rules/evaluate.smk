@@ -1,0 +1,26 @@
+# Zero-shot retrieval on the test split (method.md section 11), logged into the training run.
+
+
+rule evaluate:
+    input:
+        unpack(run_inputs),
+        best="results/runs/{dataset}/{method}/p{p}/seed{seed}/checkpoints/best.pt",
+    output:
+        metrics="results/runs/{dataset}/{method}/p{p}/seed{seed}/metrics.json",
+    log:
+        "logs/evaluate/{dataset}_{method}_p{p}_seed{seed}.log",
+    benchmark:
+        "benchmarks/workflow/evaluate_{dataset}_{method}_p{p}_seed{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        misalignment=misalignment_arg,
+        run_dir=run_dir,
+        uri=tracking_uri(),
+        bootstrap_n=config["evaluate"]["bootstrap_n"],
+        seed=config["evaluate"]["seed"],
+    shell:
+        "gated-symile evaluate --run {params.run_dir} --tensors {input.tensors}"
+        " {params.misalignment}"
+        " --split test --out {output.metrics} --bootstrap-n {params.bootstrap_n}"
+        " --seed {params.seed} --tracking-uri {params.uri:q} > {log} 2>&1"
