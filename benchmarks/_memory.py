@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import tempfile
 import threading
 import time
 import warnings
@@ -67,7 +68,7 @@ class PeakRSS:
         self.peak_mib = (self._peak - self._base) / 2**20
 
 
-def profiled_peak_mib(fn: Callable[[], T], workdir: Path) -> tuple[T, float]:
+def profiled_peak_mib(fn: Callable[[], T]) -> tuple[T, float]:
     """Run ``fn`` under the torch profiler; peak MiB of tensor memory allocated while it ran.
 
     Uses the profiler's CPU memory timeline (allocation/free events of every tensor), so
@@ -79,10 +80,10 @@ def profiled_peak_mib(fn: Callable[[], T], workdir: Path) -> tuple[T, float]:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
                  with_stack=True) as prof:
         result = fn()
-    path = workdir / "memory_timeline.json"
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # deprecated for CUDA, the CPU path works
+        path = Path(tmp) / "memory_timeline.json"
         prof.export_memory_timeline(str(path), device="cpu")
-    _, sizes = json.loads(path.read_text())
+        _, sizes = json.loads(path.read_text())
     totals = [sum(s) for s in sizes]
     return result, (max(totals) - totals[0]) / 2**20 if totals else 0.0

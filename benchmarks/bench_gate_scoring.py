@@ -60,8 +60,11 @@ def main() -> None:
     parser.add_argument("--d-k", type=int, default=256)
     parser.add_argument("--naive-rows", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "gate_scoring.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     gen = torch.Generator().manual_seed(0)
     scorer = GatedSymileScorer(args.dim, 3, args.d_k, gate_strength_init=0.0, seed=0).eval()
@@ -90,9 +93,7 @@ def main() -> None:
         pin_mmap_threshold()
         with PeakRSS() as mem:
             scorer.candidate_scores(queries, candidates, target)
-        _, tensor_peak_mib = profiled_peak_mib(
-            lambda: scorer.candidate_scores(queries, candidates, target), args.out.parent
-        )
+        _, tensor_peak_mib = profiled_peak_mib(lambda: scorer.candidate_scores(queries, candidates, target))
     naive_full_s = naive_subset_s * args.b / rows
     rel_diff = float((fast[:rows] - slow).abs().max() / slow.abs().max())
     speedup = naive_full_s / fast_s

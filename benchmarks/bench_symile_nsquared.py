@@ -53,14 +53,14 @@ def direct(embeddings: list[torch.Tensor], scale: torch.Tensor) -> tuple[float, 
     return total, grads
 
 
-def measure(fn, profile: bool, workdir: Path) -> dict:
+def measure(fn, profile: bool) -> tuple[dict, list]:
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         value, grads = fn()
         seconds = time.perf_counter() - t0
     row = {"seconds": seconds, "rss_growth_mib": mem.peak_mib, "loss": value}
     if profile:
-        _, row["tensor_peak_mib"] = profiled_peak_mib(fn, workdir)
+        _, row["tensor_peak_mib"] = profiled_peak_mib(fn)
     return row, grads
 
 
@@ -70,8 +70,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--chunk-budget", type=int, default=losses.N_SQUARED_CHUNK_BUDGET)
     parser.add_argument("--profile-memory", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "symile_nsquared.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     pin_mmap_threshold()
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -86,7 +89,7 @@ def main() -> None:
     rows, grads = {}, {}
     for name, fn in (("chunked", lambda: chunked(embeddings, scale, args.chunk_budget)),
                      ("direct", lambda: direct(embeddings, scale))):
-        rows[name], grads[name] = measure(fn, args.profile_memory, args.out.parent)
+        rows[name], grads[name] = measure(fn, args.profile_memory)
         print(f"  {name}: {rows[name]}", flush=True)
     loss_diff = abs(rows["chunked"]["loss"] - rows["direct"]["loss"]) / abs(rows["direct"]["loss"])
     grad_diff = max(float((a - b).abs().max() / b.abs().max())

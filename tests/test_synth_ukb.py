@@ -22,7 +22,7 @@ from gated_symile.records.ukb_tables import (
 from gated_symile.synthetic.ukb import UkbSynthConfig, generate_ukb
 from gated_symile.synthetic.ukb.model import draw_latents, draw_params, olink_values
 
-N = 2000
+N = 1500
 
 
 def digests(folder: Path) -> dict[str, str]:

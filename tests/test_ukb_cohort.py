@@ -13,6 +13,7 @@ import pytest
 
 from gated_symile.datasets import load_tensor_dataset
 from gated_symile.errors import ConfigError, RecordError
+from gated_symile.provenance import is_manifest
 from gated_symile.synthetic.ukb import UkbSynthConfig, generate_ukb
 from gated_symile.ukb.cohort import UkbCohortConfig, build_ukb_cohort
 from gated_symile.ukb.ehr import (
@@ -155,7 +156,7 @@ def test_zscore_fit_ignores_nan_and_handles_empty_columns():
 def digests(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*")) if p.is_file() and not is_manifest(p)
     }  # fmt: skip
 
 

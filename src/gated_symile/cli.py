@@ -33,14 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one stage; after a successful run that wrote outputs, write its provenance manifest."""
+    from gated_symile.manifests import StageRecorder
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    recorder = None
     try:
-        result = args.func(args)
+        recorder = StageRecorder.start(args, argv)
+        result = int(args.func(args) or 0)
+        if result == 0 and recorder is not None:
+            recorder.finish()
     except GatedSymileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return int(result or 0)
+    finally:
+        if recorder is not None:
+            recorder.hasher.cache.close()
+    return result
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ across p (common random numbers), so a p sweep differs only in how many samples 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from collections.abc import Mapping, Sequence
@@ -43,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gated_symile.errors import GatedSymileError, RecordError
+from gated_symile.provenance import file_sha256
 
 FORMAT = "gated-symile-misalign/1"
 MODES: tuple[str, ...] = ("swap", "noise", "drop")
@@ -67,10 +67,6 @@ def noise_stat_files(modality: str) -> tuple[str, str]:
 def split_key(split: str) -> int:
     """Stable integer for a split name, used in seeds (``hash()`` is salted per process)."""
     return zlib.crc32(split.encode("utf-8"))
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +24,8 @@ from typing import Any
 
 from gated_symile import __version__
 from gated_symile.errors import ConfigError, GatedSymileError
+from gated_symile.manifests import git_state
+from gated_symile.provenance import Hasher, is_manifest
 
 _PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value
 _TAG_VALUE_MAX = 8000
@@ -105,34 +106,6 @@ def create_parent_run(
 # ----------------------------------------------------------------------------- provenance
 
 
-def git_state(path: str | Path | None = None) -> tuple[str, str]:
-    """(commit, dirty) of the git checkout holding ``path`` (default: this package's source).
-
-    ``"unknown"`` for both when the package is not in a git work tree or git is unavailable.
-    """
-    where = Path(path) if path is not None else Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", "unknown"
-    return commit or "unknown", "true" if status.strip() else "false"
-
-
 def provenance_tags(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """git.commit, git.dirty, pipeline.version, snakemake.rule ($SNAKEMAKE_RULE), slurm.job_id."""
     commit, dirty = git_state()
@@ -157,22 +130,21 @@ def dataset_fingerprint(tensor_dir: str | Path) -> tuple[str, list[str]]:
     if not meta.is_file():
         raise GatedSymileError(f"{meta}: tensor dataset metadata not found")
     digest = hashlib.sha256(meta.read_bytes())
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not is_manifest(p)
+    )
     for rel in files:
         digest.update(f"\n{rel}\t{(root / rel).stat().st_size}".encode())
     return digest.hexdigest(), files
 
 
 def folder_sha256(folder: str | Path) -> str:
-    """Full-content sha256 over every file of a small folder (path and bytes, sorted by path)."""
+    """Content digest of a folder (every file's path, size and sha256; manifests left out)."""
     root = Path(folder)
     if not root.is_dir():
         raise GatedSymileError(f"{root}: folder not found")
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(f"\n{path.relative_to(root).as_posix()}\n".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    with Hasher() as hasher:
+        return hasher.hash(root).sha256
 
 
 def parse_tags(pairs: Iterable[str]) -> dict[str, str]:
@@ -314,11 +286,17 @@ def log_metrics(
 
 
 def log_final_metrics(
-    uri: str, run_id: str, metrics: Mapping[str, Any], artifacts: Sequence[Path] = ()
+    uri: str,
+    run_id: str,
+    metrics: Mapping[str, Any],
+    artifacts: Sequence[Path] = (),
+    texts: Mapping[str, str] | None = None,
 ) -> None:
     """For the evaluate stage: test metrics (nested dicts flattened to dotted keys) and files.
 
     Non-numeric leaves are skipped; artifacts that do not exist are an error (a wiring mistake).
+    ``texts`` maps artifact file names to contents (e.g. a manifest logged under another name,
+    so that the artifact store never holds a second ``provenance.json`` for the audit to find).
     """
     from mlflow import MlflowClient
 
@@ -330,6 +308,8 @@ def log_final_metrics(
         if not Path(path).is_file():
             raise GatedSymileError(f"{path}: artifact to log not found")
         client.log_artifact(run_id, str(path))
+    for name, text in (texts or {}).items():
+        client.log_text(run_id, text, name)
 
 
 def _clip(value: str, limit: int) -> str:

@@ -16,6 +16,11 @@ rule aggregate:
             category="Results",
         ),
         markdown="results/tables/summary.md",
+        provenance=report(
+            "results/tables/provenance.md",
+            caption="../report/provenance.rst",
+            category="Provenance",
+        ),
         figures=report(
             directory("results/tables/figures"),
             patterns=["{name}.png"],

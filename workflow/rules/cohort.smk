@@ -28,3 +28,25 @@ rule cohort_mimic:
         "gated-symile cohort mimic --mimic-iv {input.mimic_iv} --ecg {input.ecg}"
         " --cxr {input.cxr} --out {params.out} --workers {threads}"
         " --qc-rule {params.qc_rule} > {log} 2>&1"
+
+
+rule cohort_ukb:
+    input:
+        raw=ukb_raw(),
+    output:
+        directory("results/ukb/cohort"),
+    log:
+        "logs/ukb/cohort.log",
+    benchmark:
+        "benchmarks/workflow/cohort_ukb.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    params:
+        n_folds=config["ukb"]["n_folds"],
+        val_frac=config["ukb"]["val_frac"],
+        seed=config["ukb"]["seed"],
+    shell:
+        "gated-symile cohort ukb --raw {input.raw} --out {output}"
+        " --n-folds {params.n_folds} --val-frac {params.val_frac} --seed {params.seed}"
+        " --threads {threads} > {log} 2>&1"

@@ -1,5 +1,6 @@
 # Shared helpers: config validation, dataset locations and the run grid.
 import json
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -9,13 +10,23 @@ from gated_symile.config import resolve_run_config
 validate(config, schema="../schemas/config.schema.yaml")
 
 SYNTHETIC_MIMIC = "resources/raw/mimic"
+SYNTHETIC_UKB = "resources/raw/ukb"
+DATASETS = ("mimic", "xnor", "xor", "ukb", "ukb_union")
+# Synthetic-XNOR draws its corruption inside the generator (swap_signal, method.md section 12);
+# every other dataset is corrupted by the misalign stage through a manifest.
+GENERATOR_MISALIGNED = ("xnor",)
+# UK Biobank-style cohorts (intersect, union) are evaluated per participant fold.
+UKB_VARIANTS = {"ukb": "intersect", "ukb_union": "union"}
 
 
 wildcard_constraints:
-    dataset="|".join(["mimic", "xnor", "xor"]),
+    dataset="|".join(DATASETS),
+    ukb_dataset="|".join(UKB_VARIANTS),
     method="[a-z][a-z0-9_-]*",
     p="[0-9]+(\\.[0-9]+)?",
-    seed="[0-9]+",
+    fold="[0-9]+",
+    cell="p[0-9]+(\\.[0-9]+)?(/fold[0-9]+)?/seed[0-9]+",
+    source="(mimic|xor)|(ukb|ukb_union)/fold[0-9]+",
 
 
 def mimic_raw(part):
@@ -30,34 +41,72 @@ def mimic_raw(part):
     return raw[part]
 
 
+def ukb_raw():
+    """The UK Biobank-style raw folder: generated, or the user's extraction."""
+    raw = config["raw"]["ukb"]
+    return SYNTHETIC_UKB if raw["source"] == "synthetic" else raw["path"]
+
+
 def dataset_ps(dataset):
     """Misalignment levels of one dataset: its own list, else the experiment's."""
     return config["datasets"].get(dataset, {}).get("p", config["experiment"]["p"])
 
 
-# Synthetic-XNOR draws its corruption inside the generator (swap_signal, method.md section 12);
-# every other dataset is corrupted by the misalign stage through a manifest.
-GENERATOR_MISALIGNED = ("xnor",)
+def dataset_folds(dataset):
+    """Participant folds for the UKB-style cohorts; one unnamed split elsewhere."""
+    return config["ukb"]["folds"] if dataset in UKB_VARIANTS else [None]
 
 
-def tensors_dir(dataset, p):
+def cell_name(p, fold, seed):
+    """Readable run folder below results/runs/{dataset}/{method}/."""
+    return f"p{p}/seed{seed}" if fold is None else f"p{p}/fold{fold}/seed{seed}"
+
+
+def parse_cell(cell):
+    """(p, fold or None, seed) of a cell name."""
+    match = re.fullmatch(r"p([0-9.]+)(?:/fold([0-9]+))?/seed([0-9]+)", cell)
+    p, fold, seed = match.groups()
+    return p, fold, int(seed)
+
+
+def tensors_dir(dataset, p, fold):
     """The clean tensor dataset a run trains on (docs/tensor-format.md)."""
     if dataset in GENERATOR_MISALIGNED:
         return f"results/tensors/{dataset}/p{p}"
+    if fold is not None:
+        return f"results/tensors/{dataset}/fold{fold}"
     return f"results/tensors/{dataset}"
 
 
-def misalignment_dir(dataset, p):
+def misalignment_dir(dataset, p, fold):
     """The misalignment manifest folder of a run, or None where the generator corrupts."""
     if dataset in GENERATOR_MISALIGNED:
         return None
-    return f"results/misalign/{dataset}/p{p}"
+    source = dataset if fold is None else f"{dataset}/fold{fold}"
+    return f"results/misalign/{source}/p{p}"
+
+
+def run_targets(name):
+    """One file per cell of the grid datasets x methods x p (x folds) x seeds."""
+    exp = config["experiment"]
+    return [
+        f"results/runs/{dataset}/{method}/{cell_name(p, fold, seed)}/{name}"
+        for dataset in exp["datasets"]
+        for method in exp["methods"]
+        for p in dataset_ps(dataset)
+        for fold in dataset_folds(dataset)
+        for seed in exp["seeds"]
+    ]
 
 
 def run_inputs(wildcards):
-    """Tensors (and misalignment manifest) of one cell of the grid."""
-    inputs = {"tensors": tensors_dir(wildcards.dataset, wildcards.p)}
-    manifest = misalignment_dir(wildcards.dataset, wildcards.p)
+    """Tensors, misalignment manifest and MLflow parent run of one cell."""
+    p, fold, _ = parse_cell(wildcards.cell)
+    inputs = {
+        "tensors": tensors_dir(wildcards.dataset, p, fold),
+        "parent": f"results/runs/{wildcards.dataset}/{wildcards.method}/p{p}/parent_run_id.txt",
+    }
+    manifest = misalignment_dir(wildcards.dataset, p, fold)
     if manifest:
         inputs["misalignment"] = manifest
     return inputs
@@ -70,26 +119,13 @@ def misalignment_arg(wildcards, input):
 
 
 def run_dir(wildcards):
-    return f"results/runs/{wildcards.dataset}/{wildcards.method}/p{wildcards.p}/seed{wildcards.seed}"
-
-
-def run_targets(name):
-    """One file per cell of the grid datasets x methods x p x seeds."""
-    exp = config["experiment"]
-    return [
-        f"results/runs/{dataset}/{method}/p{p}/seed{seed}/{name}"
-        for dataset in exp["datasets"]
-        for method in exp["methods"]
-        for p in dataset_ps(dataset)
-        for seed in exp["seeds"]
-    ]
+    return f"results/runs/{wildcards.dataset}/{wildcards.method}/{wildcards.cell}"
 
 
 def run_config_json(wildcards):
     """Resolved training config of one cell, passed inline so that a change reruns the cell."""
-    run_cfg = resolve_run_config(
-        config, wildcards.dataset, wildcards.method, int(wildcards.seed)
-    )
+    _, _, seed = parse_cell(wildcards.cell)
+    run_cfg = resolve_run_config(config, wildcards.dataset, wildcards.method, seed)
     return json.dumps(run_cfg.to_dict(), sort_keys=True)
 
 

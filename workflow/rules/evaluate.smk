@@ -4,13 +4,13 @@
 rule evaluate:
     input:
         unpack(run_inputs),
-        best="results/runs/{dataset}/{method}/p{p}/seed{seed}/checkpoints/best.pt",
+        best="results/runs/{dataset}/{method}/{cell}/checkpoints/best.pt",
     output:
-        metrics="results/runs/{dataset}/{method}/p{p}/seed{seed}/metrics.json",
+        metrics="results/runs/{dataset}/{method}/{cell}/metrics.json",
     log:
-        "logs/evaluate/{dataset}_{method}_p{p}_seed{seed}.log",
+        "logs/evaluate/{dataset}/{method}/{cell}.log",
     benchmark:
-        "benchmarks/workflow/evaluate_{dataset}_{method}_p{p}_seed{seed}.tsv"
+        "benchmarks/workflow/evaluate/{dataset}/{method}/{cell}.tsv"
     conda:
         "../../envs/train.yaml"
     params:
@@ -21,6 +21,6 @@ rule evaluate:
         seed=config["evaluate"]["seed"],
     shell:
         "gated-symile evaluate --run {params.run_dir} --tensors {input.tensors}"
-        " {params.misalignment}"
-        " --split test --out {output.metrics} --bootstrap-n {params.bootstrap_n}"
-        " --seed {params.seed} --tracking-uri {params.uri:q} > {log} 2>&1"
+        " {params.misalignment} --split test --out {output.metrics}"
+        " --bootstrap-n {params.bootstrap_n} --seed {params.seed}"
+        " --tracking-uri {params.uri:q} > {log} 2>&1"

@@ -1,16 +1,16 @@
-# Misalignment manifests (method.md section 10): per dataset and p, which samples have a
-# swapped, noised or dropped modality. The clean tensors are never modified.
+# Misalignment manifests (method.md section 10): per dataset (and fold) and p, which samples have
+# a swapped, noised or dropped modality. The clean tensors are never modified.
 
 
 rule misalign:
     input:
-        tensors="results/tensors/{dataset}",
+        tensors="results/tensors/{source}",
     output:
-        directory("results/misalign/{dataset}/p{p}"),
+        directory("results/misalign/{source}/p{p}"),
     log:
-        "logs/misalign/{dataset}_p{p}.log",
+        "logs/misalign/{source}/p{p}.log",
     benchmark:
-        "benchmarks/workflow/misalign_{dataset}_p{p}.tsv"
+        "benchmarks/workflow/misalign/{source}/p{p}.tsv"
     conda:
         "../../envs/data.yaml"
     params:

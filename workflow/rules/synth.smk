@@ -69,3 +69,26 @@ rule synth_xor:
         "gated-symile synth xor --out {output} --d {params.d} --p-hat {params.p_hat}"
         " --n-train {params.n_train} --n-val {params.n_val} --n-test {params.n_test}"
         " --seed {params.seed} > {log} 2>&1"
+
+
+rule synth_ukb:
+    output:
+        directory(SYNTHETIC_UKB),
+    log:
+        "logs/synth/ukb.log",
+    benchmark:
+        "benchmarks/workflow/synth_ukb.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    params:
+        participants=config["synth"]["ukb"]["participants"],
+        seed=config["synth"]["ukb"]["seed"],
+        n_proteins=config["synth"]["ukb"]["n_proteins"],
+        olink_frac=config["synth"]["ukb"]["olink_frac"],
+        signal_strength=config["synth"]["ukb"]["signal_strength"],
+    shell:
+        "gated-symile synth ukb --out {output} --participants {params.participants}"
+        " --seed {params.seed} --n-proteins {params.n_proteins}"
+        " --olink-frac {params.olink_frac} --signal-strength {params.signal_strength}"
+        " --workers {threads} > {log} 2>&1"

@@ -12,7 +12,6 @@ threads change speed only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -30,6 +29,7 @@ from gated_symile.mimic.cxr_index import (
     register_cxr_tables,
 )
 from gated_symile.mimic.ecg_qc_scan import scan_ecg_records
+from gated_symile.provenance import file_sha256
 from gated_symile.records.mimic_tables import (
     ADMISSIONS,
     ECG_RECORD_LIST,
@@ -140,7 +140,7 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
         finally:
             con.close()
     summary["inputs"] = {
-        name: {"file": path.name, "sha256": _sha256(path)} for name, path in files.items()
+        name: {"file": path.name, "sha256": file_sha256(path)} for name, path in files.items()
     }
     summary["parameters"] = {
         "qc_rule": config.qc_rule,
@@ -288,9 +288,3 @@ def _write_parquet(table, path: Path) -> None:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -31,7 +31,6 @@ One ``numpy.random.default_rng(seed)`` draws for the val queries in order, then 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -43,13 +42,13 @@ import pandas as pd
 
 from gated_symile.errors import RecordError
 from gated_symile.mimic.lab_percentiles import apply_lab_ecdf, ecdf_table, fit_lab_ecdf
+from gated_symile.provenance import file_sha256
 
 __all__ = [
     "SPLIT_NAMES",
     "SplitConfig",
     "SplitResult",
     "draw_candidates",
-    "file_sha256",
     "split_cohort",
     "write_splits",
 ]
@@ -91,15 +90,6 @@ class SplitResult:
 
     def rows(self, name: str) -> np.ndarray:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
-
-
-def file_sha256(path: str | Path) -> str:
-    """Checksum of a file, streamed (recorded in metadata so outputs can be traced to inputs)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split_cohort(

@@ -24,7 +24,8 @@ import pandas as pd
 from gated_symile.errors import RecordError
 from gated_symile.mimic.lab_percentiles import mask_column, percentile_column
 from gated_symile.mimic.parallel import ordered_map
-from gated_symile.mimic.splits import SPLIT_NAMES, file_sha256
+from gated_symile.mimic.splits import SPLIT_NAMES
+from gated_symile.provenance import file_sha256
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS
 
 __all__ = [

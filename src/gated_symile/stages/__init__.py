@@ -16,4 +16,5 @@ STAGES: tuple[str, ...] = (
     "evaluate",
     "aggregate",
     "track",
+    "audit",
 )

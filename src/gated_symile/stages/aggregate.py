@@ -2,9 +2,11 @@
 
 Reads ``RUNS/{dataset}/{method}/p{p}/seed{seed}/metrics.json`` (and ``.../fold{k}/seed{seed}/``)
 and writes into OUT: ``summary.csv`` (dataset, method, p, top1_mean, top1_se, n_runs),
-``summary.md``, ``top1_by_p.csv``, ``gate_diagnostics.csv``, ``excluded_runs.csv`` and
-``figures/`` (PNG + SVG): top-1 vs p, gate weights by corruption type, top-1 vs contrastive scale
-(when runs at several pool or batch sizes exist), cohort attrition (with ``--attrition``).
+``summary.md``, ``top1_by_p.csv``, ``gate_diagnostics.csv``, ``excluded_runs.csv``,
+``provenance.md`` (code versions, digests of every dataset and raw input, from the stage
+manifests) and ``figures/`` (PNG + SVG): top-1 vs p, gate weights by corruption type, top-1 vs
+contrastive scale (when runs at several pool or batch sizes exist), cohort attrition (with
+``--attrition``).
 ``figures/notes.txt`` says which figures were skipped and why.
 """
 
@@ -36,6 +38,7 @@ def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> d
     """Write every table and figure; returns counts and the skip notes."""
     from gated_symile import aggregation as agg
     from gated_symile import figures
+    from gated_symile.audit import provenance_report
     from gated_symile.errors import GatedSymileError
 
     runs, excluded = agg.discover_runs(runs_root)
@@ -73,4 +76,5 @@ def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> d
     else:
         notes.append("attrition skipped: no --attrition CSV given")
     (fig_dir / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
+    (out / "provenance.md").write_text(provenance_report(runs_root))
     return {"n_runs": len(runs), "n_cells": len(summary), "n_excluded": len(excluded), "notes": notes}

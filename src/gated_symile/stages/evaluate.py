@@ -80,10 +80,15 @@ def run(args: argparse.Namespace) -> int:
         uri = None
     run_id_file = Path(args.run) / RUN_ID_FILE
     if uri and run_id_file.is_file():
+        from gated_symile.provenance import MANIFEST_NAME
         from gated_symile.tracking import log_final_metrics
 
         run_id = run_id_file.read_text().strip()
-        log_final_metrics(uri, run_id, flat_metrics(result), [Path(args.out)])
+        # the training manifest (which tensor and misalignment builds the run saw), renamed: a
+        # copy named provenance.json in the artifact store would look like a stage manifest
+        manifest = Path(args.run) / MANIFEST_NAME
+        texts = {"provenance/training_manifest.json": manifest.read_text()} if manifest.is_file() else {}
+        log_final_metrics(uri, run_id, flat_metrics(result), [Path(args.out)], texts)
     return 0
 
 
@@ -114,85 +119,85 @@ def evaluate_run(
     from gated_symile.gate_diagnostics import gate_diagnostics
     from gated_symile.retrieval import embed_split, evaluate_retrieval
     from gated_symile.training.checkpoint import load_checkpoint, load_model
-    from gated_symile.training.loop import configure_torch, select_device
+    from gated_symile.training.loop import select_device, torch_settings
 
     started = time.perf_counter()
     torch_device = select_device(device)
     model, run_cfg, trained_meta = load_model(run_dir, which=which, device=torch_device)
-    configure_torch(run_cfg, torch_device)
-    state = load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")["state"]
-    dataset = load_tensor_dataset(tensors, misalignment=misalignment)
-    meta = dataset.metadata
-    for key in ("modalities", "target", "inputs"):
-        if meta[key] != trained_meta[key]:
+    with torch_settings(run_cfg, torch_device):
+        state = load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")["state"]
+        dataset = load_tensor_dataset(tensors, misalignment=misalignment)
+        meta = dataset.metadata
+        for key in ("modalities", "target", "inputs"):
+            if meta[key] != trained_meta[key]:
+                raise GatedSymileError(
+                    f"{tensors}: {key} {meta[key]!r} differs from the training data's {trained_meta[key]!r}"
+                )
+        seed = run_cfg.evaluate.seed if seed is None else seed
+        bootstrap_n = run_cfg.evaluate.bootstrap_n if bootstrap_n is None else bootstrap_n
+        batch_size = run_cfg.evaluate.batch_size if batch_size is None else batch_size
+        if bootstrap_n < 0 or batch_size < 1:
             raise GatedSymileError(
-                f"{tensors}: {key} {meta[key]!r} differs from the training data's {trained_meta[key]!r}"
+                f"bootstrap-n must be >= 0 and batch-size >= 1 (got {bootstrap_n}, {batch_size})"
             )
-    seed = run_cfg.evaluate.seed if seed is None else seed
-    bootstrap_n = run_cfg.evaluate.bootstrap_n if bootstrap_n is None else bootstrap_n
-    batch_size = run_cfg.evaluate.batch_size if batch_size is None else batch_size
-    if bootstrap_n < 0 or batch_size < 1:
-        raise GatedSymileError(
-            f"bootstrap-n must be >= 0 and batch-size >= 1 (got {bootstrap_n}, {batch_size})"
-        )
-    timing: dict[str, float] = {"load_s": time.perf_counter() - started}
+        timing: dict[str, float] = {"load_s": time.perf_counter() - started}
 
-    tick = time.perf_counter()
-    data = dataset.split(split)
-    embeddings = embed_split(model, data, batch_size=batch_size, device=torch_device)
-    result = evaluate_retrieval(
-        model,
-        data,
-        meta,
-        seed=seed,
-        batch_size=batch_size,
-        device=torch_device,
-        bootstrap_n=bootstrap_n,
-        embeddings=embeddings,
-    )
-    timing["evaluate_s"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    gates = gate_diagnostics(model, data, meta, embeddings, batch_size=batch_size)
-    timing["gate_diagnostics_s"] = time.perf_counter() - tick
-
-    reference: dict[str, Any] = {}
-    if split != "val" and "val" in dataset.split_sizes:
         tick = time.perf_counter()
-        val = evaluate_retrieval(
-            model, dataset.split("val"), meta, seed=seed, batch_size=batch_size, device=torch_device
+        data = dataset.split(split)
+        embeddings = embed_split(model, data, batch_size=batch_size, device=torch_device)
+        result = evaluate_retrieval(
+            model,
+            data,
+            meta,
+            seed=seed,
+            batch_size=batch_size,
+            device=torch_device,
+            bootstrap_n=bootstrap_n,
+            embeddings=embeddings,
         )
-        reference["val"] = {"n_queries": val["n_queries"], "metrics": {k: val[k] for k in HEADLINE_KEYS}}
-        timing["reference_s"] = time.perf_counter() - tick
-    timing["wall_s"] = time.perf_counter() - started
+        timing["evaluate_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        gates = gate_diagnostics(model, data, meta, embeddings, batch_size=batch_size)
+        timing["gate_diagnostics_s"] = time.perf_counter() - tick
 
-    out = {
-        "format": METRICS_FORMAT,
-        "dataset": meta.get("dataset", run_cfg.dataset),
-        "method": run_cfg.method,
-        "objective": run_cfg.objective,
-        "model_seed": run_cfg.seed,
-        "config_sha256": config_hash(run_cfg),
-        "checkpoint": {"which": which, "epoch": state["epoch"], "global_step": state["global_step"]},
-        "split": split,
-        "misalignment": None if misalignment is None else str(misalignment),
-        "seed": seed,
-        "bootstrap_n": bootstrap_n,
-        "device": torch_device.type,
-        "protocol": result["protocol"],
-        "target": result["target"],
-        "queries": result["queries"],
-        "eval_batch": result["eval_batch"],
-        "n_queries": result["n_queries"],
-        "metrics": {k: result[k] for k in HEADLINE_KEYS},
-        "pool_size": result["pool_size"],
-        "query_counts": result["query_counts"],
-        "bootstrap": result["bootstrap"],
-        "stratified": result["stratified"],
-        "gate_diagnostics": gates,
-        "reference": reference,
-        "timing": timing,
-    }
-    return out, run_cfg
+        reference: dict[str, Any] = {}
+        if split != "val" and "val" in dataset.split_sizes:
+            tick = time.perf_counter()
+            val = evaluate_retrieval(
+                model, dataset.split("val"), meta, seed=seed, batch_size=batch_size, device=torch_device
+            )
+            reference["val"] = {"n_queries": val["n_queries"], "metrics": {k: val[k] for k in HEADLINE_KEYS}}
+            timing["reference_s"] = time.perf_counter() - tick
+        timing["wall_s"] = time.perf_counter() - started
+
+        out = {
+            "format": METRICS_FORMAT,
+            "dataset": meta.get("dataset", run_cfg.dataset),
+            "method": run_cfg.method,
+            "objective": run_cfg.objective,
+            "model_seed": run_cfg.seed,
+            "config_sha256": config_hash(run_cfg),
+            "checkpoint": {"which": which, "epoch": state["epoch"], "global_step": state["global_step"]},
+            "split": split,
+            "misalignment": None if misalignment is None else str(misalignment),
+            "seed": seed,
+            "bootstrap_n": bootstrap_n,
+            "device": torch_device.type,
+            "protocol": result["protocol"],
+            "target": result["target"],
+            "queries": result["queries"],
+            "eval_batch": result["eval_batch"],
+            "n_queries": result["n_queries"],
+            "metrics": {k: result[k] for k in HEADLINE_KEYS},
+            "pool_size": result["pool_size"],
+            "query_counts": result["query_counts"],
+            "bootstrap": result["bootstrap"],
+            "stratified": result["stratified"],
+            "gate_diagnostics": gates,
+            "reference": reference,
+            "timing": timing,
+        }
+        return out, run_cfg
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:

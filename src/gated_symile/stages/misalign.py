@@ -62,13 +62,13 @@ def write_misalignment(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
         STATS_SPLIT,
         draw_manifest,
         feature_stats,
-        file_sha256,
         manifest_counts,
         manifest_file,
         noise_stat_files,
         spec_document,
         write_manifest,
     )
+    from gated_symile.provenance import file_sha256
     from gated_symile.tensor_format import METADATA_FILE
 
     dataset = load_tensor_dataset(tensors)

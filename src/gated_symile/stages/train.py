@@ -17,6 +17,8 @@ from gated_symile.errors import ConfigError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from gated_symile.manifests import declare
+
     parser.add_argument("--tensors", type=Path, required=True, help="tensor dataset folder")
     parser.add_argument(
         "--run-config",
@@ -48,6 +50,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="progress bar (overrides train.progress)",
     )
     parser.set_defaults(func=run)
+    declare(parser, inputs=["run_config"])  # a file path when not inline JSON
 
 
 def load_run_config_arg(value: str) -> Any:
@@ -75,6 +78,7 @@ def load_run_config_arg(value: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from gated_symile.datasets import load_tensor_dataset
+    from gated_symile.manifests import inputs_digest
     from gated_symile.tracking import TrainingRun, parse_tags
     from gated_symile.training.loop import fit, show_progress
 
@@ -97,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
             if not args.parent_run_id_file.is_file():
                 raise ConfigError(f"{args.parent_run_id_file}: parent run id file not found")
             parent = args.parent_run_id_file.read_text().strip() or None
+        tags = parse_tags(args.tag)
+        manifests_sha = inputs_digest([args.tensors, args.misalignment])
+        if manifests_sha is not None:
+            tags["provenance.inputs.sha256"] = manifests_sha
         tracker = TrainingRun(
             uri,
             experiment,
@@ -104,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             run_cfg,
             args.tensors,
             parent_run_id=parent,
-            tags=parse_tags(args.tag),
+            tags=tags,
             misalignment_dir=args.misalignment,
         )
     progress = None if args.progress is None else show_progress(args.progress)

@@ -88,6 +88,8 @@ def torch_settings(run_cfg: RunConfig, device: torch.device):
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        # IEEE default again: flushing leaks into numpy/hypothesis code run later in-process.
+        torch.set_flush_denormal(False)
 
 
 def seed_everything(seed: int) -> None:

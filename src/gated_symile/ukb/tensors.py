@@ -11,7 +11,6 @@ The EHR featuriser is fitted on the variant's training participants of this fold
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from gated_symile.errors import ConfigError
+from gated_symile.provenance import file_sha256
 from gated_symile.records.errors import MissingRecord
 from gated_symile.tensor_format import SPLITS, prepare_output_dir, write_metadata, write_split
 from gated_symile.ukb.cohort import MODALITIES
@@ -150,7 +150,7 @@ def build_ukb_tensors(cohort: Path, out: Path, cfg: UkbTensorConfig) -> dict[str
         "ehr": featurizer.state(),
         "seeds": {"tensors": cfg.seed, "folds": summary["folds"]["seed"]},
         "folds": {k: summary["folds"][k] for k in ("n_folds", "val_frac")},
-        "sources": {name: _sha256(cohort / name) for name in COHORT_FILES},
+        "sources": {name: file_sha256(cohort / name) for name in COHORT_FILES},
         "config": {"variant": cfg.variant, "fold": cfg.fold, "ehr": asdict(cfg.ehr)},
     }
     write_metadata(out, metadata)
@@ -173,9 +173,3 @@ def _aligned(path: Path, eids: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return x, names
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,7 +11,10 @@ Layout under ``out`` (data.md sections 1-3)::
     mimic-cxr-jpg/files/p10/p10000032/s5xxxxxxx/<dicom_id>.jpg
 
 Records are rendered by ``workers`` processes; every record's random stream is keyed on its id,
-so the bytes do not depend on the worker count or on the order in which chunks finish.
+so the bytes do not depend on the worker count or on the order in which chunks finish.  Workers
+are *spawned* (not forked: the parent holds polars' thread pool), so a script that calls
+``generate_mimic(..., workers > 1)`` needs the usual ``if __name__ == "__main__":`` guard; the
+CLI has it.
 """
 
 from __future__ import annotations

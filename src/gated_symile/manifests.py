@@ -1,0 +1,296 @@
+"""Stage manifests: what a stage read, what it wrote, with which code, config and tools.
+
+Why one central writer: ``gated_symile.cli.main`` wraps every stage, so no stage repeats this
+code. Inputs and outputs come from the parsed arguments by convention (``--out`` and ``--out-*``
+are outputs; every other argument holding a ``Path`` is an input when it exists), and a stage
+adds what the convention cannot see with :func:`declare` (e.g. a ``str`` argument that may name a
+config file). Stages with no output (``inspect``, ``audit``) write nothing.
+
+The manifest sits beside the primary output: ``<out>/provenance.json`` for a folder,
+``<out>.provenance.json`` for a file. Inputs are hashed before the stage runs (what it read),
+outputs after it succeeded; each input also names the manifests of the stages that produced it
+(with their sha256), which is how ``gated-symile audit`` walks the chain and spots reruns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gated_symile import __version__
+from gated_symile.provenance import MANIFEST_NAME, MANIFEST_SUFFIX, Hasher, file_sha256
+
+FORMAT = "gated-symile-provenance/1"
+TOOLS: tuple[str, ...] = (
+    "snakemake", "torch", "duckdb", "polars", "pydicom", "wfdb", "numpy", "mlflow", "pyarrow", "pandas",
+)
+_SPEC_DEST = "_provenance_spec"
+
+
+@dataclass(frozen=True)
+class ProvenanceSpec:
+    """Argument names (argparse dests) to treat as inputs/outputs beyond the convention."""
+
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+def declare(parser: argparse.ArgumentParser, *, inputs: Sequence[str] = (), outputs: Sequence[str] = ()) -> None:
+    """Add argument dests to a stage's inputs/outputs (a ``str`` value counts when it names a path)."""
+    parser.set_defaults(**{_SPEC_DEST: ProvenanceSpec(tuple(inputs), tuple(outputs))})
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def git_state(path: str | Path | None = None) -> tuple[str, str]:
+    """(commit, dirty) of the git checkout holding ``path`` (default: this package's source).
+
+    ``"unknown"`` for both when the package is not in a git work tree or git is unavailable.
+    """
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=where, capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+    return commit or "unknown", "true" if status.strip() else "false"
+
+
+def tool_versions() -> dict[str, str | None]:
+    """Python and the installed versions of the pipeline's main tools (metadata only, no import)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def code_version() -> dict[str, str]:
+    commit, dirty = git_state()
+    return {"package": "gated-symile", "version": __version__, "git_commit": commit, "git_dirty": dirty}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def stage_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The stage's parsed arguments (its config subset), JSON-ready."""
+    return {
+        k: _jsonable(v) for k, v in sorted(vars(args).items()) if k != "func" and not k.startswith("_")
+    }
+
+
+def config_sha256(config: dict[str, Any]) -> str:
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _is_output(dest: str) -> bool:
+    return dest == "out" or dest.startswith("out_")
+
+
+def _paths(value: Any, explicit: bool) -> list[Path]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    found = []
+    for v in values:
+        if isinstance(v, Path) or (explicit and isinstance(v, str) and v and not v.lstrip().startswith("{")):
+            found.append(Path(v))
+    return found
+
+
+def stage_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """(inputs, outputs) as (dest, path) pairs; inputs only where they exist now."""
+    spec: ProvenanceSpec = getattr(args, _SPEC_DEST, None) or ProvenanceSpec()
+    inputs, outputs = [], []
+    for dest, value in sorted(vars(args).items()):
+        if dest == "func" or dest.startswith("_"):
+            continue
+        if _is_output(dest) or dest in spec.outputs:
+            outputs += [(dest, p) for p in _paths(value, dest in spec.outputs)]
+        else:
+            inputs += [(dest, p) for p in _paths(value, dest in spec.inputs) if p.exists()]
+    return inputs, outputs
+
+
+def manifest_path(output: Path) -> Path:
+    """Where the manifest of a stage whose primary output is ``output`` goes."""
+    return output / MANIFEST_NAME if output.is_dir() else output.with_name(output.name + MANIFEST_SUFFIX)
+
+
+# ----------------------------------------------------------------------------- producers
+
+
+def _covers(manifest: Path, target: Path) -> bool:
+    """Whether the manifest lists an output equal to or containing ``target``."""
+    try:
+        doc = read_manifest(manifest)
+    except (OSError, ValueError):
+        return False
+    for out in doc.get("outputs", []):
+        root = resolve_entry(manifest, out)
+        if target == root or root in target.parents:
+            return True
+    return False
+
+
+def producers_of(path: Path, nested: Iterable[Path] = ()) -> list[Path]:
+    """Manifests of the stages that wrote ``path``: its own, one above it, else those inside it."""
+    target = Path(os.path.abspath(path))
+    own = manifest_path(target)
+    if own.is_file():
+        return [own]
+    for parent in target.parents:
+        candidate = parent / MANIFEST_NAME
+        if candidate.is_file() and _covers(candidate, target):
+            return [candidate]
+    return sorted(Path(os.path.abspath(m)) for m in nested)
+
+
+def inputs_digest(paths: Iterable[Path | None]) -> str | None:
+    """One sha256 over the manifests that produced ``paths`` (None when none has a manifest).
+
+    Tagged on MLflow runs so that a run names exactly which tensor/misalignment builds it saw.
+    """
+    found = {m for p in paths if p is not None and Path(p).exists() for m in producers_of(Path(p))}
+    if not found:
+        return None
+    return hashlib.sha256("".join(f"{sha}\n" for sha in sorted(map(file_sha256, found))).encode()).hexdigest()
+
+
+def resolve_entry(manifest: Path, entry: dict[str, Any]) -> Path:
+    """An input/output path of a manifest: relative to the manifest's folder, else absolute."""
+    relative = Path(os.path.abspath(Path(manifest).parent / entry["path"]))
+    if relative.exists() or not entry.get("abspath"):
+        return relative
+    absolute = Path(entry["abspath"])
+    return absolute if absolute.exists() else relative
+
+
+def _entry(dest: str, path: Path, where: Path, digest_record: dict[str, Any]) -> dict[str, Any]:
+    absolute = os.path.abspath(path)
+    return {"arg": dest, "path": os.path.relpath(absolute, where), "abspath": absolute, **digest_record}
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@dataclass
+class StageRecorder:
+    """Collects a stage's inputs before it runs and writes its manifest after it succeeded."""
+
+    args: argparse.Namespace
+    argv: Sequence[str]
+    hasher: Hasher = field(default_factory=Hasher)
+    started: str = field(default_factory=_now)
+    inputs: list[tuple[str, Path]] = field(default_factory=list)
+    outputs: list[tuple[str, Path]] = field(default_factory=list)
+    input_records: list[tuple[str, Path, dict[str, Any], list[Path]]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, args: argparse.Namespace, argv: Sequence[str], hasher: Hasher | None = None) -> StageRecorder | None:
+        """Hash the inputs now; None when the stage declares no output (nothing to record)."""
+        inputs, outputs = stage_paths(args)
+        if not outputs:
+            return None
+        rec = cls(args, list(argv), hasher or Hasher(), _now(), inputs, outputs)
+        excluded = [p for _, p in outputs]
+        for dest, path in inputs:
+            digest = rec.hasher.hash(path, exclude=excluded)
+            rec.input_records.append((dest, path, digest.record(), digest.manifests))
+        return rec
+
+    def finish(self) -> Path | None:
+        """Hash the outputs and write the manifest beside the primary output; returns its path."""
+        present = [(d, p) for d, p in self.outputs if p.exists()]
+        if not present:
+            return None
+        target = manifest_path(present[0][1])
+        where = target.parent
+        inputs = []
+        for dest, path, record, nested in self.input_records:
+            entry = _entry(dest, path, where, record)
+            entry["producers"] = [
+                {"path": os.path.relpath(m, where), "sha256": file_sha256(m)}
+                for m in producers_of(path, nested)
+                if m != target
+            ]
+            inputs.append(entry)
+        outputs = [_entry(d, p, where, self.hasher.hash(p, skip_owned=True).record()) for d, p in present]
+        config = stage_config(self.args)
+        doc = {
+            "format": FORMAT,
+            "stage": " ".join(_stage_words(self.argv)),
+            "argv": list(self.argv),
+            "config": config,
+            "config_sha256": config_sha256(config),
+            "code": code_version(),
+            "tools": tool_versions(),
+            "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "snakemake_rule": os.environ.get("SNAKEMAKE_RULE"),
+            "started": self.started,
+            "finished": _now(),
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+        write_manifest(doc, target)
+        return target
+
+
+def _stage_words(argv: Sequence[str]) -> list[str]:
+    words = []
+    for token in argv:
+        if token.startswith("-"):
+            break
+        words.append(token)
+    return words
+
+
+def write_manifest(doc: dict[str, Any], target: Path) -> None:
+    """Atomic write (temporary file + rename): a killed job never leaves half a manifest."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, target)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a {FORMAT} manifest")
+    return doc

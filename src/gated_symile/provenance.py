@@ -1,0 +1,272 @@
+"""Content hashing for provenance: one file hasher, one tree hasher, one on-disk hash cache.
+
+Why a cache: the raw releases (hundreds of thousands of ECG records and radiographs) and the
+tensor datasets (many GB) are read by several stages and audited later; each file is read once
+and its sha256 remembered under its (real path, size, mtime_ns). A later hash of an unchanged
+file is a ``stat``; a file whose size or mtime changed is read again. A modification that keeps
+both size and mtime (clock tricks, bit rot) is only seen with ``use_cache=False``.
+
+Why SQLite in WAL mode: many Snakemake/SLURM jobs hash concurrently; SQLite serialises writers
+with a busy timeout and readers never block. The cache is an optimisation only: any database
+error disables it for the process with one warning and hashing goes on reading files. On network
+file systems without working locks, point ``GATED_SYMILE_HASH_CACHE`` at a local disk (or ``off``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gated_symile.errors import GatedSymileError
+
+MANIFEST_NAME = "provenance.json"
+MANIFEST_SUFFIX = ".provenance.json"
+CACHE_ENV = "GATED_SYMILE_HASH_CACHE"
+_CHUNK = 1 << 20
+_COMMIT_EVERY = 2000
+
+
+def is_manifest(path: str | Path) -> bool:
+    """A stage manifest (``provenance.json`` or ``<file>.provenance.json``): never hashed itself."""
+    name = Path(path).name
+    return name == MANIFEST_NAME or name.endswith(MANIFEST_SUFFIX)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex of a file's bytes, streamed in 1 MiB blocks (no cache)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def cache_location(value: str | None = None) -> Path | None:
+    """The hash cache file: ``value``, else ``$GATED_SYMILE_HASH_CACHE``, else
+    ``$XDG_CACHE_HOME`` (or ``~/.cache``)``/gated-symile/sha256.sqlite``; ``off`` means no cache."""
+    value = os.environ.get(CACHE_ENV) if value is None else value
+    if value is not None:
+        return None if value.strip().lower() in ("", "off", "none") else Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gated-symile" / "sha256.sqlite"
+
+
+class HashCache:
+    """sha256 by (real path, size, mtime_ns) in a SQLite file; ``path=None`` caches nothing."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = None if path is None else Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._pending = 0
+
+    @classmethod
+    def default(cls) -> HashCache:
+        return cls(cache_location())
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._db is None and self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=120)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS sha256 (path TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+                    " mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL) WITHOUT ROWID"
+                )
+                db.commit()
+                self._db = db
+            except (sqlite3.Error, OSError) as exc:
+                self._disable(exc)
+        return self._db
+
+    def _disable(self, exc: Exception) -> None:
+        warnings.warn(f"{self.path}: hash cache disabled ({exc}); files are read in full", stacklevel=3)
+        if self._db is not None:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+        self._db, self.path = None, None
+
+    def entries_under(self, root: str) -> dict[str, tuple[int, int, str]]:
+        """Every cached entry whose path lies under the folder ``root`` (one range query)."""
+        db = self._connect()
+        if db is None:
+            return {}
+        prefix = root.rstrip(os.sep) + os.sep
+        upper = prefix[:-1] + chr(ord(os.sep) + 1)
+        try:
+            rows = db.execute(
+                "SELECT path, size, mtime_ns, digest FROM sha256 WHERE path >= ? AND path < ?",
+                (prefix, upper),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            self._disable(exc)
+            return {}
+        return {path: (size, mtime, digest) for path, size, mtime, digest in rows}
+
+    def get(self, real: str, size: int, mtime_ns: int) -> str | None:
+        db = self._connect()
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT size, mtime_ns, digest FROM sha256 WHERE path = ?", (real,)).fetchone()
+        except sqlite3.Error as exc:
+            self._disable(exc)
+            return None
+        return row[2] if row is not None and (row[0], row[1]) == (size, mtime_ns) else None
+
+    def put(self, real: str, size: int, mtime_ns: int, digest: str) -> None:
+        db = self._connect()
+        if db is None:
+            return
+        try:
+            db.execute(
+                "INSERT OR REPLACE INTO sha256 (path, size, mtime_ns, digest) VALUES (?, ?, ?, ?)",
+                (real, size, mtime_ns, digest),
+            )
+            self._pending += 1
+            if self._pending >= _COMMIT_EVERY:
+                self.flush()
+        except sqlite3.Error as exc:
+            self._disable(exc)
+
+    def flush(self) -> None:
+        """Commit pending entries (short transactions keep other jobs' waits short)."""
+        if self._db is not None and self._pending:
+            try:
+                self._db.commit()
+            except sqlite3.Error as exc:
+                self._disable(exc)
+        self._pending = 0
+
+    def close(self) -> None:
+        self.flush()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+@dataclass
+class Digest:
+    """Hash of one file or folder.
+
+    For a folder: ``files`` maps each path (relative, POSIX) to (size, sha256) and ``sha256`` is
+    the digest of the sorted ``"<rel>\\t<size>\\t<sha256>\\n"`` lines; ``manifests`` lists the
+    stage manifests met inside (not hashed). ``read`` / ``cached`` count files read vs. found in
+    the cache.
+    """
+
+    kind: str
+    sha256: str
+    size: int
+    files: dict[str, tuple[int, str]] = field(default_factory=dict)
+    manifests: list[Path] = field(default_factory=list)
+    read: int = 0
+    cached: int = 0
+
+    def record(self) -> dict[str, Any]:
+        """JSON form stored in manifests."""
+        out: dict[str, Any] = {"kind": self.kind, "sha256": self.sha256, "size": self.size}
+        if self.kind == "dir":
+            out["n_files"] = len(self.files)
+            out["files"] = {rel: [size, sha] for rel, (size, sha) in self.files.items()}
+        return out
+
+
+def tree_digest(files: Mapping[str, tuple[int, str]]) -> str:
+    """One digest over a folder's sorted (path, size, sha256) list."""
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        size, sha = files[rel]
+        digest.update(f"{rel}\t{size}\t{sha}\n".encode())
+    return digest.hexdigest()
+
+
+class Hasher:
+    """Hashes files and folders through one cache; ``use_cache=False`` re-reads every file."""
+
+    def __init__(self, cache: HashCache | None = None, *, use_cache: bool = True) -> None:
+        self.cache = cache if cache is not None else HashCache.default()
+        self.use_cache = use_cache
+
+    def __enter__(self) -> Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cache.close()
+
+    def _file(self, path: str, st: os.stat_result, known: Mapping[str, tuple[int, int, str]] | None) -> tuple[str, bool]:
+        """(sha256, was_read) of one file; ``known`` holds prefetched cache rows."""
+        real = os.path.realpath(path)
+        if self.use_cache:
+            if known is not None:
+                hit = known.get(real)
+                cached = hit[2] if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns) else None
+            else:
+                cached = self.cache.get(real, st.st_size, st.st_mtime_ns)
+            if cached is not None:
+                return cached, False
+        digest = file_sha256(path)
+        self.cache.put(real, st.st_size, st.st_mtime_ns, digest)
+        return digest, True
+
+    def hash(self, path: str | Path, exclude: Iterable[str | Path] = (), *, skip_owned: bool = False) -> Digest:
+        """Digest of a file or a folder (manifests and ``exclude`` paths left out of a folder).
+
+        ``skip_owned`` also leaves out what another stage wrote into the folder and recorded in
+        its own manifest: a file ``X`` beside ``X.provenance.json`` and a subfolder holding a
+        ``provenance.json`` (a training run folder must not claim the evaluation's metrics).
+        """
+        path = Path(path)
+        try:
+            if path.is_dir():
+                return self._tree(path, {os.path.abspath(p) for p in exclude}, skip_owned)
+            st = path.stat()
+        except OSError as exc:
+            raise GatedSymileError(f"{path}: cannot hash ({exc.strerror or exc})") from None
+        digest, read = self._file(str(path), st, None)
+        self.cache.flush()
+        return Digest("file", digest, st.st_size, read=int(read), cached=int(not read))
+
+    def _tree(self, root: Path, exclude: set[str], skip_owned: bool) -> Digest:
+        known = self.cache.entries_under(os.path.realpath(root)) if self.use_cache else None
+        files: dict[str, tuple[int, str]] = {}
+        manifests: list[Path] = []
+        read = cached = 0
+        seen_dirs: set[str] = set()
+        for folder, dirnames, filenames in os.walk(root, followlinks=True):
+            real_dir = os.path.realpath(folder)
+            if real_dir in seen_dirs:  # a symlink loop or a folder reachable twice
+                dirnames[:] = []
+                continue
+            seen_dirs.add(real_dir)
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if os.path.abspath(os.path.join(folder, d)) not in exclude
+                and not (skip_owned and os.path.isfile(os.path.join(folder, d, MANIFEST_NAME)))
+            )  # fmt: skip
+            names = set(filenames)
+            for name in sorted(filenames):
+                full = os.path.join(folder, name)
+                if is_manifest(name):
+                    manifests.append(Path(full))
+                    continue
+                if os.path.abspath(full) in exclude or (skip_owned and name + MANIFEST_SUFFIX in names):
+                    continue
+                try:
+                    st = os.stat(full)
+                    digest, was_read = self._file(full, st, known)
+                except OSError as exc:
+                    raise GatedSymileError(f"{full}: cannot hash ({exc.strerror or exc})") from None
+                rel = Path(os.path.relpath(full, root)).as_posix()
+                files[rel] = (st.st_size, digest)
+                read += was_read
+                cached += not was_read
+        self.cache.flush()
+        size = sum(s for s, _ in files.values())
+        return Digest("dir", tree_digest(files), size, files, manifests, read, cached)

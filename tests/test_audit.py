@@ -1,0 +1,148 @@
+"""``gated-symile audit``: a small real chain (raw -> cohort -> splits -> tensors -> misalign), then
+single-byte edits; the audit must name exactly the edited artefact and the stages that read it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gated_symile.audit import audit, format_table, provenance_report
+from gated_symile.cli import main
+from gated_symile.provenance import CACHE_ENV, HashCache, Hasher
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> Path:
+    """raw/ (written by the generator library: no manifest, like a real download) and results/."""
+    from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
+
+    root = tmp_path_factory.mktemp("chain")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(root.parent / "chain-cache.sqlite"))
+        raw, res = root / "raw", root / "results"
+        generate_mimic(raw, MimicSynthConfig(admissions=40, seed=0, image_size=32))
+        steps = [
+            ["cohort", "mimic", "--mimic-iv", raw / "mimic-iv", "--ecg", raw / "mimic-iv-ecg",
+             "--cxr", raw / "mimic-cxr-jpg", "--out", res / "cohort"],
+            ["splits", "mimic", "--cohort", res / "cohort" / "cohort.parquet", "--out", res / "splits",
+             "--train-n", "20", "--val-n", "5", "--candidate-n", "3"],
+            ["tensors", "mimic", "--splits", res / "splits", "--ecg", raw / "mimic-iv-ecg",
+             "--cxr", raw / "mimic-cxr-jpg", "--out", res / "tensors", "--cxr-size", "16"],
+            ["misalign", "--tensors", res / "tensors", "--out", res / "misalign", "--p", "0.5",
+             "--mode", "swap"],
+        ]  # fmt: skip
+        for step in steps:
+            assert main([str(a) for a in step]) == 0, step
+    return root
+
+
+@pytest.fixture
+def work(chain, tmp_path, monkeypatch) -> Path:
+    """A private copy of the chain (manifests hold relative paths, so a moved tree still audits)."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache.sqlite"))
+    copy = tmp_path / "copy"
+    shutil.copytree(chain, copy)
+    return copy
+
+
+def _statuses(root: Path, **kwargs) -> dict[str, tuple[str, object]]:
+    with Hasher(HashCache(Path(os.environ[CACHE_ENV])), **kwargs) as hasher:
+        findings = audit(root / "results", hasher)
+    return {os.path.relpath(f.path, root): f for f in findings}
+
+
+def _flip(path: Path) -> None:
+    """Flip one bit of the last byte; the size stays, the mtime moves (as any real edit does)."""
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    # a coarse file-system clock can leave mtime unchanged within one tick: make the edit visible
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+
+ARTEFACTS = {
+    "results/cohort", "results/splits", "results/tensors", "results/misalign",
+    "raw/mimic-iv", "raw/mimic-iv-ecg", "raw/mimic-cxr-jpg",
+}  # fmt: skip
+
+
+def test_clean_chain_is_ok_from_any_subfolder(work, capsys):
+    found = _statuses(work)
+    assert set(found) == ARTEFACTS
+    assert {f.status for f in found.values()} == {"OK"}
+    assert found["raw/mimic-iv-ecg"].stage is None and found["results/tensors"].stage == "tensors mimic"
+    # from a subfolder: the chain is followed back through the inputs' manifests
+    assert main(["audit", str(work / "results" / "misalign")]) == 0
+    out = capsys.readouterr().out
+    assert "7 artefacts: 7 OK" in out and "misalign" in out
+    assert not (work / "results" / "provenance.json").exists()  # audit writes no manifest
+
+
+def test_flipped_tensor_file_is_modified_and_its_readers_stale(work, capsys):
+    victim = work / "results" / "tensors" / "train" / "ecg.npy"
+    _flip(victim)
+    found = _statuses(work)
+    assert found["results/tensors"].status == "MODIFIED"
+    assert found["results/tensors"].modified == [str(victim)]
+    assert found["results/misalign"].status == "STALE"
+    assert found["results/misalign"].stale_inputs == [str(work / "results" / "tensors")]
+    assert {k for k, f in found.items() if f.status != "OK"} == {"results/tensors", "results/misalign"}
+
+    assert main(["audit", str(work / "results"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert {os.path.relpath(a["path"], work): a["status"] for a in report["artefacts"]}["results/tensors"] == "MODIFIED"
+
+    _flip(victim)  # flipped back: same bytes, so OK again (rehashed because the mtime moved)
+    assert {f.status for f in _statuses(work).values()} == {"OK"}
+
+
+def test_flipped_raw_record_is_modified_and_its_readers_stale(work):
+    victim = sorted((work / "raw" / "mimic-iv-ecg").rglob("*.dat"))[0]
+    _flip(victim)
+    found = _statuses(work)
+    assert found["raw/mimic-iv-ecg"].status == "MODIFIED"
+    assert found["raw/mimic-iv-ecg"].modified == [str(victim)]
+    # both stages that read the ECG tree are stale; the splits (read only the cohort) are not
+    stale = {k for k, f in found.items() if f.status == "STALE"}
+    assert stale == {"results/cohort", "results/tensors"}
+    assert {k for k, f in found.items() if f.status == "OK"} == ARTEFACTS - stale - {"raw/mimic-iv-ecg"}
+    assert "STALE" in format_table(list(found.values()))
+
+
+def test_rerun_upstream_makes_readers_stale_and_deleted_file_missing(work):
+    res = work / "results"
+    args = ["splits", "mimic", "--cohort", str(res / "cohort" / "cohort.parquet"), "--out", str(res / "splits"),
+            "--train-n", "20", "--val-n", "5", "--candidate-n", "3"]  # fmt: skip
+    assert main(args) == 0  # same bytes, but a new manifest: the tensors were made before it
+    found = _statuses(work)
+    assert found["results/splits"].status == "OK"
+    assert found["results/tensors"].status == "STALE"
+    assert "rewritten by a later run" in " ".join(found["results/tensors"].details)
+    (res / "misalign" / "manifest_val.parquet").unlink()
+    found = _statuses(work)
+    assert found["results/misalign"].status == "MISSING"
+    assert found["results/misalign"].missing == [str(res / "misalign" / "manifest_val.parquet")]
+
+
+def test_rehash_sees_an_edit_that_kept_size_and_mtime(work):
+    victim = work / "results" / "splits" / "metadata.json"
+    _statuses(work)  # fill the cache
+    before = victim.stat()
+    text = victim.read_bytes()
+    victim.write_bytes(text[:-2] + (b" \n" if text[-2:] != b" \n" else b"\t\n"))
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert _statuses(work)["results/splits"].status == "OK"  # trusted the cache (documented)
+    assert _statuses(work, use_cache=False)["results/splits"].status == "MODIFIED"
+
+
+def test_provenance_report_lists_datasets_and_raw_trees(work):
+    text = provenance_report(work / "results" / "misalign")
+    assert "| tensors mimic |" in text and "| cohort mimic |" in text
+    assert "mimic-iv-ecg" in text and "cohort mimic, tensors mimic" in text
+    assert "No stage manifests" in provenance_report(work / "raw")

@@ -1,0 +1,165 @@
+"""Hashing, the hash cache and the stage manifests that ``gated_symile.cli.main`` writes."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from gated_symile import manifests
+from gated_symile.cli import build_parser, main
+from gated_symile.provenance import (
+    CACHE_ENV,
+    MANIFEST_NAME,
+    HashCache,
+    Hasher,
+    cache_location,
+    file_sha256,
+    is_manifest,
+    tree_digest,
+)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache.sqlite"))
+
+
+def _tree(root: Path) -> Path:
+    for rel, data in {"a.txt": b"alpha", "sub/b.bin": bytes(range(256)) * 10, "sub/deep/c": b""}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+def test_file_sha256_is_plain_sha256(tmp_path):
+    path = tmp_path / "x"
+    path.write_bytes(b"x" * 3_000_000)
+    assert file_sha256(path) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+
+
+def test_tree_digest_lists_files_and_skips_manifests(tmp_path):
+    root = _tree(tmp_path / "t")
+    (root / MANIFEST_NAME).write_text("{}")
+    (root / "sub" / "b.bin.provenance.json").write_text("{}")
+    with Hasher() as hasher:
+        digest = hasher.hash(root)
+    assert sorted(digest.files) == ["a.txt", "sub/b.bin", "sub/deep/c"]
+    assert digest.files["a.txt"] == (5, hashlib.sha256(b"alpha").hexdigest())
+    assert digest.sha256 == tree_digest(digest.files) and digest.size == 5 + 2560
+    assert sorted(p.name for p in digest.manifests) == ["b.bin.provenance.json", MANIFEST_NAME]
+    assert is_manifest("x/provenance.json") and is_manifest("m.json.provenance.json") and not is_manifest("p.json")
+
+
+def test_skip_owned_leaves_out_what_other_stages_recorded(tmp_path):
+    root = _tree(tmp_path / "run")
+    (root / "metrics.json").write_text("{}")
+    (root / "metrics.json.provenance.json").write_text("{}")
+    (root / "sub" / "deep" / MANIFEST_NAME).write_text("{}")
+    with Hasher() as hasher:
+        assert sorted(hasher.hash(root, skip_owned=True).files) == ["a.txt", "sub/b.bin"]
+        assert sorted(hasher.hash(root).files) == ["a.txt", "metrics.json", "sub/b.bin", "sub/deep/c"]
+        assert sorted(hasher.hash(root, exclude=[root / "sub"]).files) == ["a.txt", "metrics.json"]
+
+
+def test_cache_hits_skip_reading_and_changes_are_reread(tmp_path):
+    root = _tree(tmp_path / "t")
+    cache_file = tmp_path / "own.sqlite"
+    with Hasher(HashCache(cache_file)) as hasher:
+        first = hasher.hash(root)
+    assert (first.read, first.cached) == (3, 0)
+    with Hasher(HashCache(cache_file)) as hasher:  # a new process: the cache is on disk
+        second = hasher.hash(root)
+        assert (second.read, second.cached) == (0, 3) and second.sha256 == first.sha256
+        (root / "a.txt").write_bytes(b"alphA")
+        st = (root / "a.txt").stat()
+        os.utime(root / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        third = hasher.hash(root)
+        assert (third.read, third.cached) == (1, 2) and third.sha256 != first.sha256
+        single = hasher.hash(root / "a.txt")
+        assert (single.kind, single.read, single.cached) == ("file", 0, 1)
+    with Hasher(HashCache(cache_file), use_cache=False) as hasher:
+        assert hasher.hash(root).read == 3
+
+
+def test_cache_location_and_a_broken_cache_falls_back_to_reading(tmp_path, monkeypatch):
+    assert cache_location("off") is None and cache_location(str(tmp_path / "c.db")) == tmp_path / "c.db"
+    monkeypatch.setenv(CACHE_ENV, "off")
+    assert cache_location() is None
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_location() == tmp_path / "xdg" / "gated-symile" / "sha256.sqlite"
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(b"this is not a database" * 100)
+    root = _tree(tmp_path / "t")
+    with pytest.warns(UserWarning, match="hash cache disabled"), Hasher(HashCache(broken)) as hasher:
+        assert hasher.hash(root).read == 3
+
+
+def test_convention_outputs_inputs_and_declared_strings(tmp_path):
+    existing = _tree(tmp_path / "in")
+    args = argparse.Namespace(
+        func=print, out=tmp_path / "o", out_extra=tmp_path / "o2", data=existing,
+        absent=tmp_path / "nope", name="text", config=str(existing / "a.txt"), inline='{"a": 1}',
+        _provenance_spec=manifests.ProvenanceSpec(inputs=("config", "inline")),
+    )  # fmt: skip
+    inputs, outputs = manifests.stage_paths(args)
+    assert outputs == [("out", tmp_path / "o"), ("out_extra", tmp_path / "o2")]
+    assert inputs == [("config", existing / "a.txt"), ("data", existing)]
+    assert "_provenance_spec" not in manifests.stage_config(args)
+    for argv in (["inspect", "some.dat"], ["audit", "results"]):
+        assert manifests.StageRecorder.start(build_parser().parse_args(argv), argv) is None
+
+
+def test_file_output_manifest_beside_it_with_producers(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    upstream = _tree(tmp_path / "up")
+    manifests.write_manifest({"format": manifests.FORMAT, "outputs": [
+        {"path": "up", "abspath": str(upstream), "kind": "dir"}]}, tmp_path / MANIFEST_NAME)  # fmt: skip
+    out = tmp_path / "res" / "table.csv"
+    args = argparse.Namespace(func=print, out=out, src=upstream / "sub")
+    recorder = manifests.StageRecorder.start(args, ["fake", "--out", str(out)])
+    out.parent.mkdir()
+    out.write_text("x\n")
+    written = recorder.finish()
+    assert written == out.with_name("table.csv.provenance.json")
+    doc = manifests.read_manifest(written)
+    assert doc["slurm_job_id"] == "4242" and doc["stage"] == "fake"
+    (entry,) = doc["inputs"]
+    assert entry["path"] == "../up/sub" and entry["kind"] == "dir" and sorted(entry["files"]) == ["b.bin", "deep/c"]
+    assert entry["producers"] == [{"path": "../provenance.json", "sha256": file_sha256(tmp_path / MANIFEST_NAME)}]
+    assert doc["outputs"][0]["sha256"] == hashlib.sha256(b"x\n").hexdigest()
+
+
+def test_stage_manifest_written_by_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    xor = tmp_path / "xor"
+    assert main(["synth", "xor", "--out", str(xor), "--d", "2", "--n-train", "40", "--n-val", "8",
+                 "--n-test", "8"]) == 0  # fmt: skip
+    doc = json.loads((xor / MANIFEST_NAME).read_text())
+    assert doc["format"] == manifests.FORMAT and doc["stage"] == "synth xor" and doc["inputs"] == []
+    assert doc["config"]["d"] == 2 and doc["config_sha256"] == manifests.config_sha256(doc["config"])
+    assert doc["slurm_job_id"] == "777" and doc["host"] and doc["started"] <= doc["finished"]
+    assert set(doc["code"]) == {"package", "version", "git_commit", "git_dirty"}
+    tools = doc["tools"]
+    assert {"python", "snakemake", "torch", "duckdb", "polars", "pydicom", "wfdb", "numpy", "mlflow"} <= set(tools)
+    assert tools["numpy"] and tools["torch"] and tools["python"].count(".") == 2
+    (out,) = doc["outputs"]
+    assert out["path"] == "." and "metadata.json" in out["files"] and MANIFEST_NAME not in out["files"]
+    assert out["files"]["metadata.json"][1] == file_sha256(xor / "metadata.json")
+
+    mis = tmp_path / "mis"
+    assert main(["misalign", "--tensors", str(xor), "--out", str(mis), "--p", "0.5", "--mode", "drop"]) == 0
+    (entry,) = json.loads((mis / MANIFEST_NAME).read_text())["inputs"]
+    assert entry["arg"] == "tensors" and entry["path"] == "../xor"
+    assert entry["producers"] == [{"path": "../xor/provenance.json", "sha256": file_sha256(xor / MANIFEST_NAME)}]
+    digest = manifests.inputs_digest([xor, mis])
+    assert digest is not None and digest == manifests.inputs_digest([mis, xor])
+    assert manifests.inputs_digest([tmp_path / "nothing", None]) is None
+    # a failing stage writes no manifest
+    assert main(["misalign", "--tensors", str(xor), "--out", str(tmp_path / "bad"), "--p", "2", "--mode", "drop"]) == 2
+    assert not (tmp_path / "bad" / MANIFEST_NAME).exists()
