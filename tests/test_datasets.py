@@ -172,7 +172,6 @@ def garble(relpath: str) -> Callable[[Path], str]:
         (replace_file("train/cxr.npy", np.zeros((5, 8, 8), np.uint8)), "shape"),
         (replace_file("train/cxr_present.npy", np.ones(6, np.int64)), "dtype"),
         (replace_file("train/candidates.npy", np.full((6, 3), 6, np.int64)), "0..5"),
-        (replace_file("train/candidates.npy", None), "missing"),
         (garble("train/ecg.npy"), "npy"),
         (garble("train/index.parquet"), "parquet"),
         (replace_file("train/bank_cxr.npy", np.zeros((3, 8, 8), np.uint8)), "protocol"),
@@ -183,6 +182,17 @@ def test_bad_dataset_names_the_file(image_dataset, mutate, problem):
     with pytest.raises(RecordError, match=problem) as info:
         load_tensor_dataset(image_dataset).split("train")
     assert info.value.path.endswith(culprit)
+
+
+def test_candidate_sets_required_for_evaluated_splits_only(image_dataset):
+    """Training uses in-batch negatives: train may lack candidates.npy, val and test may not."""
+    (image_dataset / "train" / "candidates.npy").unlink()
+    (image_dataset / "val" / "candidates.npy").unlink()
+    ds = load_tensor_dataset(image_dataset)
+    assert ds.split("train").candidates is None
+    with pytest.raises(RecordError, match="missing") as info:
+        ds.split("val")
+    assert info.value.path.endswith("val/candidates.npy")
 
 
 def test_missing_folders_and_splits(tmp_path, image_dataset):

@@ -268,3 +268,97 @@ def test_jpg_reader_accepts_gray_and_rgb_and_rejects_broken_files(tmp_path):
         read_jpg_gray(tmp_path / "text.jpg")
     with pytest.raises(MissingRecord):
         read_jpg_gray(tmp_path / "absent.jpg")
+
+
+# ---------------------------------------------------------------- lookup-table vs float conversion
+
+
+def _image(pixels: np.ndarray, photometric: str, slope: float, intercept: float):
+    from gated_symile.records.dicom_cxr import CxrImage
+
+    return CxrImage(
+        path="synthetic", pixels=pixels, photometric=photometric, bits_allocated=16,
+        bits_stored=16, pixel_representation=int(pixels.dtype.kind == "i"),
+        transfer_syntax_uid="1.2.840.10008.1.2.1", transfer_syntax_name="Explicit VR Little Endian",
+        rescale_slope=slope, rescale_intercept=intercept,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+@pytest.mark.parametrize(
+    ("dtype", "low", "high"),
+    [("<u2", 0, 4096), ("<u2", 0, 65536), ("<i2", -32768, 32768), ("<u2", 700, 703)],
+)
+@pytest.mark.parametrize(("slope", "intercept"), [(1.0, 0.0), (0.37, -1024.5), (-2.0, 7.0)])
+def test_lookup_table_conversion_equals_the_float_path(photometric, dtype, low, high, slope, intercept):
+    from gated_symile.records.dicom_cxr import mimic_jpg_from_image
+
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(low, high, size=(97, 131)).astype(dtype)
+    pixels[0, :4] = pixels[0, 0]  # repeated levels, as in real images
+    image = _image(pixels, photometric, slope, intercept)
+    fast = mimic_jpg_from_image(image)
+    np.testing.assert_array_equal(fast, mimic_jpg_from_image(image, lookup_table=False))
+    assert fast.dtype == np.uint8 and fast.shape == pixels.shape
+
+
+def test_lookup_table_conversion_of_constant_and_float_images():
+    from gated_symile.records.dicom_cxr import mimic_jpg_from_image
+
+    for photometric, expected in (("MONOCHROME1", 255), ("MONOCHROME2", 0)):
+        constant = _image(np.full((5, 7), 1234, dtype=np.uint16), photometric, 1.0, 0.0)
+        np.testing.assert_array_equal(mimic_jpg_from_image(constant), np.full((5, 7), expected))
+    floats = _image(np.linspace(0, 1, 35).reshape(5, 7), "MONOCHROME2", 1.0, 0.0)
+    np.testing.assert_array_equal(
+        mimic_jpg_from_image(floats), mimic_jpg_from_image(floats, lookup_table=False)
+    )
+
+
+def _real_grayscale_files() -> list[Path]:
+    from tests._realdata import REALDATA
+
+    folders = [REALDATA.joinpath(*PYDICOM_DATA), REALDATA.joinpath(*WHEEL),
+               REALDATA.joinpath(*HIGHDICOM_DX).parent, REALDATA.joinpath(*NCCID).parent]  # fmt: skip
+    files = sorted(p for f in folders if f.is_dir() for p in f.glob("*.dcm"))
+    if not files:
+        pytest.skip("no real DICOM samples available")
+    return files
+
+
+def test_lookup_table_conversion_equals_the_float_path_on_real_files():
+    from gated_symile.errors import RecordError
+    from gated_symile.records.dicom_cxr import mimic_jpg_from_image
+
+    compared = []
+    for path in _real_grayscale_files():
+        try:
+            image = read_dicom_image(path)
+        except RecordError:
+            continue  # RGB, multi-frame, no pixels, ...: covered by the rejection tests
+        np.testing.assert_array_equal(
+            mimic_jpg_from_image(image), mimic_jpg_from_image(image, lookup_table=False), str(path)
+        )
+        compared.append(path.name)
+    assert {"RG1_J2KI.dcm", "CT_small.dcm", "dx_image.dcm"} <= set(compared)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_lookup_table_conversion_equals_the_float_path_with_a_modality_lut(photometric):
+    from dataclasses import replace
+
+    from pydicom.dataset import Dataset
+
+    from gated_symile.records.dicom_cxr import mimic_jpg_from_image
+
+    rng = np.random.default_rng(11)
+    item = Dataset()
+    item.LUTDescriptor = [3000, 500, 16]  # values below 500 / above 3499 clip to the ends
+    item.ModalityLUTType = "US"
+    item.LUTData = rng.integers(0, 65536, size=3000).tolist()  # not monotone on purpose
+    ds = Dataset()
+    ds.ModalityLUTSequence = [item]
+    pixels = rng.integers(0, 4096, size=(61, 53)).astype(np.uint16)
+    image = replace(_image(pixels, photometric, 1.0, 0.0), dataset=ds)
+    np.testing.assert_array_equal(
+        mimic_jpg_from_image(image), mimic_jpg_from_image(image, lookup_table=False)
+    )

@@ -300,3 +300,104 @@ def test_qc_rules():
     assert qc_ecg(np.zeros((5000, 12))).reject_reason("symile") == "ECG is all zeros"
     with pytest.raises(ValueError, match="unknown ECG QC rule"):
         qc_ecg(good).reject_reason("lenient")
+
+
+# ---------------------------------------------------------------- direct header parser vs wfdb
+
+
+def _real_header_stems() -> list[Path]:
+    from tests._realdata import REALDATA
+
+    folders = [REALDATA / "egm-r-package", REALDATA / "wfdb-python-sample-data",
+               REALDATA / "mimic-iv-ecg-from-SebPelay0-Mimic-Prep"]  # fmt: skip
+    stems = sorted(h.with_suffix("") for f in folders if f.is_dir() for h in f.rglob("*.hea"))
+    if not stems:
+        pytest.skip("no real WFDB headers available")
+    return stems
+
+
+def _read_both_ways(stem: Path, monkeypatch, **expected):
+    """``read_wfdb_ecg`` with the direct header parser and with wfdb's: (result or error) twice."""
+    from gated_symile.records import wfdb_header
+
+    outcomes = []
+    for fast in (True, False):
+        with monkeypatch.context() as patch:
+            if not fast:
+                patch.setattr(wfdb_header, "_parse_plain_header", lambda text: None)
+            try:
+                outcomes.append(read_wfdb_ecg(stem, **expected))
+            except Exception as exc:  # compared below: same type and message both ways
+                outcomes.append((type(exc), str(exc)))
+    return outcomes
+
+
+def test_direct_header_parser_equals_wfdb_on_every_real_header(monkeypatch):
+    from gated_symile.records.wfdb_header import _parse_plain_header, read_wfdb_header
+
+    fallbacks = []
+    for stem in _real_header_stems():
+        reference = read_wfdb_header(stem, fast=False)
+        parsed = _parse_plain_header(stem.with_suffix(".hea").read_text("ascii", "ignore"))
+        if parsed is None:
+            fallbacks.append(stem.name)
+        else:
+            assert parsed == reference, stem
+        assert read_wfdb_header(stem) == reference
+        fast, slow = _read_both_ways(
+            stem, monkeypatch, expected_fs=reference.fs, expected_samples=reference.sig_len
+        )
+        if isinstance(fast, tuple):
+            assert fast == slow, stem
+        else:
+            np.testing.assert_array_equal(fast.signal, slow.signal)
+            fields = [name for name in vars(fast) if name != "signal"]
+            assert [getattr(fast, n) for n in fields] == [getattr(slow, n) for n in fields], stem
+    assert fallbacks == ["a103l"]  # "16+24" byte offsets: the only non-plain sample header
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "r 2 500 5000 08:44:00 23/07/2180\nr.dat 16 200.0(0)/mV 16 0 -31 40438 0 I\n"
+        "r.dat 16 200.0(0)/mV 16 0 2 65535 0 II\n# <subject_id>: 1\n",  # unsigned checksums
+        "r 1 500/1000(5) 5000 8:4:0.25\nr.dat 16 200/uV 12 7 0 -1 0 lead with spaces\n",
+        "r 1 500.0 5000\nr.dat 16 1.5e+02(3) 12 2048\n",  # no units; baseline given
+        "r 1\nr.dat 16 0 12 2048\n",  # fs default 250, gain 0 -> 200, baseline = adc zero
+        "r 1 360 10\nr.dat 212\n",  # only file and format
+        "r 1 128 10 59\n~ 16 100/NU\n#\n# two  spaces #\n",
+        "# leading comment\nr 1 500 10 12:00:00 01/01/2000\r\nr.dat 16 200(-4)/mV 16 0 0 0 512 x\n",
+    ],
+)
+def test_direct_header_parser_equals_wfdb_on_grammar_variants(tmp_path, text):
+    from gated_symile.records.wfdb_header import _parse_plain_header, read_wfdb_header
+
+    (tmp_path / "r.hea").write_bytes(text.encode("ascii"))
+    parsed = _parse_plain_header(text)
+    assert parsed is not None
+    assert parsed == read_wfdb_header(tmp_path / "r", fast=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "r/2 2 500 5000\nseg1 2500\nseg2 2500\n",  # multi-segment
+        "r 1 500 5000\nr.dat 16x2 200/mV\n",  # samples per frame
+        "r 1 500 5000\nr.dat 16+24 200/mV\n",  # byte offset
+        "r 1 500 5000\nr.dat 16 200/mV 16 0 0 0 0 I\tII\n",  # tab inside the description
+        "r 1 fivehundred 5000\nr.dat 16 200/mV\n",
+        "r 1 500 5000 25:00:00\nr.dat 16 200/mV\n",  # invalid time: wfdb's error
+        "r 1 500 5000\n",  # no signal lines
+    ],
+)
+def test_direct_header_parser_leaves_other_headers_to_wfdb(text):
+    from gated_symile.records.wfdb_header import _parse_plain_header
+
+    assert _parse_plain_header(text) is None
+
+
+def test_unparseable_header_error_names_the_file(tmp_path):
+    (tmp_path / "r.hea").write_text("r 1 500 5000 25:00:00\nr.dat 16 200/mV\n")
+    with pytest.raises(UnreadableRecord, match=r"r\.hea: cannot parse WFDB header") as caught:
+        read_wfdb_ecg(tmp_path / "r")
+    assert caught.value.path == str(tmp_path / "r.hea")

@@ -1,7 +1,9 @@
 """The whole Snakemake workflow on tiny synthetic data in a temporary directory.
 
-synth -> cohort -> splits -> tensors -> MLflow store -> train -> evaluate, for the MIMIC-style
-dataset, Synthetic-XNOR and binary XOR, exactly as `make run` does it, only smaller.
+Every dataset (MIMIC-style, Synthetic-XNOR, binary XOR, UKB-style intersect and union), two
+methods, two misalignment levels, one seed: synth -> cohort -> splits -> tensors -> misalign ->
+MLflow store -> train -> evaluate -> aggregate, then the Snakemake report, exactly as `make run`
+does it, only smaller.
 """
 
 from __future__ import annotations
@@ -11,21 +13,27 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests.test_workflow import TINY
 from tests.workflow_helpers import snakemake
 
 pytestmark = pytest.mark.slow
 
+CONFIG = yaml.safe_load(TINY.read_text())
+N_CELLS = len(CONFIG["experiment"]["datasets"]) * len(CONFIG["experiment"]["methods"]) * len(
+    CONFIG["experiment"]["p"]
+)
+
 
 @pytest.fixture(scope="module")
 def workflow_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("e2e")
-    result = snakemake(
-        "--cores", "2", "--workflow-profile", "none", "--directory", workdir,
-        "--configfile", TINY, timeout=1200,
-    )
+    common = ("--workflow-profile", "none", "--directory", workdir, "--configfile", TINY)
+    result = snakemake("--cores", "2", *common, timeout=1800)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    report = snakemake("--report", workdir / "results/report.html", *common, timeout=600)
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
     return workdir
 
 
@@ -40,27 +48,64 @@ def test_data_stages_produce_a_reconciled_cohort(workflow_run):
 
 
 def test_tensor_datasets_follow_the_format(workflow_run):
-    for name in ("tensors/mimic", "tensors/xnor/p1.0", "tensors/xor"):
-        meta = json.loads((workflow_run / "results" / name / "metadata.json").read_text())
+    names = ["mimic", "xnor/p0.0", "xnor/p1.0", "xor", "ukb/fold0", "ukb_union/fold0"]
+    for name in names:
+        meta = json.loads((workflow_run / "results/tensors" / name / "metadata.json").read_text())
         assert meta["format"] == "gated-symile-tensors/1"
         for split, n in meta["splits"].items():
             for modality in meta["modalities"]:
-                array = np.load(workflow_run / "results" / name / split / f"{modality}.npy", mmap_mode="r")
-                assert array.shape[0] == n
+                path = workflow_run / "results/tensors" / name / split / f"{modality}.npy"
+                assert np.load(path, mmap_mode="r").shape[0] == n
 
 
 def test_every_cell_has_metrics_and_an_mlflow_run(workflow_run):
     from mlflow.tracking import MlflowClient
 
-    metrics = sorted((workflow_run / "results/runs").glob("*/*/p*/seed*/metrics.json"))
-    # 3 datasets x 2 methods x 1 p x 1 seed
-    assert len(metrics) == 6
+    metrics = sorted((workflow_run / "results/runs").rglob("metrics.json"))
+    assert len(metrics) == N_CELLS
     for path in metrics:
         data = json.loads(path.read_text())
         assert 0.0 <= data["metrics"]["top1"] <= 1.0
     client = MlflowClient(tracking_uri=f"sqlite:///{workflow_run / 'results/mlflow/mlflow.db'}")
     experiment = client.get_experiment_by_name("gated-symile")
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.mlflow.parentRunId != ''")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(children) == 6
+    assert len(children) == N_CELLS
     assert all("test_top1" in r.data.metrics for r in children)
+
+
+def test_misaligned_cells_are_stratified_by_corruption(workflow_run):
+    data = json.loads(
+        (workflow_run / "results/runs/mimic/gated_symile/p1.0/seed0/metrics.json").read_text()
+    )
+    assert data["misalignment"].endswith("results/misalign/mimic/p1.0")
+    groups = data["stratified"]["corr_mod"]
+    assert groups["clean"]["n_queries"] == 0  # p = 1: every query has one misaligned modality
+    assert sum(g["n_queries"] for g in groups.values()) == data["n_queries"]
+
+
+def test_union_cohort_scores_only_queries_with_the_target(workflow_run):
+    run = workflow_run / "results/runs/ukb_union/symile/p0.0/fold0/seed0"
+    data = json.loads((run / "metrics.json").read_text())
+    counts = data["query_counts"]
+    assert counts["missing_target"] > 0
+    assert data["n_queries"] == counts["scored"] <= counts["rows"] - counts["missing_target"]
+
+
+def test_tables_figures_and_report(workflow_run):
+    tables = workflow_run / "results/tables"
+    summary = pd.read_csv(tables / "summary.csv")
+    assert list(summary.columns) == ["dataset", "method", "p", "top1_mean", "top1_se", "n_runs"]
+    assert len(summary) == N_CELLS
+    assert (tables / "summary.md").read_text().count("|") > 0
+    assert (tables / "provenance.md").stat().st_size > 0
+    for figure in ("top1_vs_p", "gate_weights", "attrition"):
+        assert (tables / "figures" / f"{figure}.png").stat().st_size > 0
+        assert (tables / "figures" / f"{figure}.svg").stat().st_size > 0
+    assert (workflow_run / "results/report.html").stat().st_size > 0
+
+
+def test_audit_of_the_run_is_clean(workflow_run):
+    from gated_symile.cli import main
+
+    assert main(["audit", str(workflow_run / "results")]) == 0

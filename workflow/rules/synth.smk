@@ -15,7 +15,7 @@ rule synth_mimic:
         "../../envs/data.yaml"
     threads: 2
     params:
-        out=SYNTHETIC_MIMIC,
+        out=lambda wildcards, output: Path(output.mimic_iv).parent,
         admissions=config["synth"]["mimic"]["admissions"],
         seed=config["synth"]["mimic"]["seed"],
         signal_strength=config["synth"]["mimic"]["signal_strength"],

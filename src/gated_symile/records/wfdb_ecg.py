@@ -3,8 +3,9 @@
 Why not just ``wfdb.rdrecord``: the cohort needs every unusable record turned into a typed
 :class:`~gated_symile.errors.RecordError` that names the file and the problem (wrong fs, wrong
 length, other leads, missing or truncated ``.dat``), needs leads in the canonical MIMIC order
-whatever their spelling, and must stay fast on ~800 000 records.  The header is parsed once with
-``wfdb.rdheader`` and checked *before* any signal is read (cheap rejections); format-16 signal
+whatever their spelling, and must stay fast on ~800 000 records.  The header is parsed once
+(:func:`~gated_symile.records.wfdb_header.read_wfdb_header`: a direct parser for plain headers,
+``wfdb.rdheader`` otherwise) and checked *before* any signal is read (cheap rejections); format-16 signal
 files -- every MIMIC-IV-ECG record -- are then read directly with numpy, which is faster than
 ``wfdb.rdrecord`` and lets us detect a truncated file from its size.  Any other WFDB storage
 format falls back to ``wfdb.rdrecord`` once.
@@ -13,7 +14,6 @@ format falls back to ``wfdb.rdrecord`` once.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from gated_symile.records.errors import (
     WrongSamplingRate,
 )
 from gated_symile.records.lead_names import MIMIC_LEAD_ORDER, canonical_order_index
+from gated_symile.records.wfdb_header import WfdbHeader, read_wfdb_header
 
 __all__ = ["WFDB_MISSING_VALUE", "read_wfdb_ecg", "record_stem"]
 
@@ -91,7 +92,7 @@ def read_wfdb_ecg(
         fs=fs,
         lead_names=MIMIC_LEAD_ORDER,
         source_lead_names=tuple(names),
-        base_datetime=_base_datetime(header),
+        base_datetime=header.base_datetime,
         comments=tuple(header.comments or ()),
         subject_id=_subject_id(header.comments or ()),
         source_format="wfdb",
@@ -107,21 +108,8 @@ def read_wfdb_ecg(
     )
 
 
-def _read_header(stem: Path, header_file: Path):
-    import wfdb
-
-    if not header_file.is_file():
-        raise MissingRecord(header_file, "header file does not exist")
-    try:
-        header = wfdb.rdheader(str(stem), rd_segments=False)
-    except Exception as exc:  # wfdb raises ValueError, HeaderSyntaxError, IndexError, ...
-        raise UnreadableRecord(
-            header_file, f"cannot parse WFDB header ({type(exc).__name__}: {exc})"
-        ) from exc
-    if isinstance(header, wfdb.MultiRecord) or not getattr(header, "file_name", None):
-        raise UnreadableRecord(
-            header_file, "WFDB header has no signal lines (or is a multi-segment record)"
-        )
+def _read_header(stem: Path, header_file: Path) -> WfdbHeader:
+    header = read_wfdb_header(stem)
     if header.fs is None or header.sig_len is None:
         raise UnreadableRecord(header_file, "WFDB header lacks the sampling rate or length")
     return header
@@ -209,12 +197,6 @@ def _read_with_wfdb(stem: Path, header_file: Path, order: np.ndarray) -> np.ndar
             header_file, f"signal truncated: {got} samples read, expected {n_samples}"
         )
     return np.ascontiguousarray(signal[:, order], dtype=np.float64)
-
-
-def _base_datetime(header) -> datetime | None:
-    if header.base_date is None or header.base_time is None:
-        return None
-    return datetime.combine(header.base_date, header.base_time)
 
 
 def _subject_id(comments) -> int | None:
