@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+CONFIG ?= config.yaml
 SNAKEMAKE := PATH="$(BIN):$$PATH" $(BIN)/snakemake --workflow-profile workflow/profiles/default
 
-.PHONY: setup run test lint dry-run report clean
+.PHONY: setup run test lint dry-run audit clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -19,7 +20,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(SNAKEMAKE) --cores $(CORES) --configfile config.yaml
+	$(SNAKEMAKE) --cores $(CORES) --configfile $(CONFIG)
+	$(SNAKEMAKE) --cores $(CORES) --configfile $(CONFIG) --report results/report.html
 
 test: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -p no:cacheprovider
@@ -29,7 +31,10 @@ lint: setup
 	$(SNAKEMAKE) --lint
 
 dry-run: setup
-	$(SNAKEMAKE) -n --cores $(CORES)
+	$(SNAKEMAKE) -n --cores $(CORES) --configfile $(CONFIG)
+
+audit: setup
+	$(BIN)/gated-symile audit results
 
 clean:
 	rm -rf results logs resources .snakemake

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gated_symile.records.lead_names import MIMIC_LEAD_ORDER
+from gated_symile.records.mimic_tables import CHEXPERT_LABELS
+
 PATIENTS_HEADER = ["subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group", "dod"]
 ADMISSIONS_HEADER = [
     "subject_id",
@@ -67,25 +70,8 @@ CXR_METADATA_HEADER = [
     "ViewCodeSequence_CodeMeaning",
     "PatientOrientationCodeSequence_CodeMeaning",
 ]
-CHEXPERT_HEADER = [
-    "subject_id",
-    "study_id",
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Fracture",
-    "Lung Lesion",
-    "Lung Opacity",
-    "No Finding",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "Support Devices",
-]
-LEADS = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
+CHEXPERT_HEADER = ["subject_id", "study_id", *CHEXPERT_LABELS]
+LEADS = list(MIMIC_LEAD_ORDER)
 FMT = "%Y-%m-%d %H:%M:%S"
 
 

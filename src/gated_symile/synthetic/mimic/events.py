@@ -28,7 +28,8 @@ from gated_symile.synthetic.mimic.identifiers import (
     dicom_ids,
     scrambled_ids,
 )
-from gated_symile.synthetic.mimic.latents import CHEXPERT_COLUMNS, chexpert_labels
+from gated_symile.records.mimic_tables import CHEXPERT_LABELS
+from gated_symile.synthetic.mimic.latents import chexpert_labels
 
 ECG_KINDS = ("ok", "nan_partial", "nan_all", "zero", "missing", "truncated")
 """What the renderer writes: a valid record, NaN samples, all zeros, or (faults) nothing / a
@@ -303,7 +304,7 @@ def _cxr_frames(plan, rng, study_cols, image_cols, counts):
             "branch": study_cols["branch"].astype(str),
         }
     ).with_columns(
-        [pl.Series(name, labels[name].astype(str)) for name in CHEXPERT_COLUMNS]
+        [pl.Series(name, labels[name].astype(str)) for name in CHEXPERT_LABELS]
     )
 
     s = image_cols["study"]

@@ -25,22 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHEXPERT_COLUMNS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Fracture",
-    "Lung Lesion",
-    "Lung Opacity",
-    "No Finding",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "Support Devices",
-)
+from gated_symile.records.mimic_tables import CHEXPERT_LABELS
 
 
 def coupling(signal_strength: float) -> float:
@@ -119,7 +104,7 @@ def chexpert_labels(
         out[score > pos] = "1.0"
         return out
 
-    labels = {name: np.full(n, "", dtype=object) for name in CHEXPERT_COLUMNS}
+    labels = {name: np.full(n, "", dtype=object) for name in CHEXPERT_LABELS}
     labels["Cardiomegaly"] = graded(h_cxr, 0.8, 0.5, -0.5)
     labels["Enlarged Cardiomediastinum"] = graded(h_cxr, 1.4, 1.1, -1.5)
     labels["Edema"] = graded(f_cxr, 1.0, 0.7, -0.3)
@@ -141,7 +126,7 @@ def chexpert_labels(
         labels[name][(u >= rate) & (u < rate * 1.3)] = "-1.0"
         labels[name][(u >= rate * 1.3) & (u < rate * 1.8)] = "0.0"
     positive = np.zeros(n, dtype=bool)
-    for name in CHEXPERT_COLUMNS:
+    for name in CHEXPERT_LABELS:
         if name not in ("No Finding", "Support Devices"):
             positive |= labels[name] == "1.0"
     labels["No Finding"] = np.where(positive, "", "1.0").astype(object)

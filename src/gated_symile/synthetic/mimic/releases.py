@@ -36,7 +36,7 @@ from gated_symile.synthetic.mimic.config import MimicSynthConfig
 from gated_symile.synthetic.mimic.events import plan_cxrs, plan_ecgs
 from gated_symile.synthetic.mimic.identifiers import format_times
 from gated_symile.synthetic.mimic.labs import write_d_labitems, write_labevents
-from gated_symile.synthetic.mimic.latents import CHEXPERT_COLUMNS
+from gated_symile.records.mimic_tables import CHEXPERT_LABELS
 from gated_symile.synthetic.mimic.tables import write_csv
 
 RELEASES = ("mimic-iv", "mimic-iv-ecg", "mimic-cxr", "mimic-cxr-jpg")
@@ -90,7 +90,7 @@ def generate_mimic(out: Path, cfg: MimicSynthConfig) -> dict:
     )
     rows["cxr_chexpert"] = write_csv(
         studies.filter("has_chexpert").select(
-            "subject_id", "study_id", *CHEXPERT_COLUMNS
+            "subject_id", "study_id", *CHEXPERT_LABELS
         ),
         jpg / "mimic-cxr-2.0.0-chexpert.csv.gz",
     )
