@@ -225,3 +225,17 @@ def test_invalid_arguments_raise():
         L.clip_loss([e, e], 1.0, "max")
     with pytest.raises(ValueError):
         L.candidate_conditioned_loss(lambda *a: None, [e, e], 1.0, "n")
+
+
+@pytest.mark.parametrize("negatives", ["n", "full", "pair"])
+def test_sample_without_the_target_still_trains_the_other_terms(negatives):
+    """UKB union cohorts: a participant lacking the target (here modality 2) is left out of the
+    target's term but still trains the terms of the modalities it has."""
+    gen = torch.Generator().manual_seed(11)
+    es = [rand(6, 3, gen, grad=True) for _ in range(3)]
+    target_present = torch.tensor([True, True, False, True, True, True])
+    everyone = torch.ones(6, dtype=torch.bool)
+    loss = L.symile_loss(es, 2.0, negatives, generator=torch.Generator().manual_seed(0),
+                         present=[everyone, everyone, target_present], k=3)
+    loss.backward()
+    assert es[0].grad[2].abs().sum() > 0 and es[1].grad[2].abs().sum() > 0

@@ -93,3 +93,34 @@ def test_bad_config_fails_at_start_naming_the_key(override, key, tmp_path):
     )
     assert result.returncode != 0
     assert key in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("name", ["paper-xnor", "paper-mimic", "paper-ukb"])
+def test_paper_scale_configs_validate_and_resolve(name):
+    """Each shipped config, merged over config.yaml as --configfile does, passes the schema and
+    resolves a RunConfig for every cell."""
+    import jsonschema
+    from snakemake.utils import update_config
+
+    from gated_symile.config import resolve_run_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text()))
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    jsonschema.Draft202012Validator(schema).validate(config)
+    for dataset in config["experiment"]["datasets"]:
+        for method in config["experiment"]["methods"]:
+            assert resolve_run_config(config, dataset, method, 0).method == method
+
+
+def test_default_config_passes_schema_and_dataclasses():
+    import jsonschema
+
+    from gated_symile.config import resolve_run_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    jsonschema.Draft202012Validator(schema).validate(config)
+    for dataset in config["datasets"]:
+        for method in config["methods"]:
+            resolve_run_config(config, dataset, method, 0)

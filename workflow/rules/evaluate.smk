@@ -13,6 +13,7 @@ rule evaluate:
         "benchmarks/workflow/evaluate/{dataset}/{method}/{cell}.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
     params:
         misalignment=misalignment_arg,
         run_dir=run_dir,
@@ -20,7 +21,7 @@ rule evaluate:
         bootstrap_n=config["evaluate"]["bootstrap_n"],
         seed=config["evaluate"]["seed"],
     shell:
-        "gated-symile evaluate --run {params.run_dir} --tensors {input.tensors}"
+        "OMP_NUM_THREADS={threads} gated-symile evaluate --run {params.run_dir} --tensors {input.tensors}"
         " {params.misalignment} --split test --out {output.metrics}"
         " --bootstrap-n {params.bootstrap_n} --seed {params.seed}"
         " --tracking-uri {params.uri:q} > {log} 2>&1"

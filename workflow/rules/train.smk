@@ -14,6 +14,7 @@ rule train:
         "benchmarks/workflow/train/{dataset}/{method}/{cell}.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
     params:
         misalignment=misalignment_arg,
         run_config=run_config_json,
@@ -21,7 +22,7 @@ rule train:
         uri=tracking_uri(),
         experiment=config["tracking"]["experiment"],
     shell:
-        "gated-symile train --tensors {input.tensors} {params.misalignment}"
+        "OMP_NUM_THREADS={threads} gated-symile train --tensors {input.tensors} {params.misalignment}"
         " --run-config {params.run_config:q} --out {params.run_dir}"
         " --tracking-uri {params.uri:q} --experiment {params.experiment:q}"
         " --parent-run-id-file {input.parent} --tag snakemake.rule=train > {log} 2>&1"
