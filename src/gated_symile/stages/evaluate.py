@@ -118,14 +118,15 @@ def evaluate_run(
     from gated_symile.errors import GatedSymileError
     from gated_symile.gate_diagnostics import gate_diagnostics
     from gated_symile.retrieval import embed_split, evaluate_retrieval
-    from gated_symile.training.checkpoint import load_checkpoint, load_model
+    from gated_symile.training.checkpoint import load_checkpoint, model_from_checkpoint
     from gated_symile.training.loop import select_device, torch_settings
 
     started = time.perf_counter()
     torch_device = select_device(device)
-    model, run_cfg, trained_meta = load_model(run_dir, which=which, device=torch_device)
+    checkpoint = load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")
+    model, run_cfg, trained_meta = model_from_checkpoint(checkpoint, device=torch_device)
+    state = checkpoint["state"]
     with torch_settings(run_cfg, torch_device):
-        state = load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")["state"]
         dataset = load_tensor_dataset(tensors, misalignment=misalignment)
         meta = dataset.metadata
         for key in ("modalities", "target", "inputs"):

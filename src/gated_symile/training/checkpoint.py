@@ -94,12 +94,17 @@ def load_model(
 
     ``which`` is ``best`` (highest validation top-1, the one to test) or ``last``.
     """
-    from gated_symile.model import ContrastiveModel
-
     if which not in ("best", "last"):
         raise GatedSymileError(f"which must be 'best' or 'last', got {which!r}")
-    path = Path(run_dir) / "checkpoints" / f"{which}.pt"
-    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt"), device)
+
+
+def model_from_checkpoint(
+    ckpt: dict[str, Any], device: str | torch.device = "cpu"
+) -> tuple[Any, RunConfig, dict[str, Any]]:
+    """:func:`load_model` for a checkpoint already read (callers that also need its state)."""
+    from gated_symile.model import ContrastiveModel
+
     run_cfg = RunConfig.from_dict(ckpt["run_config"])
     metadata = ckpt["metadata"]
     model = ContrastiveModel(metadata, run_cfg)
