@@ -34,15 +34,15 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from gated_symile.errors import GatedSymileError, RecordError
 from gated_symile.provenance import file_sha256
+
+if TYPE_CHECKING:  # pandas/pyarrow load lazily: the CLI imports this module for its constants
+    import pandas as pd
 
 FORMAT = "gated-symile-misalign/1"
 MODES: tuple[str, ...] = ("swap", "noise", "drop")
@@ -149,6 +149,8 @@ def draw_manifest(
     table.update({f"donor_{m}": donors[:, j] for j, m in enumerate(modalities)})
     table["mode"] = np.where(count > 0, cfg.mode, "none").astype(object)
     table["corr_mod"] = corr_mod.astype(np.int64)
+    import pandas as pd
+
     return pd.DataFrame(table)
 
 
@@ -185,6 +187,9 @@ def manifest_counts(manifest: pd.DataFrame, modalities: Sequence[str]) -> dict[s
 
 def write_manifest(manifest: pd.DataFrame, path: Path) -> None:
     """Parquet without a pandas index and with fixed compression: byte-identical for equal tables."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = pa.table({c: pa.array(manifest[c].tolist() if c == "mode" else manifest[c].to_numpy()) for c in manifest})
     pq.write_table(table, path, compression="zstd")
 
@@ -311,6 +316,8 @@ class Misalignment:
         modalities = tuple(self.spec["modalities"])
         if not file.is_file():
             raise RecordError(file, "manifest is missing")
+        import pandas as pd
+
         try:
             manifest = pd.read_parquet(file)
         except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
