@@ -291,7 +291,7 @@ def _image(pixels: np.ndarray, photometric: str, slope: float, intercept: float)
 )
 @pytest.mark.parametrize(("slope", "intercept"), [(1.0, 0.0), (0.37, -1024.5), (-2.0, 7.0)])
 def test_lookup_table_conversion_equals_the_float_path(photometric, dtype, low, high, slope, intercept):
-    from gated_symile.records.dicom_cxr import mimic_jpg_from_image
+    from gated_symile.records.mimic_jpg import mimic_jpg_from_image
 
     rng = np.random.default_rng(7)
     pixels = rng.integers(low, high, size=(97, 131)).astype(dtype)
@@ -303,7 +303,7 @@ def test_lookup_table_conversion_equals_the_float_path(photometric, dtype, low, 
 
 
 def test_lookup_table_conversion_of_constant_and_float_images():
-    from gated_symile.records.dicom_cxr import mimic_jpg_from_image
+    from gated_symile.records.mimic_jpg import mimic_jpg_from_image
 
     for photometric, expected in (("MONOCHROME1", 255), ("MONOCHROME2", 0)):
         constant = _image(np.full((5, 7), 1234, dtype=np.uint16), photometric, 1.0, 0.0)
@@ -327,7 +327,7 @@ def _real_grayscale_files() -> list[Path]:
 
 def test_lookup_table_conversion_equals_the_float_path_on_real_files():
     from gated_symile.errors import RecordError
-    from gated_symile.records.dicom_cxr import mimic_jpg_from_image
+    from gated_symile.records.mimic_jpg import mimic_jpg_from_image
 
     compared = []
     for path in _real_grayscale_files():
@@ -348,7 +348,7 @@ def test_lookup_table_conversion_equals_the_float_path_with_a_modality_lut(photo
 
     from pydicom.dataset import Dataset
 
-    from gated_symile.records.dicom_cxr import mimic_jpg_from_image
+    from gated_symile.records.mimic_jpg import mimic_jpg_from_image
 
     rng = np.random.default_rng(11)
     item = Dataset()

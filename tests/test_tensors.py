@@ -149,7 +149,7 @@ def test_shapes_dtypes_and_metadata(raw, tensors):
 def test_rows_equal_the_recipe_applied_to_the_raw_files(raw, tensors):
     import wfdb
 
-    from gated_symile.records.dicom_cxr import mimic_jpg_pixels
+    from gated_symile.records.mimic_jpg import mimic_jpg_pixels
 
     for name in ("train", "val", "test"):
         split = pd.read_parquet(raw / "splits" / f"{name}.parquet")

@@ -73,7 +73,7 @@ def read_cxr_gray(path: Path) -> np.ndarray:
 
         return read_jpg_gray(path)
     if suffix == ".dcm":
-        from gated_symile.records.dicom_cxr import mimic_jpg_pixels
+        from gated_symile.records.mimic_jpg import mimic_jpg_pixels
 
         return mimic_jpg_pixels(path)
     raise RecordError(path, f"unknown radiograph file type {suffix!r}: expected .jpg or .dcm")

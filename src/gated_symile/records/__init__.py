@@ -5,14 +5,7 @@ Every reader returns a small dataclass or array and raises a typed
 package never imports torch, so cohort stages and ``inspect`` stay light.
 """
 
-from gated_symile.records.dicom_cxr import (
-    MIMIC_TAGS,
-    CxrImage,
-    equalize_histogram,
-    mimic_jpg_pixels,
-    read_dicom_image,
-    scale_to_uint8,
-)
+from gated_symile.records.dicom_cxr import MIMIC_TAGS, CxrImage, read_dicom_image
 from gated_symile.records.ecg_qc import MAX_PLAUSIBLE_MV, QC_RULES, EcgQC, qc_ecg
 from gated_symile.records.ecg_record import EcgRecord
 from gated_symile.records.ecg_xml import read_cardiosoft_xml
@@ -32,6 +25,7 @@ from gated_symile.records.lead_names import (
     canonical_lead_name,
     canonical_order_index,
 )
+from gated_symile.records.mimic_jpg import equalize_histogram, mimic_jpg_pixels, scale_to_uint8
 from gated_symile.records.wfdb_ecg import WFDB_MISSING_VALUE, read_wfdb_ecg, record_stem
 
 __all__ = [

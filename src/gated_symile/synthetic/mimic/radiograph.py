@@ -11,7 +11,7 @@ mediastinum and spine, heart shadow, diaphragm domes and ribs.  Three findings c
 
 Stored values are 12 bit (0..4095, bright = dense for MONOCHROME2; MONOCHROME1 stores
 ``4095 - v``).  The JPG is derived from the written DICOM by
-:func:`gated_symile.records.dicom_cxr.mimic_jpg_pixels`, the same code that converts real DICOMs.
+:func:`gated_symile.records.mimic_jpg.mimic_jpg_pixels`, the same code that converts real DICOMs.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def write_jpg(dicom_path: Path, jpg_path: Path) -> None:
     """MIMIC-CXR-JPG conversion of a written DICOM (invert MONOCHROME1, 8 bit, equalise, q95)."""
     from PIL import Image
 
-    from gated_symile.records.dicom_cxr import mimic_jpg_pixels
+    from gated_symile.records.mimic_jpg import mimic_jpg_pixels
 
     jpg_path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(mimic_jpg_pixels(dicom_path)).save(jpg_path, quality=95)
