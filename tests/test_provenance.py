@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gated_symile import manifests
+from gated_symile.errors import GatedSymileError
 from gated_symile.cli import build_parser, main
 from gated_symile.provenance import (
     CACHE_ENV,
@@ -64,6 +65,39 @@ def test_skip_owned_leaves_out_what_other_stages_recorded(tmp_path):
         assert sorted(hasher.hash(root, skip_owned=True).files) == ["a.txt", "sub/b.bin"]
         assert sorted(hasher.hash(root).files) == ["a.txt", "metrics.json", "sub/b.bin", "sub/deep/c"]
         assert sorted(hasher.hash(root, exclude=[root / "sub"]).files) == ["a.txt", "metrics.json"]
+
+
+def test_tree_walk_follows_links_once_and_keys_the_cache_by_real_path(tmp_path):
+    """Links to files and folders are followed (raw releases are often linked in), a loop is
+    walked once, the listing is in walk order, and a file reached through a link hits the cache
+    entry of its target."""
+    outside = _tree(tmp_path / "outside")
+    root = _tree(tmp_path / "t")
+    (root / "linked_dir").symlink_to(outside / "sub", target_is_directory=True)
+    (root / "linked_file").symlink_to(outside / "a.txt")
+    (root / "sub" / "loop").symlink_to(root / "sub", target_is_directory=True)
+    with Hasher() as hasher:
+        hasher.hash(outside)  # caches the targets under their real paths
+        digest = hasher.hash(root)
+    assert list(digest.files) == [
+        "a.txt", "linked_file", "linked_dir/b.bin", "linked_dir/deep/c", "sub/b.bin", "sub/deep/c",
+    ]  # fmt: skip
+    assert digest.files["linked_file"] == digest.files["a.txt"]
+    assert digest.read == 3 and digest.cached == 3  # the linked files were hashed via outside/
+
+
+def test_an_unlistable_folder_is_an_error_naming_it(tmp_path, monkeypatch):
+    root = _tree(tmp_path / "t")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("deep"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with Hasher() as hasher, pytest.raises(GatedSymileError, match="deep: cannot list"):
+        hasher.hash(root)
 
 
 def test_cache_hits_skip_reading_and_changes_are_reread(tmp_path):

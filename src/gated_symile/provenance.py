@@ -200,9 +200,11 @@ class Hasher:
     def __exit__(self, *exc: object) -> None:
         self.cache.close()
 
-    def _file(self, path: str, st: os.stat_result, known: Mapping[str, tuple[int, int, str]] | None) -> tuple[str, bool]:
-        """(sha256, was_read) of one file; ``known`` holds prefetched cache rows."""
-        real = os.path.realpath(path)
+    def _file(
+        self, path: str, real: str, st: os.stat_result, known: Mapping[str, tuple[int, int, str]] | None
+    ) -> tuple[str, bool]:
+        """(sha256, was_read) of one file (``real``: its resolved path, the cache key);
+        ``known`` holds prefetched cache rows."""
         if self.use_cache:
             if known is not None:
                 hit = known.get(real)
@@ -229,44 +231,68 @@ class Hasher:
             st = path.stat()
         except OSError as exc:
             raise GatedSymileError(f"{path}: cannot hash ({exc.strerror or exc})") from None
-        digest, read = self._file(str(path), st, None)
+        digest, read = self._file(str(path), os.path.realpath(path), st, None)
         self.cache.flush()
         return Digest("file", digest, st.st_size, read=int(read), cached=int(not read))
 
     def _tree(self, root: Path, exclude: set[str], skip_owned: bool) -> Digest:
-        known = self.cache.entries_under(os.path.realpath(root)) if self.use_cache else None
+        """Walk ``root`` in sorted order (folder's files, then its sub-folders), following links.
+
+        Why ``os.scandir`` and per-folder real paths: a raw release has millions of files, and
+        ``os.walk`` + ``realpath`` + ``relpath`` per file cost ~40 us each even when every hash
+        is cached; resolving each folder once (and only symlinked files individually) is ~4x less.
+        """
+        real_root = os.path.realpath(root)
+        real_root_prefix = real_root.rstrip("/") + "/"
+        known = self.cache.entries_under(real_root) if self.use_cache else None
         files: dict[str, tuple[int, str]] = {}
         manifests: list[Path] = []
-        read = cached = 0
+        counts = {"read": 0, "cached": 0}
         seen_dirs: set[str] = set()
-        for folder, dirnames, filenames in os.walk(root, followlinks=True):
-            real_dir = os.path.realpath(folder)
+
+        def visit(folder: str, real_dir: str, rel_dir: str) -> None:
             if real_dir in seen_dirs:  # a symlink loop or a folder reachable twice
-                dirnames[:] = []
-                continue
+                return
             seen_dirs.add(real_dir)
-            dirnames[:] = sorted(
-                d for d in dirnames
-                if os.path.abspath(os.path.join(folder, d)) not in exclude
-                and not (skip_owned and os.path.isfile(os.path.join(folder, d, MANIFEST_NAME)))
-            )  # fmt: skip
-            names = set(filenames)
-            for name in sorted(filenames):
-                full = os.path.join(folder, name)
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda entry: entry.name)
+            except OSError as exc:
+                raise GatedSymileError(f"{folder}: cannot list ({exc.strerror or exc})") from None
+            subfolders = []
+            names = {entry.name for entry in entries}
+            real_prefix = real_dir.rstrip("/") + "/"
+            for entry in entries:
+                full, name = entry.path, entry.name
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if full not in exclude and not (
+                        skip_owned and os.path.isfile(os.path.join(full, MANIFEST_NAME))
+                    ):
+                        subfolders.append(entry)
+                    continue
                 if is_manifest(name):
                     manifests.append(Path(full))
                     continue
-                if os.path.abspath(full) in exclude or (skip_owned and name + MANIFEST_SUFFIX in names):
+                if full in exclude or (skip_owned and name + MANIFEST_SUFFIX in names):
                     continue
+                real = os.path.realpath(full) if entry.is_symlink() else real_prefix + name
                 try:
-                    st = os.stat(full)
-                    digest, was_read = self._file(full, st, known)
+                    st = entry.stat()
+                    inside = real.startswith(real_root_prefix)  # else not prefetched: ask the cache
+                    digest, was_read = self._file(full, real, st, known if inside else None)
                 except OSError as exc:
                     raise GatedSymileError(f"{full}: cannot hash ({exc.strerror or exc})") from None
-                rel = Path(os.path.relpath(full, root)).as_posix()
-                files[rel] = (st.st_size, digest)
-                read += was_read
-                cached += not was_read
+                files[rel_dir + name] = (st.st_size, digest)
+                counts["read" if was_read else "cached"] += 1
+            for entry in subfolders:
+                real = os.path.realpath(entry.path) if entry.is_symlink() else real_prefix + entry.name
+                visit(entry.path, real, f"{rel_dir}{entry.name}/")
+
+        visit(os.path.abspath(root), real_root, "")
         self.cache.flush()
         size = sum(s for s, _ in files.values())
-        return Digest("dir", tree_digest(files), size, files, manifests, read, cached)
+        return Digest("dir", tree_digest(files), size, files, manifests, counts["read"], counts["cached"])
