@@ -1,0 +1,80 @@
+"""Provenance hashing of a large raw tree: first hash, cached re-hash, manifest entry size.
+
+A real raw release holds millions of files (MIMIC-IV-ECG: ~1.6 M ``.hea``/``.dat`` files), and the
+cohort and tensors stages hash their raw folders before they run.  This writes ``--files`` small
+files in a MIMIC-like ``pNN/pSUBJECT/sSTUDY/`` layout, then times, in fresh processes' worth of
+state (a new hash cache for the first pass):
+
+* first hash (every file read; with small files this is the per-file overhead, not disk speed);
+* cached re-hash (every file found in the cache by real path, size and mtime: a ``stat``);
+* the JSON size of the folder's manifest entry and peak RSS.
+
+Prints a table and writes ``benchmarks/out/provenance.json``.
+
+    .venv/bin/python benchmarks/bench_provenance.py [--files 300000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from gated_symile.provenance import HashCache, Hasher
+
+FILES_PER_STUDY = 30
+
+
+def write_tree(root: Path, n_files: int) -> None:
+    """``n_files`` files of 64 bytes, 30 per study folder, 1000 studies per top-level folder."""
+    for start in range(0, n_files, FILES_PER_STUDY):
+        study = start // FILES_PER_STUDY
+        folder = root / f"p{10 + study // 1000}" / f"p{10 + study // 1000}{study:06d}" / f"s{study}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(min(FILES_PER_STUDY, n_files - start)):
+            (folder / f"{k:08d}.dat").write_bytes(os.urandom(64))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=300_000)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/provenance.json"))
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench_provenance_") as tmp:
+        root = Path(tmp) / "files"
+        write_tree(root, args.files)
+        with Hasher(HashCache(Path(tmp) / "cache.sqlite")) as hasher:
+            start = time.perf_counter()
+            first = hasher.hash(root)
+            first_s = time.perf_counter() - start
+            start = time.perf_counter()
+            again = hasher.hash(root)
+            cached_s = time.perf_counter() - start
+        assert again.sha256 == first.sha256 and again.cached == args.files
+        entry_mb = len(json.dumps(again.record())) / 1e6
+    result = {
+        "files": args.files,
+        "first_hash_s": round(first_s, 2),
+        "cached_rehash_s": round(cached_s, 2),
+        "cached_us_per_file": round(cached_s / args.files * 1e6, 1),
+        "manifest_entry_mb": round(entry_mb, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    print(f"{'files':>9} {'first hash':>11} {'cached':>8} {'us/file':>8} {'entry MB':>9} {'peak RSS':>9}")
+    print(
+        f"{args.files:>9,} {first_s:>10.1f}s {cached_s:>7.1f}s {result['cached_us_per_file']:>8.1f} "
+        f"{entry_mb:>9.1f} {result['peak_rss_mb']:>7} MB"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
