@@ -5,13 +5,15 @@ cohort and tensors stages hash their raw folders before they run.  This writes `
 files in a MIMIC-like ``pNN/pSUBJECT/sSTUDY/`` layout, then times, in fresh processes' worth of
 state (a new hash cache for the first pass):
 
-* first hash (every file read; with small files this is the per-file overhead, not disk speed);
+* first hash (every file read; the files are in the page cache, so this is the per-file
+  overhead for small files and the sha256 rate with the read threads for ``--file-bytes 1000000``);
 * cached re-hash (every file found in the cache by real path, size and mtime: a ``stat``);
 * the JSON size of the folder's manifest entry and peak RSS.
 
 Prints a table and writes ``benchmarks/out/provenance.json``.
 
-    .venv/bin/python benchmarks/bench_provenance.py [--files 300000]
+    .venv/bin/python benchmarks/bench_provenance.py [--files 300000] [--file-bytes 64]
+    .venv/bin/python benchmarks/bench_provenance.py --files 1500 --file-bytes 1000000
 """
 
 from __future__ import annotations
@@ -24,30 +26,31 @@ import tempfile
 import time
 from pathlib import Path
 
-from gated_symile.provenance import HashCache, Hasher
+from gated_symile.provenance import READ_THREADS, HashCache, Hasher
 
 FILES_PER_STUDY = 30
 
 
-def write_tree(root: Path, n_files: int) -> None:
-    """``n_files`` files of 64 bytes, 30 per study folder, 1000 studies per top-level folder."""
+def write_tree(root: Path, n_files: int, file_bytes: int) -> None:
+    """``n_files`` random files, 30 per study folder, 1000 studies per top-level folder."""
     for start in range(0, n_files, FILES_PER_STUDY):
         study = start // FILES_PER_STUDY
         folder = root / f"p{10 + study // 1000}" / f"p{10 + study // 1000}{study:06d}" / f"s{study}"
         folder.mkdir(parents=True, exist_ok=True)
         for k in range(min(FILES_PER_STUDY, n_files - start)):
-            (folder / f"{k:08d}.dat").write_bytes(os.urandom(64))
+            (folder / f"{k:08d}.dat").write_bytes(os.urandom(file_bytes))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=300_000)
+    parser.add_argument("--file-bytes", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/provenance.json"))
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_provenance_") as tmp:
         root = Path(tmp) / "files"
-        write_tree(root, args.files)
+        write_tree(root, args.files, args.file_bytes)
         with Hasher(HashCache(Path(tmp) / "cache.sqlite")) as hasher:
             start = time.perf_counter()
             first = hasher.hash(root)
@@ -59,15 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         entry_mb = len(json.dumps(again.record())) / 1e6
     result = {
         "files": args.files,
+        "file_bytes": args.file_bytes,
+        "read_threads": READ_THREADS,
         "first_hash_s": round(first_s, 2),
         "cached_rehash_s": round(cached_s, 2),
         "cached_us_per_file": round(cached_s / args.files * 1e6, 1),
         "manifest_entry_mb": round(entry_mb, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
-    print(f"{'files':>9} {'first hash':>11} {'cached':>8} {'us/file':>8} {'entry MB':>9} {'peak RSS':>9}")
+    print(f"{'files':>9} {'bytes':>9} {'first hash':>11} {'cached':>8} {'us/file':>8} {'entry MB':>9} {'peak RSS':>9}")
     print(
-        f"{args.files:>9,} {first_s:>10.1f}s {cached_s:>7.1f}s {result['cached_us_per_file']:>8.1f} "
+        f"{args.files:>9,} {args.file_bytes:>9,} {first_s:>10.1f}s {cached_s:>7.1f}s {result['cached_us_per_file']:>8.1f} "
         f"{entry_mb:>9.1f} {result['peak_rss_mb']:>7} MB"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

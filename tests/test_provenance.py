@@ -86,6 +86,48 @@ def test_tree_walk_follows_links_once_and_keys_the_cache_by_real_path(tmp_path):
     assert digest.read == 3 and digest.cached == 3  # the linked files were hashed via outside/
 
 
+def test_threaded_batches_give_the_sequential_listing(tmp_path, monkeypatch):
+    """Large uncached files are read by a thread pool in batches; the listing (order, sizes,
+    digests) and the cache must be exactly what one thread reading in walk order gives."""
+    from gated_symile import provenance
+
+    root = tmp_path / "t"
+    for i in range(23):
+        (root / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
+        (root / f"d{i % 4}" / f"f{i:02d}").write_bytes(bytes([i]) * (10 + 7000 * (i % 3)))
+    with Hasher() as hasher:
+        sequential = hasher.hash(root)
+    monkeypatch.setattr(provenance, "READ_BATCH", 3)
+    monkeypatch.setattr(provenance, "THREADED_MIN_BYTES", 100)  # two thirds go to the threads
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "other.sqlite"))
+    with Hasher() as hasher:
+        threaded = hasher.hash(root)
+        again = hasher.hash(root)
+    assert list(threaded.files.items()) == list(sequential.files.items())
+    assert threaded.sha256 == sequential.sha256 and threaded.read == 23
+    assert again.cached == 23 and again.sha256 == sequential.sha256
+    for rel, (size, sha) in threaded.files.items():
+        assert sha == file_sha256(root / rel) and size == (root / rel).stat().st_size
+
+
+def test_an_unreadable_file_is_an_error_naming_it(tmp_path, monkeypatch):
+    from gated_symile import provenance
+
+    root = _tree(tmp_path / "t")
+    real_sha256 = provenance.file_sha256
+
+    def file_sha256_failing(path):
+        if str(path).endswith("b.bin"):
+            raise PermissionError(13, "Permission denied")
+        return real_sha256(path)
+
+    monkeypatch.setattr(provenance, "file_sha256", file_sha256_failing)
+    for threaded_min in (1 << 30, 1):  # read by the walking thread, then by the pool
+        monkeypatch.setattr(provenance, "THREADED_MIN_BYTES", threaded_min)
+        with Hasher() as hasher, pytest.raises(GatedSymileError, match="b.bin: cannot hash"):
+            hasher.hash(root)
+
+
 def test_an_unlistable_folder_is_an_error_naming_it(tmp_path, monkeypatch):
     root = _tree(tmp_path / "t")
     real_scandir = os.scandir
