@@ -110,18 +110,22 @@ def test_threaded_batches_give_the_sequential_listing(tmp_path, monkeypatch):
         assert sha == file_sha256(root / rel) and size == (root / rel).stat().st_size
 
 
+def _denied_for(suffix: str, call):
+    """``call`` that fails with EACCES for paths ending in ``suffix`` (a permission problem)."""
+
+    def wrapped(path):
+        if str(path).endswith(suffix):
+            raise PermissionError(13, "Permission denied")
+        return call(path)
+
+    return wrapped
+
+
 def test_an_unreadable_file_is_an_error_naming_it(tmp_path, monkeypatch):
     from gated_symile import provenance
 
     root = _tree(tmp_path / "t")
-    real_sha256 = provenance.file_sha256
-
-    def file_sha256_failing(path):
-        if str(path).endswith("b.bin"):
-            raise PermissionError(13, "Permission denied")
-        return real_sha256(path)
-
-    monkeypatch.setattr(provenance, "file_sha256", file_sha256_failing)
+    monkeypatch.setattr(provenance, "file_sha256", _denied_for("b.bin", provenance.file_sha256))
     for threaded_min in (1 << 30, 1):  # read by the walking thread, then by the pool
         monkeypatch.setattr(provenance, "THREADED_MIN_BYTES", threaded_min)
         with Hasher() as hasher, pytest.raises(GatedSymileError, match="b.bin: cannot hash"):
@@ -130,14 +134,7 @@ def test_an_unreadable_file_is_an_error_naming_it(tmp_path, monkeypatch):
 
 def test_an_unlistable_folder_is_an_error_naming_it(tmp_path, monkeypatch):
     root = _tree(tmp_path / "t")
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if str(path).endswith("deep"):
-            raise PermissionError(13, "Permission denied")
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "scandir", _denied_for("deep", os.scandir))
     with Hasher() as hasher, pytest.raises(GatedSymileError, match="deep: cannot list"):
         hasher.hash(root)
 
