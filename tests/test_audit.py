@@ -12,17 +12,24 @@ import pytest
 
 from gated_symile.audit import audit, format_table, provenance_report
 from gated_symile.cli import main
-from gated_symile.provenance import CACHE_ENV, HashCache, Hasher
+from gated_symile.provenance import CACHE_ENV, LISTING_SUFFIX, HashCache, Hasher
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory) -> Path:
-    """raw/ (written by the generator library: no manifest, like a real download) and results/."""
+@pytest.fixture(scope="module", params=["inline", "sidecar"])
+def chain(tmp_path_factory, request) -> Path:
+    """raw/ (written by the generator library: no manifest, like a real download) and results/.
+
+    ``sidecar``: every folder list longer than 3 files goes to a sidecar beside its manifest, as a
+    raw release's does, so every audit test below also runs against lists read from sidecars.
+    """
+    from gated_symile import manifests
     from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
 
-    root = tmp_path_factory.mktemp("chain")
+    root = tmp_path_factory.mktemp(f"chain-{request.param}")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(CACHE_ENV, str(root.parent / "chain-cache.sqlite"))
+        mp.setenv(CACHE_ENV, str(root.parent / f"chain-cache-{request.param}.sqlite"))
+        if request.param == "sidecar":
+            mp.setattr(manifests, "LISTING_INLINE_MAX", 3)
         raw, res = root / "raw", root / "results"
         generate_mimic(raw, MimicSynthConfig(admissions=40, seed=0, image_size=32))
         steps = [
@@ -146,3 +153,46 @@ def test_provenance_report_lists_datasets_and_raw_trees(work):
     assert "| tensors mimic |" in text and "| cohort mimic |" in text
     assert "mimic-iv-ecg" in text and "cohort mimic, tensors mimic" in text
     assert "No stage manifests" in provenance_report(work / "raw")
+
+
+def _sidecars(root: Path) -> list[Path]:
+    return sorted(root.rglob(f"*{LISTING_SUFFIX}"))
+
+
+SIDECAR_CHAIN_ONLY = pytest.mark.parametrize("chain", ["sidecar"], indirect=True)
+
+
+@SIDECAR_CHAIN_ONLY
+def test_long_file_lists_live_in_sidecars_and_are_checked(work):
+    cohort_manifest = work / "results" / "cohort" / "provenance.json"
+    doc = json.loads(cohort_manifest.read_text())
+    ecg = next(e for e in doc["inputs"] if e["arg"] == "ecg")
+    assert "files" not in ecg and ecg["listing"]["path"].endswith(LISTING_SUFFIX) and ecg["n_files"] > 3
+    assert {f.status for f in _statuses(work).values()} == {"OK"}  # sidecars are never hashed
+
+    sidecar = cohort_manifest.parent / ecg["listing"]["path"]
+    _flip(sidecar)
+    found = _statuses(work)
+    assert found["results/cohort"].status == "MODIFIED"
+    assert "file list changed after the manifest was written" in " ".join(found["results/cohort"].details)
+    for path in _sidecars(work / "results"):
+        path.unlink()
+    found = _statuses(work)
+    assert found["raw/mimic-iv-ecg"].status == "MISSING" and "unreadable" in found["raw/mimic-iv-ecg"].details[0]
+
+
+@SIDECAR_CHAIN_ONLY
+def test_sidecars_are_deterministic_and_replaced_on_rerun(work, monkeypatch):
+    from gated_symile import manifests
+
+    res = work / "results"
+    before = {p.name: p.read_bytes() for p in _sidecars(res / "splits")}
+    assert before  # the splits folder lists its cohort input and its own files
+    args = ["splits", "mimic", "--cohort", str(res / "cohort" / "cohort.parquet"), "--out", str(res / "splits"),
+            "--train-n", "20", "--val-n", "5", "--candidate-n", "3"]  # fmt: skip
+    monkeypatch.setattr(manifests, "LISTING_INLINE_MAX", 3)
+    assert main(args) == 0
+    assert {p.name: p.read_bytes() for p in _sidecars(res / "splits")} == before
+    monkeypatch.setattr(manifests, "LISTING_INLINE_MAX", 10_000)
+    assert main(args) == 0
+    assert _sidecars(res / "splits") == []  # the lists are inline again; no stale sidecar is left

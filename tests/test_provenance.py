@@ -47,9 +47,12 @@ def test_tree_digest_lists_files_and_skips_manifests(tmp_path):
     root = _tree(tmp_path / "t")
     (root / MANIFEST_NAME).write_text("{}")
     (root / "sub" / "b.bin.provenance.json").write_text("{}")
+    (root / "provenance.json.inputs-0.files.jsonl.gz").write_bytes(b"")  # list sidecars
+    (root / "sub" / "b.bin.provenance.json.outputs-1.files.jsonl.gz").write_bytes(b"")
+    (root / "sub" / "data.files.jsonl.gz").write_bytes(b"")  # a data file of that shape
     with Hasher() as hasher:
         digest = hasher.hash(root)
-    assert sorted(digest.files) == ["a.txt", "sub/b.bin", "sub/deep/c"]
+    assert sorted(digest.files) == ["a.txt", "sub/b.bin", "sub/data.files.jsonl.gz", "sub/deep/c"]
     assert digest.files["a.txt"] == (5, hashlib.sha256(b"alpha").hexdigest())
     assert digest.sha256 == tree_digest(digest.files) and digest.size == 5 + 2560
     assert sorted(p.name for p in digest.manifests) == ["b.bin.provenance.json", MANIFEST_NAME]

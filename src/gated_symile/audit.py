@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gated_symile.manifests import read_manifest, resolve_entry
+from gated_symile.manifests import entry_files, read_manifest, resolve_entry
 from gated_symile.provenance import Digest, Hasher, file_sha256, is_manifest
 
 STATUSES: tuple[str, ...] = ("OK", "STALE", "MODIFIED", "MISSING")  # ascending severity
@@ -51,7 +51,8 @@ class Finding:
     def raise_to(self, status: str, detail: str) -> None:
         if STATUSES.index(status) > STATUSES.index(self.status):
             self.status = status
-        self.details.append(detail)
+        if detail not in self.details:
+            self.details.append(detail)
 
 
 def find_manifests(root: str | Path) -> list[Path]:
@@ -63,9 +64,8 @@ def find_manifests(root: str | Path) -> list[Path]:
     return found
 
 
-def _diff(recorded: dict[str, Any], current: Digest) -> tuple[list[str], list[str], list[str]]:
+def _diff(files: dict[str, tuple[int, str]], current: Digest) -> tuple[list[str], list[str], list[str]]:
     """(changed, missing, added) relative paths of a folder against its recorded file list."""
-    files = recorded.get("files", {})
     changed = [rel for rel, (size, sha) in files.items() if rel in current.files and current.files[rel] != (size, sha)]
     missing = [rel for rel in files if rel not in current.files]
     added = [rel for rel in current.files if rel not in files]
@@ -139,12 +139,17 @@ class Auditor:
         primary = outputs[0] if outputs else manifest
         finding = Finding(str(primary), doc.get("stage", "?"), str(manifest), finished=doc.get("finished", ""))
         for entry, path in zip(doc.get("outputs", []), outputs):
-            self._check_artefact(finding, path, entry, exclude=())
+            self._check_artefact(finding, manifest, path, entry, exclude=())
         for entry in doc.get("inputs", []):
             self._check_input(finding, manifest, entry, [str(p) for p in outputs])
+        for entry in doc.get("inputs", []) + doc.get("outputs", []):
+            if "listing" in entry:  # a list nobody compares today must still be the one recorded
+                self._recorded_files(finding, manifest, entry)
         return finding
 
-    def _check_artefact(self, finding: Finding, path: Path, entry: dict[str, Any], exclude: Sequence[str]) -> None:
+    def _check_artefact(
+        self, finding: Finding, manifest: Path, path: Path, entry: dict[str, Any], exclude: Sequence[str]
+    ) -> None:
         """Compare one recorded output (or raw tree) with the disk; MODIFIED / MISSING details."""
         if not path.exists():
             finding.missing.append(str(path))
@@ -160,7 +165,10 @@ class Auditor:
                 finding.modified.append(str(path))
                 finding.raise_to("MODIFIED", f"{shown}: content changed")
         else:
-            changed, missing, added = _diff(entry, current)
+            files = self._recorded_files(finding, manifest, entry)
+            if files is None:
+                return
+            changed, missing, added = _diff(files, current)
             if changed:
                 finding.modified += [str(path / rel) for rel in changed]
                 finding.raise_to("MODIFIED", f"{shown}: changed {_names(changed)}")
@@ -180,8 +188,9 @@ class Auditor:
         current = self.current(path, outputs)
         if current.kind != entry["kind"] or current.sha256 != entry["sha256"]:
             what = "content changed"
-            if current.kind == "dir" == entry["kind"]:
-                changed, missing, added = _diff(entry, current)
+            files = self._recorded_files(finding, manifest, entry) if current.kind == "dir" == entry["kind"] else None
+            if files is not None:
+                changed, missing, added = _diff(files, current)
                 parts = [f"{label} {_names(rels)}" for label, rels in
                          (("changed", changed), ("removed", missing), ("added", added)) if rels]
                 what = "; ".join(parts) or what
@@ -202,8 +211,20 @@ class Auditor:
         manifest, doc, entry = max(uses, key=lambda use: use[1].get("finished", ""))
         finding = Finding(str(path), None, None, finished=doc.get("finished", ""))
         outputs = [str(resolve_entry(manifest, e)) for e in doc.get("outputs", [])]
-        self._check_artefact(finding, path, entry, outputs)
+        self._check_artefact(finding, manifest, path, entry, outputs)
         return finding
+
+    @staticmethod
+    def _recorded_files(finding: Finding, manifest: Path, entry: dict[str, Any]) -> dict[str, tuple[int, str]] | None:
+        """The entry's recorded file list; ``None`` (and the reason in ``finding``) when its sidecar
+        is gone or was altered, so nothing can be compared file by file."""
+        try:
+            return entry_files(manifest, entry)
+        except OSError as exc:
+            finding.raise_to("MISSING", f"file list of {_display(manifest)} unreadable: {exc.strerror or exc}")
+        except ValueError as exc:
+            finding.raise_to("MODIFIED", str(exc))
+        return None
 
 
 def audit(results_dir: str | Path, hasher: Hasher) -> list[Finding]:

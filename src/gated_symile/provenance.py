@@ -28,6 +28,7 @@ from gated_symile.errors import GatedSymileError
 
 MANIFEST_NAME = "provenance.json"
 MANIFEST_SUFFIX = ".provenance.json"
+LISTING_SUFFIX = ".files.jsonl.gz"
 CACHE_ENV = "GATED_SYMILE_HASH_CACHE"
 _COMMIT_EVERY = 2000
 READ_THREADS = 8
@@ -43,6 +44,14 @@ def is_manifest(path: str | Path) -> bool:
     """A stage manifest (``provenance.json`` or ``<file>.provenance.json``): never hashed itself."""
     name = Path(path).name
     return name == MANIFEST_NAME or name.endswith(MANIFEST_SUFFIX)
+
+
+def is_listing(path: str | Path) -> bool:
+    """A manifest's file-list sidecar (``<manifest>.<section>-<i>.files.jsonl.gz``): never hashed."""
+    name = Path(path).name
+    return name.endswith(LISTING_SUFFIX) and (
+        name.startswith(MANIFEST_NAME + ".") or MANIFEST_SUFFIX + "." in name
+    )
 
 
 def file_sha256(path: str | Path) -> str:
@@ -315,6 +324,8 @@ class Hasher:
                     continue
                 if is_manifest(name):
                     manifests.append(Path(full))
+                    continue
+                if is_listing(name):
                     continue
                 if full in exclude or (skip_owned and name + MANIFEST_SUFFIX in names):
                     continue

@@ -25,7 +25,7 @@ from typing import Any
 from gated_symile import __version__
 from gated_symile.errors import ConfigError, GatedSymileError
 from gated_symile.manifests import git_state
-from gated_symile.provenance import Hasher, is_manifest
+from gated_symile.provenance import Hasher, is_listing, is_manifest
 
 _PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value
 _TAG_VALUE_MAX = 8000
@@ -131,7 +131,9 @@ def dataset_fingerprint(tensor_dir: str | Path) -> tuple[str, list[str]]:
         raise GatedSymileError(f"{meta}: tensor dataset metadata not found")
     digest = hashlib.sha256(meta.read_bytes())
     files = sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not is_manifest(p)
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not (is_manifest(p) or is_listing(p))
     )
     for rel in files:
         digest.update(f"\n{rel}\t{(root / rel).stat().st_size}".encode())
