@@ -55,7 +55,7 @@ def is_listing(path: str | Path) -> bool:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 hex of a file's bytes, streamed in 1 MiB blocks (no cache)."""
+    """sha256 hex of a file's bytes, streamed (``hashlib.file_digest``; no cache)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
@@ -70,6 +70,17 @@ def _read_sha256(path: str) -> str:
 
 def _read_sha256s(paths: list[str]) -> list[str]:
     return [_read_sha256(path) for path in paths]
+
+
+def _folder_prefix(folder: str) -> str:
+    """``folder`` with one trailing separator: the prefix every path below it starts with."""
+    return folder.rstrip(os.sep) + os.sep
+
+
+def _real_path(entry: os.DirEntry, real_prefix: str) -> str:
+    """Resolved path of a directory entry whose folder resolves to ``real_prefix``: only a link
+    needs ``realpath`` (a walk resolves each folder once, not each file)."""
+    return os.path.realpath(entry.path) if entry.is_symlink() else real_prefix + entry.name
 
 
 def cache_location(value: str | None = None) -> Path | None:
@@ -125,7 +136,7 @@ class HashCache:
         db = self._connect()
         if db is None:
             return {}
-        prefix = root.rstrip(os.sep) + os.sep
+        prefix = _folder_prefix(root)
         upper = prefix[:-1] + chr(ord(os.sep) + 1)
         try:
             rows = db.execute(
@@ -278,11 +289,11 @@ class Hasher:
         hash of a release, and which uses every core when the files are in the page cache.
         """
         real_root = os.path.realpath(root)
-        real_root_prefix = real_root.rstrip("/") + "/"
+        real_root_prefix = _folder_prefix(real_root)
         known = self.cache.entries_under(real_root) if self.use_cache else None
         files: dict[str, tuple[int, str]] = {}
         manifests: list[Path] = []
-        counts = {"read": 0, "cached": 0}
+        cached = 0  # files found in the cache; the others were read
         seen_dirs: set[str] = set()
         pending: list[tuple[str, str, str, os.stat_result]] = []  # (rel, path, real, stat) to read
         pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="sha256")
@@ -295,10 +306,10 @@ class Hasher:
             for (rel, _, real, st), digest in zip(pending, digests):
                 files[rel] = (st.st_size, digest)  # fills the walk-order slot left below
                 self.cache.put(real, st.st_size, st.st_mtime_ns, digest)  # sqlite: this thread only
-            counts["read"] += len(pending)
             pending.clear()
 
         def visit(folder: str, real_dir: str, rel_dir: str) -> None:
+            nonlocal cached
             if real_dir in seen_dirs:  # a symlink loop or a folder reachable twice
                 return
             seen_dirs.add(real_dir)
@@ -309,7 +320,7 @@ class Hasher:
                 raise GatedSymileError(f"{folder}: cannot list ({exc.strerror or exc})") from None
             subfolders = []
             names = {entry.name for entry in entries}
-            real_prefix = real_dir.rstrip("/") + "/"
+            real_prefix = _folder_prefix(real_dir)
             for entry in entries:
                 full, name = entry.path, entry.name
                 try:
@@ -329,7 +340,7 @@ class Hasher:
                     continue
                 if full in exclude or (skip_owned and name + MANIFEST_SUFFIX in names):
                     continue
-                real = os.path.realpath(full) if entry.is_symlink() else real_prefix + name
+                real = _real_path(entry, real_prefix)
                 try:
                     st = entry.stat()
                 except OSError as exc:
@@ -337,22 +348,20 @@ class Hasher:
                 inside = real.startswith(real_root_prefix)  # else not prefetched: ask the cache
                 digest = self._cached(real, st, known if inside else None)
                 if digest is not None:
-                    counts["cached"] += 1
+                    cached += 1
                 elif st.st_size < THREADED_MIN_BYTES:  # GIL-bound: read here
                     digest = self._read(full, real, st)
-                    counts["read"] += 1
                 files[rel_dir + name] = (st.st_size, digest)  # None: filled by read_pending
                 if digest is None:
                     pending.append((rel_dir + name, full, real, st))
                     if len(pending) >= READ_BATCH:
                         read_pending()
             for entry in subfolders:
-                real = os.path.realpath(entry.path) if entry.is_symlink() else real_prefix + entry.name
-                visit(entry.path, real, f"{rel_dir}{entry.name}/")
+                visit(entry.path, _real_path(entry, real_prefix), f"{rel_dir}{entry.name}/")
 
         with pool:
             visit(os.path.abspath(root), real_root, "")
             read_pending()
         self.cache.flush()
         size = sum(s for s, _ in files.values())
-        return Digest("dir", tree_digest(files), size, files, manifests, counts["read"], counts["cached"])
+        return Digest("dir", tree_digest(files), size, files, manifests, len(files) - cached, cached)
