@@ -113,6 +113,7 @@ class Auditor:
     def __init__(self, hasher: Hasher) -> None:
         self.hasher = hasher
         self._current: dict[tuple[Path, frozenset[str]], Digest] = {}
+        self._listings: dict[tuple[Path, str], dict[str, tuple[int, str]] | Exception] = {}
 
     def current(self, path: Path, exclude: Iterable[str] = ()) -> Digest:
         key = (path, frozenset(os.path.abspath(p) for p in exclude))
@@ -214,16 +215,25 @@ class Auditor:
         self._check_artefact(finding, manifest, path, entry, outputs)
         return finding
 
-    @staticmethod
-    def _recorded_files(finding: Finding, manifest: Path, entry: dict[str, Any]) -> dict[str, tuple[int, str]] | None:
+    def _recorded_files(self, finding: Finding, manifest: Path, entry: dict[str, Any]) -> dict[str, tuple[int, str]] | None:
         """The entry's recorded file list; ``None`` (and the reason in ``finding``) when its sidecar
-        is gone or was altered, so nothing can be compared file by file."""
-        try:
+        is gone or was altered, so nothing can be compared file by file.  A sidecar is read and
+        checked once per audit, however many checks need its list."""
+        if "listing" not in entry:
             return entry_files(manifest, entry)
-        except OSError as exc:
-            finding.raise_to("MISSING", f"file list of {_display(manifest)} unreadable: {exc.strerror or exc}")
-        except ValueError as exc:
-            finding.raise_to("MODIFIED", str(exc))
+        key = (manifest, entry["listing"]["path"])
+        if key not in self._listings:
+            try:
+                self._listings[key] = entry_files(manifest, entry)
+            except (OSError, ValueError) as exc:
+                self._listings[key] = exc
+        result = self._listings[key]
+        if isinstance(result, OSError):
+            finding.raise_to("MISSING", f"file list of {_display(manifest)} unreadable: {result.strerror or result}")
+        elif isinstance(result, ValueError):
+            finding.raise_to("MODIFIED", str(result))
+        else:
+            return result
         return None
 
 

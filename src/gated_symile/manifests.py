@@ -278,7 +278,6 @@ class StageRecorder:
             "inputs": inputs,
             "outputs": outputs,
         }
-        write_listings(doc, target)
         write_manifest(doc, target)
         return target
 
@@ -289,7 +288,7 @@ def write_listings(doc: dict[str, Any], target: Path) -> None:
     run writes the same bytes). Sidecars of an earlier run of this manifest are removed."""
     written = set()
     for section in ("inputs", "outputs"):
-        for index, entry in enumerate(doc[section]):
+        for index, entry in enumerate(doc.get(section, [])):
             files = entry.get("files")
             if files is None or len(files) <= LISTING_INLINE_MAX:
                 continue
@@ -332,7 +331,9 @@ def _stage_words(argv: Sequence[str]) -> list[str]:
 
 
 def write_manifest(doc: dict[str, Any], target: Path) -> None:
-    """Atomic write (temporary file + rename): a killed job never leaves half a manifest."""
+    """Write the manifest and its list sidecars (:func:`write_listings`, which moves long lists out
+    of ``doc``), each atomically (temporary file + rename): a killed job never leaves half a one."""
+    write_listings(doc, target)
     _write_atomic(target, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
