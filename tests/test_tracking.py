@@ -13,7 +13,13 @@ import pytest
 
 from gated_symile.cli import main
 from gated_symile.config import config_hash
-from gated_symile.tracking import dataset_fingerprint, log_final_metrics, resolve_tracking_uri
+from gated_symile.tracking import (
+    TrainingRun,
+    _is_unique_violation,
+    dataset_fingerprint,
+    log_final_metrics,
+    resolve_tracking_uri,
+)
 from tests.train_helpers import inline, tiny_run_config, write_tiny_xnor
 
 EXPERIMENT = "unit"
@@ -185,3 +191,67 @@ def test_two_training_processes_share_an_initialised_store(xnor_dir, store, tmp_
     runs = MlflowClient(tracking_uri=uri).search_runs([flag["experiment_id"]])
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags["snakemake.rule"] == "train" for r in runs)
+
+
+def _duplicate_dataset_error(client, experiment_id: str, name: str, digest: str) -> Exception:
+    """The error MLflow's SQL store raises when a second (experiment, name, digest) row is inserted:
+    what the later of two seed jobs gets when both log one dataset at the same moment."""
+    from mlflow.store.tracking.dbmodels.models import SqlDataset
+
+    store = client._tracking_client.store
+    with pytest.raises(Exception) as caught:
+        with store.ManagedSessionMaker(read_only=False) as session:
+            session.add(
+                SqlDataset(
+                    dataset_uuid="f" * 32,
+                    experiment_id=int(experiment_id),
+                    name=name,
+                    digest=digest,
+                    dataset_source_type="local",
+                    dataset_source="{}",
+                )
+            )
+    return caught.value
+
+
+@pytest.mark.slow
+def test_a_lost_dataset_insert_race_is_retried_and_other_errors_are_not(
+    xnor_dir, store, tmp_path, monkeypatch
+):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri, flag = _init(store, "race")
+    client = MlflowClient(tracking_uri=uri)
+    first = TrainingRun(uri, "race", tmp_path / "a", tiny_run_config("clip", seed=0), xnor_dir)
+    logged = client.get_run(first.run_id).inputs.dataset_inputs[0].dataset
+    race = _duplicate_dataset_error(client, flag["experiment_id"], logged.name, logged.digest)
+    assert _is_unique_violation(race)
+    with pytest.raises(MlflowException) as missing:
+        client.get_run("0" * 32)
+    assert not _is_unique_violation(missing.value)
+
+    real_log_inputs = MlflowClient.log_inputs
+    calls = []
+
+    def log_inputs_losing_once(self, run_id, datasets=None, models=None):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise race
+        return real_log_inputs(self, run_id, datasets=datasets, models=models)
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", log_inputs_losing_once)
+    second = TrainingRun(uri, "race", tmp_path / "b", tiny_run_config("clip", seed=1), xnor_dir)
+    assert calls == [second.run_id, second.run_id]
+    inputs = client.get_run(second.run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [(logged.name, logged.digest)]
+
+    def log_inputs_failing(self, run_id, datasets=None, models=None):
+        calls.append(run_id)
+        raise missing.value
+
+    calls.clear()
+    monkeypatch.setattr(MlflowClient, "log_inputs", log_inputs_failing)
+    with pytest.raises(MlflowException):
+        TrainingRun(uri, "race", tmp_path / "c", tiny_run_config("clip", seed=2), xnor_dir)
+    assert len(calls) == 1

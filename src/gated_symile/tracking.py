@@ -31,6 +31,7 @@ _PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value
 _TAG_VALUE_MAX = 8000
 _DIGEST_MAX = 36  # MLflow dataset digest field
 _BATCH = 100  # params/tags per log_batch call
+_DATASET_RACE_ATTEMPTS = 5  # see _is_unique_violation
 
 
 def resolve_tracking_uri(uri: str, base: str | Path | None = None) -> str:
@@ -244,9 +245,15 @@ class TrainingRun:
             source = resolve_dataset_source(str(Path(tensor_dir).resolve()))
         dataset = MetaDataset(source, name=name, digest=data_sha[:_DIGEST_MAX])
         context = InputTag(key="mlflow.data.context", value="training")
-        self.client.log_inputs(
-            self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
-        )
+        inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
+        for attempt in range(_DATASET_RACE_ATTEMPTS):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except Exception as exc:  # noqa: BLE001 - re-raised unless it is the insert race
+                if attempt + 1 == _DATASET_RACE_ATTEMPTS or not _is_unique_violation(exc):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
         """Every numeric field of a history record as a metric at step = epoch."""
@@ -265,6 +272,24 @@ class TrainingRun:
             if Path(path).is_file():
                 self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status=status)
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    """True when ``exc`` (or its cause) is a database unique-constraint violation.
+
+    MLflow's SQL store looks a dataset up by (experiment, name, digest) and inserts it when absent,
+    without a lock in between: two seed jobs of one dataset that log it at the same moment both
+    insert, and the later one fails on the unique index (its transaction rolls back whole). On the
+    next try the row exists and is linked, so the caller retries. Matched on the driver's message
+    as well, as a tracking server returns the error as text.
+    """
+    markers = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+    link: BaseException | None = exc
+    while link is not None:
+        if type(link).__name__ == "IntegrityError" or any(m in str(link) for m in markers):
+            return True
+        link = link.__cause__
+    return False
 
 
 def _misalignment_tags(folder: Path) -> dict[str, str]:
