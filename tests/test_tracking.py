@@ -17,6 +17,7 @@ from gated_symile.tracking import (
     TrainingRun,
     _is_unique_violation,
     dataset_fingerprint,
+    init_store,
     log_final_metrics,
     resolve_tracking_uri,
 )
@@ -255,3 +256,21 @@ def test_a_lost_dataset_insert_race_is_retried_and_other_errors_are_not(
     with pytest.raises(MlflowException):
         TrainingRun(uri, "race", tmp_path / "c", tiny_run_config("clip", seed=2), xnor_dir)
     assert len(calls) == 1
+
+
+def test_init_store_that_loses_the_create_race_returns_the_winners_experiment(
+    store, monkeypatch
+):
+    from mlflow import MlflowClient
+
+    uri, flag = _init(store, "created-elsewhere")
+    real_get = MlflowClient.get_experiment_by_name
+    lookups = []
+
+    def not_there_yet_on_first_lookup(self, name):
+        lookups.append(name)
+        return None if len(lookups) == 1 else real_get(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", not_there_yet_on_first_lookup)
+    assert init_store(uri, "created-elsewhere") == flag["experiment_id"]
+    assert lookups == ["created-elsewhere", "created-elsewhere"]

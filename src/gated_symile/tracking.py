@@ -77,7 +77,13 @@ def init_store(uri: str, experiment: str) -> str:
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
-    return client.create_experiment(experiment, artifact_location=artifact_location)
+    try:
+        return client.create_experiment(experiment, artifact_location=artifact_location)
+    except Exception as exc:  # noqa: BLE001 - re-raised unless another process created it first
+        found = client.get_experiment_by_name(experiment) if _is_unique_violation(exc) else None
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def _experiment_id(client: Any, uri: str, experiment: str) -> str:
@@ -280,8 +286,9 @@ def _is_unique_violation(exc: BaseException) -> bool:
     MLflow's SQL store looks a dataset up by (experiment, name, digest) and inserts it when absent,
     without a lock in between: two seed jobs of one dataset that log it at the same moment both
     insert, and the later one fails on the unique index (its transaction rolls back whole). On the
-    next try the row exists and is linked, so the caller retries. Matched on the driver's message
-    as well, as a tracking server returns the error as text.
+    next try the row exists and is linked, so the caller retries. The same holds for two processes
+    creating one experiment by name. Matched on the driver's message as well, as a tracking server
+    returns the error as text.
     """
     markers = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
     link: BaseException | None = exc
