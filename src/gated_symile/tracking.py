@@ -63,7 +63,8 @@ def sqlite_path(uri: str) -> Path | None:
 def init_store(uri: str, experiment: str) -> str:
     """Create the database (and its folder) and the experiment; idempotent. Returns the experiment id.
 
-    Artifacts go to ``<db folder>/artifacts`` (absolute), so they sit beside the database.
+    Artifacts go to ``<db folder>/artifacts`` (absolute), so they sit beside the database. Parent
+    and training runs call it too, so a store the workflow did not initialise is created on use.
     """
     from mlflow import MlflowClient
 
@@ -86,13 +87,6 @@ def init_store(uri: str, experiment: str) -> str:
         return found.experiment_id
 
 
-def _experiment_id(client: Any, uri: str, experiment: str) -> str:
-    found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    return init_store(uri, experiment)  # store not initialised by the workflow: create it here
-
-
 def create_parent_run(
     uri: str, experiment: str, name: str, tags: Mapping[str, str] | None = None
 ) -> str:
@@ -101,7 +95,7 @@ def create_parent_run(
 
     uri = resolve_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
-    exp_id = _experiment_id(client, uri, experiment)
+    exp_id = init_store(uri, experiment)
     all_tags = {**provenance_tags(), **(tags or {})}
     run = client.create_run(
         exp_id, run_name=name, tags={k: _clip(v, _TAG_VALUE_MAX) for k, v in all_tags.items()}
@@ -202,7 +196,7 @@ class TrainingRun:
             self.run_id = id_file.read_text().strip()
             self.client.update_run(self.run_id, status="RUNNING")
             return
-        exp_id = _experiment_id(self.client, self.uri, experiment)
+        exp_id = init_store(self.uri, experiment)
         all_tags = provenance_tags(
             {
                 "config.sha256": config_hash(run_cfg),
