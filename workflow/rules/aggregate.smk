@@ -30,7 +30,7 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     benchmark:
-        "benchmarks/workflow/aggregate.tsv"
+        "logs/benchmarks/aggregate.tsv"
     conda:
         "../../envs/train.yaml"
     params:

@@ -17,7 +17,7 @@ rule cohort_mimic:
     log:
         "logs/mimic/cohort.log",
     benchmark:
-        "benchmarks/workflow/cohort_mimic.tsv"
+        "logs/benchmarks/cohort_mimic.tsv"
     conda:
         "../../envs/data.yaml"
     threads: 2
@@ -38,7 +38,7 @@ rule cohort_ukb:
     log:
         "logs/ukb/cohort.log",
     benchmark:
-        "benchmarks/workflow/cohort_ukb.tsv"
+        "logs/benchmarks/cohort_ukb.tsv"
     conda:
         "../../envs/data.yaml"
     threads: 2

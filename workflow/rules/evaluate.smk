@@ -10,7 +10,7 @@ rule evaluate:
     log:
         "logs/evaluate/{dataset}/{method}/{cell}.log",
     benchmark:
-        "benchmarks/workflow/evaluate/{dataset}/{method}/{cell}.tsv"
+        "logs/benchmarks/evaluate/{dataset}/{method}/{cell}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1

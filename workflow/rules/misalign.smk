@@ -10,7 +10,7 @@ rule misalign:
     log:
         "logs/misalign/{source}/p{p}.log",
     benchmark:
-        "benchmarks/workflow/misalign/{source}/p{p}.tsv"
+        "logs/benchmarks/misalign/{source}/p{p}.tsv"
     conda:
         "../../envs/data.yaml"
     params:

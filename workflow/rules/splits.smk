@@ -9,7 +9,7 @@ rule splits_mimic:
     log:
         "logs/mimic/splits.log",
     benchmark:
-        "benchmarks/workflow/splits_mimic.tsv"
+        "logs/benchmarks/splits_mimic.tsv"
     conda:
         "../../envs/data.yaml"
     params:

@@ -10,7 +10,7 @@ rule synth_mimic:
     log:
         "logs/synth/mimic.log",
     benchmark:
-        "benchmarks/workflow/synth_mimic.tsv"
+        "logs/benchmarks/synth_mimic.tsv"
     conda:
         "../../envs/data.yaml"
     threads: 2
@@ -32,7 +32,7 @@ rule synth_xnor:
     log:
         "logs/synth/xnor_p{p}.log",
     benchmark:
-        "benchmarks/workflow/synth_xnor_p{p}.tsv"
+        "logs/benchmarks/synth_xnor_p{p}.tsv"
     conda:
         "../../envs/data.yaml"
     params:
@@ -55,7 +55,7 @@ rule synth_xor:
     log:
         "logs/synth/xor.log",
     benchmark:
-        "benchmarks/workflow/synth_xor.tsv"
+        "logs/benchmarks/synth_xor.tsv"
     conda:
         "../../envs/data.yaml"
     params:
@@ -77,7 +77,7 @@ rule synth_ukb:
     log:
         "logs/synth/ukb.log",
     benchmark:
-        "benchmarks/workflow/synth_ukb.tsv"
+        "logs/benchmarks/synth_ukb.tsv"
     conda:
         "../../envs/data.yaml"
     threads: 2

@@ -11,7 +11,7 @@ rule tensors_mimic:
     log:
         "logs/mimic/tensors.log",
     benchmark:
-        "benchmarks/workflow/tensors_mimic.tsv"
+        "logs/benchmarks/tensors_mimic.tsv"
     conda:
         "../../envs/data.yaml"
     threads: 2
@@ -32,7 +32,7 @@ rule tensors_ukb:
     log:
         "logs/ukb/tensors_{ukb_dataset}_fold{fold}.log",
     benchmark:
-        "benchmarks/workflow/tensors_{ukb_dataset}_fold{fold}.tsv"
+        "logs/benchmarks/tensors_{ukb_dataset}_fold{fold}.tsv"
     conda:
         "../../envs/data.yaml"
     params:

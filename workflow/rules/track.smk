@@ -13,7 +13,7 @@ rule track_init:
     log:
         "logs/track/init.log",
     benchmark:
-        "benchmarks/workflow/track_init.tsv"
+        "logs/benchmarks/track_init.tsv"
     conda:
         "../../envs/train.yaml"
     params:
@@ -32,7 +32,7 @@ rule track_parent:
     log:
         "logs/track/parent_{dataset}_{method}_p{p}.log",
     benchmark:
-        "benchmarks/workflow/track_parent_{dataset}_{method}_p{p}.tsv"
+        "logs/benchmarks/track_parent_{dataset}_{method}_p{p}.tsv"
     conda:
         "../../envs/train.yaml"
     params:

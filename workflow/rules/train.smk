@@ -11,7 +11,7 @@ rule train:
     log:
         "logs/train/{dataset}/{method}/{cell}.log",
     benchmark:
-        "benchmarks/workflow/train/{dataset}/{method}/{cell}.tsv"
+        "logs/benchmarks/train/{dataset}/{method}/{cell}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1

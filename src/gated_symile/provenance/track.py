@@ -17,15 +17,14 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from gated_symile import __version__
 from gated_symile.errors import ConfigError, GatedSymileError
-from gated_symile.manifests import git_state
-from gated_symile.provenance import Hasher, is_listing, is_manifest
+from gated_symile.provenance.manifests import git_state
+from gated_symile.provenance.hashing import Hasher, is_listing, is_manifest
 
 _PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value
 _TAG_VALUE_MAX = 8000
@@ -236,16 +235,17 @@ class TrainingRun:
             self.client.log_batch(self.run_id, params=params[i : i + _BATCH])
 
     def _log_dataset(self, tensor_dir: Path, name: str, data_sha: str) -> None:
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
-        from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            source = resolve_dataset_source(str(Path(tensor_dir).resolve()))
-        dataset = MetaDataset(source, name=name, digest=data_sha[:_DIGEST_MAX])
+        # the public entity, as MLflow's own local-folder source describes a path
+        dataset = Dataset(
+            name=name,
+            digest=data_sha[:_DIGEST_MAX],
+            source_type="local",
+            source=json.dumps({"uri": str(Path(tensor_dir).resolve())}),
+        )
         context = InputTag(key="mlflow.data.context", value="training")
-        inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
+        inputs = [DatasetInput(dataset, tags=[context])]
         for attempt in range(_DATASET_RACE_ATTEMPTS):
             try:
                 self.client.log_inputs(self.run_id, datasets=inputs)

@@ -1,0 +1,1 @@
+"""Datasets: cohorts (MIMIC, UKB), splits, tensors and their format, misalignment injection."""

@@ -1,0 +1,1 @@
+"""Retrieval evaluation: ranking, metrics with bootstrap intervals, gate diagnostics."""

@@ -1,0 +1,1 @@
+"""Modality encoders (ResNet, ECG ResNet, MLP) and the builder that picks one per input spec."""

@@ -1,0 +1,1 @@
+"""Provenance: content hashes, manifests, the audit, and MLflow tracking."""

@@ -1,0 +1,1 @@
+"""Results tables and figures aggregated from the evaluated runs."""
