@@ -1,4 +1,4 @@
-"""Exact factorised gated scoring (method.md §8) versus naive per-tuple gating.
+"""Exact factorised gated scoring (docs/method.md §8) versus naive per-tuple gating.
 
 Scores B queries against N candidates with the default gate (sigmoid, attention, NULL on,
 random_trainable neutral, renormalise, α₀ = 0.5), fp32 on CPU, no gradients:

@@ -1,4 +1,4 @@
-"""Symile `n_squared` loss (method.md §4): chunked streaming log-sum-exp versus the direct formula.
+"""Symile `n_squared` loss (docs/method.md §4): chunked streaming log-sum-exp versus the direct formula.
 
 Forward + backward of the M = 3 Symile loss with N^2 negatives per anchor, fp32 on CPU:
 

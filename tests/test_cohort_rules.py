@@ -1,4 +1,4 @@
-"""Every branch of the Symile-MIMIC cohort rules (data.md §4) on one small hand-made raw world.
+"""Every branch of the Symile-MIMIC cohort rules (docs/data.md §4) on one small hand-made raw world.
 
 Each subject exercises one branch (window bounds on both sides, ties, views, missing files,
 CheXpert without fallback, ECG QC, lab filters); the cohort is built once for the module.

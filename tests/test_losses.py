@@ -1,4 +1,4 @@
-"""CLIP and Symile objectives and the ungated candidate scorers (method.md §1, §4, §5, §7, §9)."""
+"""CLIP and Symile objectives and the ungated candidate scorers (docs/method.md §1, §4, §5, §7, §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Synthetic-XNOR and binary XOR generators (method.md §12, §16) and their tensor-format output."""
+"""Synthetic-XNOR and binary XOR generators (docs/method.md §12, §16) and their tensor-format output."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UK-Biobank-style cohort, EHR featuriser, folds and tensors (data.md 9.3, method.md 9)."""
+"""UK-Biobank-style cohort, EHR featuriser, folds and tensors (docs/data.md §9.3, docs/method.md §9)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``ContrastiveModel`` is the single object that training and evaluation share. It hides the
 objective: ``loss`` and ``candidate_scores`` dispatch to CLIP, Symile or Gated Symile with the right
-multiplier (s for CLIP, s·κ for the Symile family, method.md §2-§3), so the training loop and the
+multiplier (s for CLIP, s·κ for the Symile family, docs/method.md §2-§3), so the training loop and the
 retrieval code never branch on the method.
 """
 
@@ -77,7 +77,7 @@ class ContrastiveModel(nn.Module):
 
     @property
     def kappa(self) -> float:
-        """DVS factor D^((M-1)/2) for ``l2_dvs``, else 1 (method.md §2); never used by CLIP."""
+        """DVS factor D^((M-1)/2) for ``l2_dvs``, else 1 (docs/method.md §2); never used by CLIP."""
         if self.run_cfg.model.embedding_norm != "l2_dvs":
             return 1.0
         return float(self.run_cfg.model.embed_dim) ** ((len(self.modalities) - 1) / 2)

@@ -1,6 +1,6 @@
 """MLflow tracking: store initialisation, parent runs, per-training-run logging, final metrics.
 
-Why the split into ``init_store`` / ``create_parent_run`` / ``TrainingRun`` (ecosystem.md §9):
+Why the split into ``init_store`` / ``create_parent_run`` / ``TrainingRun`` (docs/ecosystem.md §9):
 parallel jobs against a fresh SQLite store race on its schema migrations, so one workflow rule
 creates the database and the experiment (with an absolute ``artifact_location``) before any
 training job starts; another creates one parent run per (dataset, method, setting) whose id the

@@ -1,4 +1,4 @@
-"""Readers of UK-Biobank-style tables: main dataset, Olink long format, HES (data.md 9.2).
+"""Readers of UK-Biobank-style tables: main dataset, Olink long format, HES (docs/data.md §9.2).
 
 Exporters spell main-dataset columns three ways: ``23400-0.0`` (ukbconv), ``f.23400.0.0`` (R) and
 ``p23400_i0`` / ``p23400_i0_a1`` / ``p31`` (Research Analysis Platform); every reader here speaks
@@ -245,7 +245,7 @@ def pivot_olink(
 def read_hesin(path: str | Path) -> pl.DataFrame:
     """``hesin.txt``: ``eid``, ``ins_index`` (Int64), date columns as ``pl.Date``, ``episode_date``.
 
-    ``episode_date`` = ``epistart``, else ``admidate`` (data.md 9.2); other columns stay strings.
+    ``episode_date`` = ``epistart``, else ``admidate`` (docs/data.md §9.2); other columns stay strings.
     """
     path = Path(path)
     frame = _read_tsv(path, HESIN_REQUIRED)

@@ -1,7 +1,7 @@
 """Zero-shot retrieval evaluation of a trained run on one split, written as a metrics JSON.
 
 Loads the run's checkpoint (``--which best`` by default: the highest validation top-1), embeds the
-split once, ranks every eligible query with a seeded tie-break (method.md §11), adds bootstrap
+split once, ranks every eligible query with a seeded tie-break (docs/method.md §11), adds bootstrap
 intervals over queries, accuracy per misalignment group and, for Gated Symile, gate diagnostics on
 positive pairs. The validation split is evaluated too (headline metrics only) as a reference.
 

@@ -4,7 +4,7 @@ Writes ``OUT/manifest_<split>.parquet`` for every split of the dataset (splits n
 ``--splits`` get all-clean manifests), ``OUT/misalign.json`` (parameters, counts, the source
 ``metadata.json`` sha256) and, for ``--mode noise``, the train-split standardisation statistics
 of the float modalities (``noise_mean_<m>.npy``, ``noise_std_<m>.npy``). The clean tensors are
-only read; training and evaluation apply the manifest when loading (method.md §10).
+only read; training and evaluation apply the manifest when loading (docs/method.md §10).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Split a cohort into patient-disjoint train/val/test sets with retrieval candidates and lab percentiles.
 
-``splits mimic`` follows the Symile-MIMIC reference algorithm (data.md §6) with a seeded
+``splits mimic`` follows the Symile-MIMIC reference algorithm (docs/data.md §6) with a seeded
 scikit-learn split, patient-overlap dropping, train-only lab ECDFs and seeded candidate sets; sizes
 scale down for small cohorts (rule in ``gated_symile.data.mimic.splits``).
 """

@@ -1,7 +1,7 @@
 """MLflow store set-up: ``track init`` (database + experiment) and ``track parent`` (parent run).
 
 ``init`` runs once before any training job so that parallel jobs never race on creating a fresh
-SQLite database (ecosystem.md §9); ``parent`` creates the run that a group of seed runs attach to.
+SQLite database (docs/ecosystem.md §9); ``parent`` creates the run that a group of seed runs attach to.
 """
 
 from __future__ import annotations

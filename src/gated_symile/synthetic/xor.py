@@ -1,4 +1,4 @@
-"""Binary XOR dataset of the Symile paper (method.md §16), written in the tensor format.
+"""Binary XOR dataset of the Symile paper (docs/method.md §16), written in the tensor format.
 
 a, b ~ Bernoulli(½)^d independently and c = a XOR b (with probability ``p_hat``, else c = a). Every
 pair of modalities is then independent when p_hat = 1, so a pairwise (CLIP) score cannot predict b

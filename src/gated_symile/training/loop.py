@@ -67,7 +67,7 @@ def select_device(requested: str) -> torch.device:
 
 
 def configure_torch(run_cfg: RunConfig, device: torch.device) -> None:
-    """Threads, denormal flushing (method.md §16: CLIP ran 5x slower without it), determinism."""
+    """Threads, denormal flushing (docs/method.md §16: CLIP ran 5x slower without it), determinism."""
     if run_cfg.train.num_threads > 0:
         torch.set_num_threads(run_cfg.train.num_threads)
     torch.set_flush_denormal(True)

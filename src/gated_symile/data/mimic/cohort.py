@@ -1,4 +1,4 @@
-"""Build the Symile-MIMIC cohort from the three raw releases (data.md §4): the ``cohort mimic`` stage.
+"""Build the Symile-MIMIC cohort from the three raw releases (docs/data.md §4): the ``cohort mimic`` stage.
 
 Order of work: load the small tables (admissions, patients, record list, CXR index, CheXpert) into
 DuckDB; QC every listed ECG record in parallel; index the radiographs and check that candidate image

@@ -1,4 +1,4 @@
-"""The Symile-MIMIC cohort rules (data.md §4) as DuckDB SQL over the raw tables.
+"""The Symile-MIMIC cohort rules (docs/data.md §4) as DuckDB SQL over the raw tables.
 
 Why SQL: every rule is a windowed join of a small table (admissions) with a large one (labevents,
 ~120 M rows); DuckDB streams the large side through a hash join whose build side is the admissions,

@@ -1,4 +1,4 @@
-"""Patient-disjoint train/val/test splits, retrieval candidates and lab percentiles (data.md §6).
+"""Patient-disjoint train/val/test splits, retrieval candidates and lab percentiles (docs/data.md §6).
 
 Reference algorithm (Symile-MIMIC ``create_dataset_splits.py``), made deterministic:
 

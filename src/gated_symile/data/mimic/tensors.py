@@ -1,4 +1,4 @@
-"""Symile-MIMIC splits -> model-ready tensors, format ``gated-symile-tensors/1`` (data.md §7).
+"""Symile-MIMIC splits -> model-ready tensors, format ``gated-symile-tensors/1`` (docs/data.md §7).
 
 Per split folder: ``ecg.npy`` float32 (n, 1, 5000, 12), ``labs.npy`` float32 (n, 100),
 ``cxr.npy`` uint8 (n, size, size) (expanded to normalised RGB at load time, see

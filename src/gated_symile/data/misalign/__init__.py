@@ -1,4 +1,4 @@
-"""Misalignment injection by indirection (method.md §10): draw, store and apply corruption manifests.
+"""Misalignment injection by indirection (docs/method.md §10): draw, store and apply corruption manifests.
 
 With probability ``p`` per sample one modality is corrupted; the choice is either ``exclusive``
 (one of the non-target modalities, uniformly, at most one per sample, as in the paper) or a fixed
@@ -12,7 +12,7 @@ list of modalities (each corrupted independently with probability ``p``). How:
   i.e. ``mean + std * z`` with the per-feature mean/std of the clean train split; ``image_uint8``
   inputs by uniform random pixels. The noise is a function of (seed, split, modality, row) only,
   so a sample gets the same noise in every batch and epoch.
-- ``drop``: the modality is marked missing (present = False), which exercises method.md §9.
+- ``drop``: the modality is marked missing (present = False), which exercises docs/method.md §9.
 
 For MIMIC, the ECG and lab tensors are computed per record (one ECG, one lab panel per
 admission), so swapping the ECG or labs row of admission i with another admission's row is

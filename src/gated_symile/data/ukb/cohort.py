@@ -1,4 +1,4 @@
-"""UK-Biobank-style cohort (data.md 9.3): presence per modality, folds, exclusions, feature tables.
+"""UK-Biobank-style cohort (docs/data.md §9.3): presence per modality, folds, exclusions, feature tables.
 
 Reads the raw release (``ukb_main.csv``, ``olink_data.txt``, ``coding143.tsv``, ``hesin.txt``,
 ``hesin_diag.txt``; ``.gz`` accepted) and writes to ``out``:

@@ -1,4 +1,4 @@
-"""Baseline EHR features from hospital episodes (data.md 9.3 step 3), behind a small registry.
+"""Baseline EHR features from hospital episodes (docs/data.md §9.3 step 3), behind a small registry.
 
 The Gated Symile paper embeds each participant's baseline record with an LLM, which cannot be
 rebuilt offline; the default ``codebag`` featuriser is the documented stand-in: a multi-hot of the

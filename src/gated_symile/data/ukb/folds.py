@@ -1,4 +1,4 @@
-"""Participant-level folds of the UK-Biobank-style cohorts (data.md 9.1, ``split_mode: kfold``).
+"""Participant-level folds of the UK-Biobank-style cohorts (docs/data.md §9.1, ``split_mode: kfold``).
 
 One seeded permutation of the union participants (sorted by ``eid`` first, so the input order does
 not matter) deals them round-robin into ``n_folds`` folds; fold k is the test set of split k and a

@@ -1,4 +1,4 @@
-"""UK-Biobank-style tensors for one fold and variant (data.md 9.3 steps 4-6, method.md 9 and 11).
+"""UK-Biobank-style tensors for one fold and variant (docs/data.md §9.3 steps 4-6, docs/method.md §9, §11).
 
 ``intersect``: participants with all three modalities; features z-scored with statistics of the
 training participants' observed values, remaining NaN -> 0 (the training mean).

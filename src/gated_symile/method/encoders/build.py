@@ -1,4 +1,4 @@
-"""Build one modality's encoder from its tensor-format input spec (method.md §13).
+"""Build one modality's encoder from its tensor-format input spec (docs/method.md §13).
 
 An encoder is a trunk (ResNet, ECG ResNet or MLP) followed by the projection head
 ``Linear(features, d)`` and, for ``embedding_norm: layernorm``, ``LayerNorm(d)``. The trunk is

@@ -1,6 +1,6 @@
-"""Residual networks written in the project (method.md §13).
+"""Residual networks written in the project (docs/method.md §13).
 
-torchvision is not used (it does not import in this environment, see ecosystem.md), so the two
+torchvision is not used (it does not import in this environment, see docs/ecosystem.md §1), so the two
 standard architectures are written here: ResNet-18 (BasicBlock, [2, 2, 2, 2]) and ResNet-50
 (Bottleneck, [3, 4, 6, 3], stride in the 3x3 convolution as in torchvision >= 0.2 / "ResNet v1.5").
 One implementation serves 2-D images and 1-D signals (``dims``), so the ECG 1-D variant is the same

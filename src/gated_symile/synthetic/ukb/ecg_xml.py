@@ -1,4 +1,4 @@
-"""Resting ECGs written as GE CardioSoft ``CardiologyXML`` (UK Biobank field 20205; data.md 9.2).
+"""Resting ECGs written as GE CardioSoft ``CardiologyXML`` (UK Biobank field 20205; docs/data.md §9.2).
 
 The waveform comes from the MIMIC generator's dipole model (``synthetic.mimic.ecg_waveform``), so
 the two datasets share one ECG physiology; here it is quantised at 5 uV per count and laid out like

@@ -1,6 +1,6 @@
 """Orchestration: draw participants chunk by chunk and write the UK-Biobank-style release.
 
-Layout under ``out`` (data.md section 9.2)::
+Layout under ``out`` (docs/data.md §9.2)::
 
     ukb_main.csv              eid + <field>-<instance>.<array> columns (or the R / RAP spelling)
     olink_data.txt            eid, ins_index, protein_id, result (long, tab-separated)
@@ -44,7 +44,7 @@ _REPEAT_LAST = int(np.datetime64("2013-06-30", "D").astype(np.int64))
 
 
 def column_name(field: int, instance: int, array: int, style: str) -> str:
-    """Spell one main-dataset column the way an exporter does (data.md 9.2)."""
+    """Spell one main-dataset column the way an exporter does (docs/data.md §9.2)."""
     if style == "r":
         return f"f.{field}.{instance}.{array}"
     if style == "rap":
