@@ -21,7 +21,7 @@ from gated_symile.stages.aggregate import aggregate
 
 
 def gates(w_b: float, w_c: float) -> dict:
-    group = lambda wb, wc: {"n_pairs": 10, "w_b": wb, "w_c": wc, "w_b-w_c": wb - wc, "p_null": 0.1,  # noqa: E731
+    group = lambda wb, wc: {"n_pairs": 10, "w_b": wb, "w_c": wc, "w_b-w_c": wb - wc, "p_null": 0.1,
                             "cos_b": 0.9, "cos_c": 0.9}
     return {"alpha": 0.5, "rows": "...", "overall": group(0.5, 0.5),
             "by_corr_mod": {"clean": group(0.5, 0.5), "b_corrupted": group(w_b, w_c),

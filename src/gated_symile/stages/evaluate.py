@@ -116,8 +116,8 @@ def evaluate_run(
 ) -> tuple[dict[str, Any], RunConfig, QueryRanks]:
     """Evaluate one trained run on ``split`` (plus ``val`` as reference).
 
-    Returns the metrics JSON dict, the run's config and the split's per-query ranks. ``None`` arguments take the run config's
-    ``evaluate`` section (seed, bootstrap_n, batch_size).
+    Returns the metrics JSON dict, the run's config and the split's per-query ranks. ``None``
+    arguments take the run config's ``evaluate`` section (seed, bootstrap_n, batch_size).
     """
     import time
 
