@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gated_symile.aggregation import estimate, mean_se, method_key
+from gated_symile.reporting.aggregate import estimate, mean_se, method_key
 from gated_symile.cli import main
 from gated_symile.errors import GatedSymileError, RecordError
 from gated_symile.stages.aggregate import aggregate
@@ -205,8 +205,8 @@ def write_ranks(metrics_file: Path, correct: list[int], pool: int = 10) -> Path:
     """The run's ranks.parquet (rank 1 where correct, else 2) and matching metrics fields."""
     import numpy as np
 
-    from gated_symile.query_ranks import write_query_ranks
-    from gated_symile.retrieval import QueryRanks
+    from gated_symile.evaluation.query_ranks import write_query_ranks
+    from gated_symile.evaluation.retrieval import QueryRanks
 
     ranks = np.where(np.asarray(correct) == 1, 1, 2)
     body = json.loads(metrics_file.read_text())
@@ -304,8 +304,8 @@ def test_ranks_that_disagree_with_their_metrics_are_refused(paired_runs, tmp_pat
 def test_runs_on_other_queries_are_refused(paired_runs, tmp_path):
     import numpy as np
 
-    from gated_symile.query_ranks import read_query_ranks, write_query_ranks
-    from gated_symile.retrieval import QueryRanks
+    from gated_symile.evaluation.query_ranks import read_query_ranks, write_query_ranks
+    from gated_symile.evaluation.retrieval import QueryRanks
 
     metrics, ranks = paired_runs
     old = read_query_ranks(ranks[1])

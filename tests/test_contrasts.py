@@ -1,4 +1,4 @@
-"""Paired method contrasts (gated_symile.contrasts): bootstrap properties, seeds, folds, coverage."""
+"""Paired method contrasts (gated_symile.reporting.contrasts): bootstrap properties, seeds, folds, coverage."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gated_symile.aggregation import estimate
-from gated_symile.contrasts import bootstrap_ci, paired_contrast
+from gated_symile.reporting.aggregate import estimate
+from gated_symile.reporting.contrasts import bootstrap_ci, paired_contrast
 
 correctness = st.integers(1, 60).flatmap(
     lambda n: st.lists(arrays(np.float64, (n,), elements=st.sampled_from([0.0, 1.0])), min_size=1, max_size=4)

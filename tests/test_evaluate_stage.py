@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gated_symile.cli import main
-from gated_symile.query_ranks import read_query_ranks
+from gated_symile.evaluation.query_ranks import read_query_ranks
 
 TIMING_KEY = "timing"
 

@@ -1,4 +1,4 @@
-"""The per-query ranks file (gated_symile.query_ranks): round trip, determinism, damaged files."""
+"""The per-query ranks file (gated_symile.evaluation.query_ranks): round trip, determinism, damaged files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gated_symile.errors import RecordError
-from gated_symile.query_ranks import FORMAT, read_query_ranks, write_query_ranks
-from gated_symile.retrieval import QueryRanks
+from gated_symile.evaluation.query_ranks import FORMAT, read_query_ranks, write_query_ranks
+from gated_symile.evaluation.retrieval import QueryRanks
 
 
 def sample(n: int = 5) -> QueryRanks:

@@ -5,7 +5,7 @@ from an earlier grid (a seed, p or method since removed from the config) must no
 tables. Each file's (dataset, method, p, fold, seed) comes from its path, the layout the workflow
 writes: ``.../{dataset}/{method}/p{p}/seed{seed}/metrics.json`` or, for UKB-style participant
 folds, ``.../{dataset}/{method}/p{p}/fold{k}/seed{seed}/metrics.json``; the run's per-query ranks
-(:mod:`gated_symile.query_ranks`), when given, sit in the same folder. A cell is one (dataset,
+(:mod:`gated_symile.evaluation.query_ranks`), when given, sit in the same folder. A cell is one (dataset,
 method, p). Without folds the estimate is the mean over seeds ± SE (sd with ddof 1 / sqrt(n));
 with folds it is the mean over seeds within each fold, then mean ± SE over folds (the reporting of
 [ref-G], method.md §11). The SE of a single value is undefined: ``None``, an empty CSV cell, "NA"
@@ -38,7 +38,7 @@ import numpy as np
 from gated_symile.errors import GatedSymileError, RecordError
 
 if TYPE_CHECKING:
-    from gated_symile.retrieval import QueryRanks
+    from gated_symile.evaluation.retrieval import QueryRanks
 
 METRICS_FILE = "metrics.json"
 BASE_METHODS: tuple[str, ...] = ("clip", "symile", "gated_symile")
@@ -116,7 +116,7 @@ def load_runs(
     Each ranks file must sit in the folder of a given metrics file and agree with it (number of
     queries, top-1); a run given twice, a path off the layout or unreadable JSON is an error.
     """
-    from gated_symile.query_ranks import read_query_ranks
+    from gated_symile.evaluation.query_ranks import read_query_ranks
 
     ranks_by_dir = {Path(f).parent: Path(f) for f in ranks_files}
     runs, excluded, seen = [], [], {}

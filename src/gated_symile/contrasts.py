@@ -11,7 +11,7 @@ apart when their unpaired mean ± SE intervals overlap.
   (``seed_sd``: standard deviation of the per-seed differences, undefined (NA) for one seed).
 - **Folds** (UK Biobank-style cohorts). Each fold has its own test participants, so queries are
   resampled within each fold and the fold differences averaged with equal weight, exactly as
-  the summary averages fold means (:func:`gated_symile.aggregation.estimate`).
+  the summary averages fold means (:func:`gated_symile.reporting.aggregate.estimate`).
 - **Bootstrap.** The mean of n values drawn with replacement depends only on how often each
   distinct value is drawn, and those counts are multinomial. Per-query differences take few
   distinct values (multiples of 1/seeds in [-1, 1]), so each replicate is one multinomial draw
@@ -34,7 +34,7 @@ from gated_symile.errors import RecordError
 if TYPE_CHECKING:  # numpy loads lazily: the CLI imports this module for its defaults
     import numpy as np
 
-    from gated_symile.aggregation import Run
+    from gated_symile.reporting.aggregate import Run
 
 BOOTSTRAP_N = 10_000
 """Bootstrap replicates per contrast (cheap: see the module doc); the percentile CI's Monte Carlo
@@ -126,7 +126,7 @@ def contrast_rows(runs: Sequence[Run], *, n_boot: int = BOOTSTRAP_N, seed: int =
     """
     import numpy as np
 
-    from gated_symile.aggregation import method_key
+    from gated_symile.reporting.aggregate import method_key
 
     cells: dict[tuple[str, float], dict[str, dict[RunKey, np.ndarray]]] = {}
     reference: dict[tuple[str, float, int | None], Run] = {}

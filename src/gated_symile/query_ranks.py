@@ -1,7 +1,7 @@
 """Per-query retrieval ranks of one evaluation, written beside its ``metrics.json``.
 
 Why a file of its own: comparing two methods needs their outcomes on the *same* test queries
-(paired differences, :mod:`gated_symile.contrasts`); means and intervals alone cannot give that.
+(paired differences, :mod:`gated_symile.reporting.contrasts`); means and intervals alone cannot give that.
 The key of a query is its row in the evaluated split, which is the same for every method and seed
 of one (dataset, p, fold): the tensors and the misalignment manifest do not depend on the model.
 It is never a subject or admission id, so the file holds no record-level identifier.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gated_symile.errors import RecordError
-from gated_symile.retrieval import QueryRanks
+from gated_symile.evaluation.retrieval import QueryRanks
 
 FORMAT = "gated-symile-query-ranks/1"
 FILE_NAME = "ranks.parquet"

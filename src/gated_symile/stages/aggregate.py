@@ -27,7 +27,7 @@ FIGURES: tuple[str, ...] = ("top1_vs_p", "gate_weights", "top1_vs_pool", "top1_v
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from gated_symile.contrasts import BOOTSTRAP_N, BOOTSTRAP_SEED
+    from gated_symile.reporting.contrasts import BOOTSTRAP_N, BOOTSTRAP_SEED
 
     parser.add_argument("--metrics", type=Path, nargs="+", required=True,
                         help="the runs' metrics.json files: .../{dataset}/{method}/p{p}/[fold{k}/]seed{seed}/")
@@ -66,13 +66,13 @@ def aggregate(
 ) -> dict[str, Any]:
     """Write every table and figure; returns counts and the skip notes.
 
-    ``bootstrap_n`` and ``seed`` default to :mod:`gated_symile.contrasts`' constants.
+    ``bootstrap_n`` and ``seed`` default to :mod:`gated_symile.reporting.contrasts`' constants.
     """
-    from gated_symile import aggregation as agg
+    from gated_symile.reporting import aggregate as agg
     from gated_symile import contrasts, figures
-    from gated_symile.audit import provenance_report
+    from gated_symile.provenance.audit import provenance_report
     from gated_symile.errors import GatedSymileError
-    from gated_symile.manifests import manifest_path
+    from gated_symile.provenance.manifests import manifest_path
 
     bootstrap_n = contrasts.BOOTSTRAP_N if bootstrap_n is None else bootstrap_n
     seed = contrasts.BOOTSTRAP_SEED if seed is None else seed
@@ -124,8 +124,8 @@ def aggregate(
 
 def summary_markdown(summary: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> str:
     """summary.md: the top-1 table with its yardsticks, then the paired contrasts."""
-    from gated_symile import aggregation as agg
-    from gated_symile import contrasts
+    from gated_symile.reporting import aggregate as agg
+    from gated_symile.reporting import contrasts
 
     text = "# Top-1 accuracy (mean ± SE; NA: one run)\n\n" + agg.markdown_table(summary)
     text += ("\n# Paired differences in top-1 (method a − method b, same test queries)\n\n"

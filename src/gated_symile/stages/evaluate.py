@@ -5,7 +5,7 @@ split once, ranks every eligible query with a seeded tie-break (method.md §11),
 intervals over queries, accuracy per misalignment group and, for Gated Symile, gate diagnostics on
 positive pairs. The validation split is evaluated too (headline metrics only) as a reference.
 ``--out-ranks`` also writes the test queries' ranks keyed by split row
-(:mod:`gated_symile.query_ranks`), which the aggregate stage pairs across methods.
+(:mod:`gated_symile.evaluation.query_ranks`), which the aggregate stage pairs across methods.
 
 The JSON is deterministic for the same run, tensors, split and seed: everything that varies
 between identical invocations (wall times) sits under the ``timing`` key. When the run folder
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gated_symile.config import RunConfig
-    from gated_symile.retrieval import QueryRanks
+    from gated_symile.evaluation.retrieval import QueryRanks
 
 METRICS_FORMAT = "gated-symile-metrics/1"
 HEADLINE_KEYS: tuple[str, ...] = ("top1", "top3", "top5", "mrr", "mean_rank", "chance")
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     )
     write_json(result, args.out)
     if args.out_ranks is not None:
-        from gated_symile.query_ranks import write_query_ranks
+        from gated_symile.evaluation.query_ranks import write_query_ranks
 
         write_query_ranks(ranks, args.out_ranks)
     top1, chance = result["metrics"]["top1"], result["metrics"]["chance"]
@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         uri = None
     run_id_file = Path(args.run) / RUN_ID_FILE
     if uri and run_id_file.is_file():
-        from gated_symile.provenance import MANIFEST_NAME
-        from gated_symile.tracking import log_final_metrics
+        from gated_symile.provenance.hashing import MANIFEST_NAME
+        from gated_symile.provenance.track import log_final_metrics
 
         run_id = run_id_file.read_text().strip()
         # the training manifest (which tensor and misalignment builds the run saw), renamed: a
@@ -124,10 +124,10 @@ def evaluate_run(
     import torch
 
     from gated_symile.config import config_hash
-    from gated_symile.datasets import load_tensor_dataset
+    from gated_symile.data.datasets import load_tensor_dataset
     from gated_symile.errors import GatedSymileError
-    from gated_symile.gate_diagnostics import gate_diagnostics
-    from gated_symile.retrieval import (
+    from gated_symile.evaluation.gate_diagnostics import gate_diagnostics
+    from gated_symile.evaluation.retrieval import (
         RetrievalTask,
         embed_split,
         evaluate_retrieval,
