@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gated_symile.cli import main
+from gated_symile.evaluation.query_ranks import read_query_ranks
 
 TIMING_KEY = "timing"
 
@@ -95,10 +97,11 @@ def evaluate(run_dir: Path, xnor: Path, out: Path, *extra: str) -> dict:
 def test_gated_symile_metrics_json(xnor, tmp_path):
     run_dir = tmp_path / "run"
     train(xnor, run_dir, "gated_symile")
-    first = evaluate(run_dir, xnor, tmp_path / "m1.json")
-    second = evaluate(run_dir, xnor, tmp_path / "m2.json")
+    first = evaluate(run_dir, xnor, tmp_path / "m1.json", "--out-ranks", str(tmp_path / "r1.parquet"))
+    second = evaluate(run_dir, xnor, tmp_path / "m2.json", "--out-ranks", str(tmp_path / "r2.parquet"))
     first.pop(TIMING_KEY), second.pop(TIMING_KEY)
     assert first == second  # deterministic apart from wall times
+    assert (tmp_path / "r1.parquet").read_bytes() == (tmp_path / "r2.parquet").read_bytes()
 
     assert first["format"] == "gated-symile-metrics/1"
     assert (first["dataset"], first["method"], first["split"], first["protocol"]) == (
@@ -129,6 +132,11 @@ def test_gated_symile_metrics_json(xnor, tmp_path):
     assert first["reference"]["val"]["n_queries"] == 32
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert first["reference"]["val"]["metrics"]["top1"] == history[0]["val_top1"]  # same ranking as training
+
+    ranks = read_query_ranks(tmp_path / "r1.parquet")  # per query, keyed by test-split row
+    assert ranks.ranks.size == first["n_queries"] and np.mean(ranks.ranks == 1) == first["metrics"]["top1"]
+    assert np.array_equal(ranks.rows, np.arange(32)) and np.all(ranks.pool_sizes == 16)
+    assert first["train_batch_size"] == 32
 
     other_seed = evaluate(run_dir, xnor, tmp_path / "m3.json", "--seed", "5", "--bootstrap-n", "0")
     assert other_seed["bootstrap"] is None and other_seed["seed"] == 5

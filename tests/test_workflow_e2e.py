@@ -94,18 +94,47 @@ def test_union_cohort_scores_only_queries_with_the_target(workflow_run):
 
 def test_tables_figures_and_report(workflow_run):
     tables = workflow_run / "results/tables"
-    summary = pd.read_csv(tables / "summary.csv")
-    assert list(summary.columns) == ["dataset", "method", "p", "top1_mean", "top1_se", "n_runs"]
+    summary = pd.read_csv(tables / "summary.csv", keep_default_na=False)
+    assert list(summary.columns) == ["dataset", "method", "p", "top1_mean", "top1_se", "n_runs", "chance",
+                                     "oracle_top1", "pairwise_oracle_top1"]
     assert len(summary) == N_CELLS
-    assert (tables / "summary.md").read_text().count("|") > 0
-    assert (tables / "provenance.md").stat().st_size > 0
+    assert (summary["top1_se"] == "").all()  # one seed (one fold): the SE is undefined, not 0
+    assert (summary["chance"].astype(float) > 0).all()
+    contrasts = pd.read_csv(tables / "contrasts.csv", keep_default_na=False)
+    assert list(contrasts.columns) == ["dataset", "p", "method_a", "method_b", "diff", "ci_low", "ci_high",
+                                       "n_queries", "n_seeds", "seed_sd"]
+    n_pairs = len(CONFIG["experiment"]["methods"]) * (len(CONFIG["experiment"]["methods"]) - 1) // 2
+    assert len(contrasts) == N_CELLS // len(CONFIG["experiment"]["methods"]) * n_pairs
+    assert set(zip(contrasts["method_a"], contrasts["method_b"])) == {("gated_symile", "symile")}
+    assert (contrasts["ci_low"].astype(float) <= contrasts["ci_high"].astype(float)).all()
+    assert (contrasts["n_seeds"] == 1).all() and (contrasts["seed_sd"] == "").all()
+    markdown = (tables / "summary.md").read_text()
+    assert "| dataset | p | chance |" in markdown and "gated_symile − symile" in markdown
+    assert "## Data artefacts" in (tables / "provenance.md").read_text()  # from the declared runs
     for figure in ("top1_vs_p", "gate_weights", "attrition"):
         assert (tables / "figures" / f"{figure}.png").stat().st_size > 0
         assert (tables / "figures" / f"{figure}.svg").stat().st_size > 0
     assert (workflow_run / "results/report.html").stat().st_size > 0
+    assert "contrasts.csv" in (workflow_run / "results/report.html").read_text(errors="replace")
 
 
 def test_audit_of_the_run_is_clean(workflow_run):
     from gated_symile.cli import main
 
     assert main(["audit", str(workflow_run / "results")]) == 0
+
+
+def test_a_stale_run_folder_stays_out_of_the_summary(workflow_run):
+    """A run left from an earlier grid (here a seed and p not in the config) is not aggregated."""
+    runs = workflow_run / "results/runs"
+    source = runs / "xor/symile/p0.0/seed0"
+    stale = runs / "xor/symile/p0.5/seed3"
+    stale.mkdir(parents=True)
+    for name in ("metrics.json", "ranks.parquet"):
+        (stale / name).write_bytes((source / name).read_bytes())
+    tables = workflow_run / "results/tables"
+    before = {name: (tables / name).read_bytes() for name in ("summary.csv", "contrasts.csv")}
+    common = ("--workflow-profile", "none", "--directory", workflow_run, "--configfile", TINY)
+    result = snakemake("--cores", "1", "--forcerun", "aggregate", *common, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert {name: (tables / name).read_bytes() for name in before} == before  # same bytes, no p 0.5

@@ -1,9 +1,12 @@
-# Results tables and figures over every cell of the grid (mean and standard error over seeds).
+# Results tables and figures over every cell of the grid (mean and standard error over seeds,
+# paired method contrasts). The stage reads exactly the declared runs: a run folder left from an
+# earlier grid (a seed, p or method removed from the config) stays out of the tables.
 
 
 rule aggregate:
     input:
         metrics=run_targets("metrics.json"),
+        ranks=run_targets("ranks.parquet"),
         attrition=(
             ["results/mimic/cohort/attrition.csv"]
             if "mimic" in config["experiment"]["datasets"]
@@ -16,6 +19,11 @@ rule aggregate:
             category="Results",
         ),
         markdown="results/tables/summary.md",
+        contrasts=report(
+            "results/tables/contrasts.csv",
+            caption="../report/contrasts.rst",
+            category="Results",
+        ),
         provenance=report(
             "results/tables/provenance.md",
             caption="../report/provenance.rst",
@@ -39,5 +47,6 @@ rule aggregate:
             f"--attrition {input.attrition}" if input.attrition else ""
         ),
     shell:
-        "gated-symile aggregate --runs results/runs --out {params.out}"
+        "gated-symile aggregate --metrics {input.metrics:q} --ranks {input.ranks:q}"
+        " --out {params.out:q}"
         " {params.attrition} > {log} 2>&1"

@@ -1,4 +1,5 @@
-# Zero-shot retrieval on the test split (docs/method.md §11), logged into the training run.
+# Zero-shot retrieval on the test split (docs/method.md §11), logged into the training run;
+# ranks.parquet holds each test query's rank for the paired method contrasts of aggregate.
 
 
 rule evaluate:
@@ -7,6 +8,7 @@ rule evaluate:
         best="results/runs/{dataset}/{method}/{cell}/checkpoints/best.pt",
     output:
         metrics="results/runs/{dataset}/{method}/{cell}/metrics.json",
+        ranks="results/runs/{dataset}/{method}/{cell}/ranks.parquet",
     log:
         "logs/evaluate/{dataset}/{method}/{cell}.log",
     benchmark:
@@ -23,5 +25,6 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} gated-symile evaluate --run {params.run_dir} --tensors {input.tensors}"
         " {params.misalignment} --split test --out {output.metrics}"
+        " --out-ranks {output.ranks}"
         " --bootstrap-n {params.bootstrap_n} --seed {params.seed}"
         " --tracking-uri {params.uri:q} > {log} 2>&1"

@@ -80,13 +80,19 @@ def _names(rels: Sequence[str]) -> str:
 Use = tuple[Path, dict[str, Any], dict[str, Any]]  # (consumer manifest, its document, input entry)
 
 
-def walk_chain(results_dir: str | Path) -> tuple[dict[Path, dict[str, Any] | Exception], dict[Path, list[Use]]]:
-    """Manifests under ``results_dir`` and, recursively, those that produced their inputs.
+def walk_chain(
+    results_dir: str | Path | Sequence[Path],
+) -> tuple[dict[Path, dict[str, Any] | Exception], dict[Path, list[Use]]]:
+    """Manifests under ``results_dir`` (or the given manifests) and, recursively, those that
+    produced their inputs.
 
     Returns (documents by manifest path, or the read error; raw inputs -> the manifests that read
     them). Hashes nothing.
     """
-    queue = find_manifests(results_dir)
+    if isinstance(results_dir, (str, Path)):
+        queue = find_manifests(results_dir)
+    else:
+        queue = [Path(os.path.abspath(m)) for m in results_dir]
     docs: dict[Path, dict[str, Any] | Exception] = {}
     sources: dict[Path, list[Use]] = {}
     while queue:
@@ -278,17 +284,19 @@ def to_json(findings: Sequence[Finding]) -> str:
 RUN_STAGES: tuple[str, ...] = ("train", "evaluate", "track", "aggregate")
 
 
-def provenance_report(results_dir: str | Path) -> str:
+def provenance_report(results_dir: str | Path | Sequence[Path]) -> str:
     """Markdown: code versions, and the digest and config hash of every data artefact and raw input.
 
-    Built from the manifests reachable from ``results_dir`` (no hashing); the per-run stages
-    (train, evaluate, track) are summarised by count, their digests live in MLflow.
+    Built from the manifests reachable from ``results_dir``, a folder or a list of manifests (no
+    hashing); the per-run stages (train, evaluate, track) are summarised by count, their digests
+    live in MLflow.
     """
     docs, sources = walk_chain(results_dir)
     good = {m: d for m, d in docs.items() if not isinstance(d, Exception)}
     lines = ["# Provenance", ""]
     if not good:
-        return "\n".join(lines + [f"No stage manifests found under `{results_dir}`.", ""])
+        where = f"under `{results_dir}`" if isinstance(results_dir, (str, Path)) else "for the given runs"
+        return "\n".join(lines + [f"No stage manifests found {where}.", ""])
     codes: dict[tuple[str, str, str], int] = {}
     for doc in good.values():
         code = doc.get("code", {})

@@ -1,11 +1,19 @@
-"""Collect every run's ``metrics.json`` into summary tables (mean ± standard error per cell).
+"""Collect the given runs' ``metrics.json`` into summary tables (mean ± standard error per cell).
 
-Runs are found by their path, the layout the workflow writes:
-``RUNS/{dataset}/{method}/p{p}/seed{seed}/metrics.json`` or, for UKB-style participant folds,
-``RUNS/{dataset}/{method}/p{p}/fold{k}/seed{seed}/metrics.json``. A cell is one (dataset, method,
-p). Without folds the estimate is the mean over seeds ± SE (sd with ddof 1 / sqrt(n), 0 for one
-run); with folds it is the mean over seeds within each fold, then mean ± SE over folds (the
-reporting of [ref-G], docs/method.md §11). ``n_runs`` always counts metrics files.
+Exactly the metrics files the caller names are read, never a folder listing: a run left on disk
+from an earlier grid (a seed, p or method since removed from the config) must not enter the
+tables. Each file's (dataset, method, p, fold, seed) comes from its path, the layout the workflow
+writes: ``.../{dataset}/{method}/p{p}/seed{seed}/metrics.json`` or, for UKB-style participant
+folds, ``.../{dataset}/{method}/p{p}/fold{k}/seed{seed}/metrics.json``; the run's per-query ranks
+(:mod:`gated_symile.evaluation.query_ranks`), when given, sit in the same folder. A cell is one (dataset,
+method, p). Without folds the estimate is the mean over seeds ± SE (sd with ddof 1 / sqrt(n));
+with folds it is the mean over seeds within each fold, then mean ± SE over folds (the reporting of
+[ref-G], docs/method.md §11). The SE of a single value is undefined: ``None``, an empty CSV cell, "NA"
+in markdown. ``n_runs`` always counts metrics files.
+
+Yardsticks per row: ``chance`` (mean over the cell's runs of the expected top-1 of a random scorer,
+1 / pool size) and, from the optional oracle files ``.../{dataset}/p{p}.json``, ``oracle_top1``
+and ``pairwise_oracle_top1`` (empty without one).
 
 A run whose top-1 is null (no eligible query) is not averaged but listed with the reason in
 ``excluded_runs.csv``; an unreadable JSON stops the aggregation with the file named. Everything is
@@ -23,13 +31,23 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from gated_symile.errors import GatedSymileError, RecordError
 
+if TYPE_CHECKING:
+    from gated_symile.evaluation.retrieval import QueryRanks
+
 METRICS_FILE = "metrics.json"
 BASE_METHODS: tuple[str, ...] = ("clip", "symile", "gated_symile")
-SUMMARY_COLUMNS: tuple[str, ...] = ("dataset", "method", "p", "top1_mean", "top1_se", "n_runs")
+ORACLE_COLUMNS: tuple[str, ...] = ("oracle_top1", "pairwise_oracle_top1")
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "dataset", "method", "p", "top1_mean", "top1_se", "n_runs", "chance", *ORACLE_COLUMNS,
+)
+_RUN_LAYOUT = "{dataset}/{method}/p{p}/[fold{k}/]seed{seed}/metrics.json"
+_ORACLE_KEYS: tuple[str, ...] = (*ORACLE_COLUMNS, "oracle_top1_se", "pairwise_oracle_top1_se", "chance")
 GATE_COLUMNS: tuple[str, ...] = ("dataset", "method", "p", "group", "statistic", "mean", "se", "n_runs")
 _P_DIR = re.compile(r"^p(\d+(?:\.\d+)?)$")
 _SEED_DIR = re.compile(r"^seed(\d+)$")
@@ -39,7 +57,7 @@ _SCALE_SUFFIX = re.compile(r"-(?:bs|batch|pool|k|n)\d+$")
 
 @dataclass(frozen=True)
 class Run:
-    """One evaluated run, located by its path."""
+    """One evaluated run, located by its path; ``ranks`` when its per-query file was given."""
 
     dataset: str
     method: str
@@ -48,16 +66,22 @@ class Run:
     fold: int | None
     path: Path
     metrics: dict[str, Any]
+    ranks: QueryRanks | None = None
+    ranks_path: Path | None = None
 
     @property
     def top1(self) -> float | None:
         return self.metrics.get("metrics", {}).get("top1")
 
+    @property
+    def chance(self) -> float | None:
+        return self.metrics.get("metrics", {}).get("chance")
+
 
 @dataclass(frozen=True)
 class Estimate:
     mean: float
-    se: float
+    se: float | None
     n_runs: int
 
 
@@ -72,44 +96,112 @@ def cell_key(run: Run) -> tuple[Any, ...]:
     return run.dataset, method_key(run.method), run.p
 
 
-def discover_runs(root: Path) -> tuple[list[Run], list[tuple[str, str]]]:
-    """All runs under ``root`` (sorted) and the excluded ones as (path, reason)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise GatedSymileError(f"{root}: runs folder not found")
-    runs, excluded = [], []
-    files = sorted(root.glob(f"*/*/p*/seed*/{METRICS_FILE}")) + sorted(root.glob(f"*/*/p*/fold*/seed*/{METRICS_FILE}"))
-    for file in files:
-        parts = file.relative_to(root).parts[:-1]
-        dataset, method, p_dir, *rest = parts
-        p_match, seed_match = _P_DIR.match(p_dir), _SEED_DIR.match(rest[-1])
-        fold_match = _FOLD_DIR.match(rest[0]) if len(rest) == 2 else None
-        if p_match is None or seed_match is None or (len(rest) == 2 and fold_match is None):
-            continue  # not a run folder of the layout (say p_old/seed0): not ours to read
-        try:
-            metrics = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise RecordError(file, f"cannot read metrics JSON ({exc})") from exc
-        if not isinstance(metrics, dict) or not isinstance(metrics.get("metrics"), dict):
-            raise RecordError(file, "no 'metrics' object: not an evaluate-stage metrics JSON")
-        run = Run(dataset, method, float(p_match.group(1)), int(seed_match.group(1)),
-                  int(fold_match.group(1)) if fold_match else None, file, metrics)
-        if run.top1 is None:
-            excluded.append((str(file.relative_to(root)), "top1 is null (no eligible query)"))
+def parse_run_path(file: Path) -> tuple[str, str, float, int | None, int]:
+    """(dataset, method, p, fold or None, seed) of a metrics file from its path (module doc)."""
+    parts = Path(file).parts
+    seed = _SEED_DIR.match(parts[-2]) if len(parts) >= 5 else None
+    fold = _FOLD_DIR.match(parts[-3]) if len(parts) >= 6 and _P_DIR.match(parts[-4]) else None
+    p = _P_DIR.match(parts[-4] if fold else parts[-3]) if seed else None
+    if Path(file).name != METRICS_FILE or seed is None or p is None:
+        raise GatedSymileError(f"{file}: not a run's metrics file (expected .../{_RUN_LAYOUT})")
+    dataset, method = parts[-6:-4] if fold else parts[-5:-3]
+    return dataset, method, float(p.group(1)), int(fold.group(1)) if fold else None, int(seed.group(1))
+
+
+def load_runs(
+    metrics_files: Sequence[Path], ranks_files: Sequence[Path] = ()
+) -> tuple[list[Run], list[tuple[str, str]]]:
+    """The given runs (sorted) and the excluded ones as (path, reason).
+
+    Each ranks file must sit in the folder of a given metrics file and agree with it (number of
+    queries, top-1); a run given twice, a path off the layout or unreadable JSON is an error.
+    """
+    from gated_symile.evaluation.query_ranks import read_query_ranks
+
+    ranks_by_dir = {Path(f).parent: Path(f) for f in ranks_files}
+    runs, excluded, seen = [], [], {}
+    for file in map(Path, metrics_files):
+        key = parse_run_path(file)
+        if key in seen:
+            raise GatedSymileError(f"{file}: the same run as {seen[key]} (dataset, method, p, fold, seed)")
+        seen[key] = file
+        dataset, method, p, fold, seed = key
+        metrics = _read_metrics(file)
+        ranks_path = ranks_by_dir.pop(file.parent, None)
+        if metrics["metrics"].get("top1") is None:
+            excluded.append((str(file), "top1 is null (no eligible query)"))
             continue
+        ranks = None if ranks_path is None else read_query_ranks(ranks_path)
+        run = Run(dataset, method, p, seed, fold, file, metrics, ranks, ranks_path)
+        if ranks is not None:
+            _check_ranks(run)
         runs.append(run)
+    if ranks_by_dir:
+        orphan = min(ranks_by_dir.values())
+        raise GatedSymileError(f"{orphan}: per-query ranks without a metrics file given in the same folder")
     runs.sort(key=lambda r: (*cell_key(r), -1 if r.fold is None else r.fold, r.seed))
     return runs, excluded
 
 
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error sd(ddof=1)/sqrt(n); the SE of a single value is 0."""
+def _read_metrics(file: Path) -> dict[str, Any]:
+    try:
+        metrics = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise RecordError(file, f"cannot read metrics JSON ({exc})") from exc
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("metrics"), dict):
+        raise RecordError(file, "no 'metrics' object: not an evaluate-stage metrics JSON")
+    bad = [k for k in ("top1", "chance") if not _is_number_or_null(metrics["metrics"].get(k))]
+    if bad:
+        raise RecordError(file, f"metrics.{bad[0]} is neither a finite number nor null")
+    return metrics
+
+
+def _check_ranks(run: Run) -> None:
+    """A ranks file from another evaluation than its metrics.json (say a half rerun) is refused."""
+    ranks = run.ranks.ranks
+    n_queries, top1 = run.metrics.get("n_queries"), float(run.top1)
+    if ranks.size != n_queries or not math.isclose(float(np.mean(ranks == 1)), top1, abs_tol=1e-9):
+        raise RecordError(run.ranks_path, f"{ranks.size} queries, top-1 {np.mean(ranks == 1):.6f}, but "
+                          f"{run.path} says {n_queries} queries, top-1 {top1:.6f}: not the same evaluation")
+
+
+def read_oracles(files: Sequence[Path]) -> dict[tuple[str, float], dict[str, float | None]]:
+    """Oracle yardsticks by (dataset, p) from ``.../{dataset}/p{p}.json`` files."""
+    oracles: dict[tuple[str, float], dict[str, float | None]] = {}
+    for file in map(Path, files):
+        p = _P_DIR.match(file.stem)
+        if p is None or file.suffix != ".json" or len(file.parts) < 2:
+            raise GatedSymileError(f"{file}: not an oracle file (expected .../{{dataset}}/p{{p}}.json)")
+        try:
+            doc = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise RecordError(file, f"cannot read oracle JSON ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise RecordError(file, "not a JSON object")
+        bad = [k for k in _ORACLE_KEYS if k not in doc or not _is_number_or_null(doc[k])]
+        if bad:
+            raise RecordError(file, f"missing or non-numeric {', '.join(bad)}")
+        key = (file.parent.name, float(p.group(1)))
+        if key in oracles:
+            raise GatedSymileError(f"{file}: a second oracle file for {key[0]} p={key[1]!r}")
+        oracles[key] = {k: None if doc[k] is None else float(doc[k]) for k in _ORACLE_KEYS}
+    return oracles
+
+
+def _is_number_or_null(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and standard error sd(ddof=1)/sqrt(n); the SE of a single value is undefined (None)."""
     n = len(values)
     if n == 0:
         raise ValueError("mean_se of no values")
     mean = math.fsum(values) / n
     if n == 1:
-        return mean, 0.0
+        return mean, None
     var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
     return mean, math.sqrt(var / n)
 
@@ -137,13 +229,19 @@ def group_cells(runs: Sequence[Run]) -> dict[tuple[str, str, float], list[Run]]:
     return cells
 
 
-def summary_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """One row per (dataset, method, p): top-1 mean, SE and number of runs."""
+def summary_rows(
+    runs: Sequence[Run], oracles: dict[tuple[str, float], dict[str, float | None]] | None = None
+) -> list[dict[str, Any]]:
+    """One row per (dataset, method, p): top-1 mean, SE, number of runs, chance and oracles."""
     rows = []
     for (dataset, method, p), cell in group_cells(runs).items():
         est = estimate((r.fold, float(r.top1)) for r in cell)
+        chances = [float(r.chance) for r in cell if r.chance is not None]
+        oracle = (oracles or {}).get((dataset, p), {})
         rows.append({"dataset": dataset, "method": method, "p": p,
-                     "top1_mean": est.mean, "top1_se": est.se, "n_runs": est.n_runs})
+                     "top1_mean": est.mean, "top1_se": est.se, "n_runs": est.n_runs,
+                     "chance": math.fsum(chances) / len(chances) if chances else None,
+                     **{c: oracle.get(c) for c in ORACLE_COLUMNS}})
     return rows
 
 
@@ -183,18 +281,13 @@ def _group_key(group: str) -> tuple[int, str]:
 def scale_points(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Top-1 per run with its contrastive scale: evaluation pool size and training batch size.
 
-    The batch size comes from the run's ``resolved_config.yaml`` when present. Runs that differ
-    only in scale are named ``<method>-bs<N>`` (or ``-pool<N>``…); the suffix is stripped so that
-    they form one line (``family``).
+    Both come from the metrics file (``train_batch_size``, absent in files written before it was
+    recorded). Runs that differ only in scale are named ``<method>-bs<N>`` (or ``-pool<N>``…); the
+    suffix is stripped so that they form one line (``family``).
     """
-    import yaml
-
     points = []
     for run in runs:
-        batch = None
-        config = run.path.parent / "resolved_config.yaml"
-        if config.is_file():
-            batch = ((yaml.safe_load(config.read_text()) or {}).get("train") or {}).get("batch_size")
+        batch = run.metrics.get("train_batch_size")
         pool = (run.metrics.get("pool_size") or {}).get("mean")
         points.append({"dataset": run.dataset, "family": _SCALE_SUFFIX.sub("", run.method), "p": run.p,
                        "fold": run.fold, "pool": pool, "batch": batch, "top1": float(run.top1)})
@@ -229,14 +322,24 @@ def wide_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str,
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows dataset × p, methods as columns, cells ``0.912 ± 0.004`` (``–`` where no run)."""
+    """Rows dataset × p: chance, oracles, then methods, cells ``0.912 ± 0.004`` (``–`` where no run).
+
+    A single run's SE is undefined and shows as ``NA``.
+    """
     methods = sorted({r["method"] for r in rows}, key=method_key)
     cells = {(r["dataset"], r["p"], r["method"]): r for r in rows}
-    lines = ["| dataset | p | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    yardsticks = ("chance", *ORACLE_COLUMNS)
+    lines = ["| dataset | p | chance | oracle | pairwise oracle | " + " | ".join(methods) + " |",
+             "|---|---|---|---|---|" + "---|" * len(methods)]
     for dataset, p in sorted({(r["dataset"], r["p"]) for r in rows}):
-        entries = []
+        cell_rows = [cells[(dataset, p, m)] for m in methods if (dataset, p, m) in cells]
+        entries = [_number(cell_rows[0][y]) for y in yardsticks]
         for m in methods:
             r = cells.get((dataset, p, m))
-            entries.append(f"{r['top1_mean']:.3f} ± {r['top1_se']:.3f}" if r else "–")
+            entries.append(f"{r['top1_mean']:.3f} ± {_number(r['top1_se'], 'NA')}" if r else "–")
         lines.append(f"| {dataset} | {p!r} | " + " | ".join(entries) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None, missing: str = "–") -> str:
+    return missing if value is None else f"{value:.3f}"

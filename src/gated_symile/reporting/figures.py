@@ -48,8 +48,16 @@ def _grid(plt: Any, n: int, width: float = 4.2, height: float = 3.2) -> tuple[An
     return fig, flat[:n]
 
 
+def _err(se: float | None) -> float:
+    """Error-bar length: an undefined SE (a single run) draws no bar rather than a zero one."""
+    return float("nan") if se is None else se
+
+
 def top1_vs_p(rows: Sequence[dict[str, Any]], stem: Path) -> list[Path]:
-    """Top-1 against misalignment p, one line per method with SE error bars, one panel per dataset."""
+    """Top-1 against misalignment p, one line per method with SE error bars, one panel per dataset.
+
+    Chance and, where given, the oracle top-1 are drawn as reference lines.
+    """
     plt = _pyplot()
     datasets = sorted({r["dataset"] for r in rows})
     methods = sorted({r["method"] for r in rows}, key=method_key)
@@ -59,9 +67,13 @@ def top1_vs_p(rows: Sequence[dict[str, Any]], stem: Path) -> list[Path]:
         for ax, dataset in zip(axes, datasets):
             sub = [r for r in rows if r["dataset"] == dataset]
             for method in sorted({r["method"] for r in sub}, key=method_key):
-                pts = sorted((r["p"], r["top1_mean"], r["top1_se"]) for r in sub if r["method"] == method)
+                pts = sorted((r["p"], r["top1_mean"], _err(r["top1_se"])) for r in sub if r["method"] == method)
                 ax.errorbar([x[0] for x in pts], [x[1] for x in pts], yerr=[x[2] for x in pts],
                             marker="o", capsize=3, label=method, color=color[method])
+            for key, style, label in (("chance", "--", "chance"), ("oracle_top1", ":", "oracle")):
+                line = sorted({(r["p"], r[key]) for r in sub if r.get(key) is not None})
+                if line:
+                    ax.plot([x[0] for x in line], [x[1] for x in line], style, color="0.4", label=label)
             ax.set_title(dataset)
             ax.set_xlabel("misalignment p")
             ax.set_ylabel("top-1 accuracy")
@@ -87,7 +99,7 @@ def gate_weights(rows: Sequence[dict[str, Any]], stem: Path) -> list[Path]:
                 by_group = {r["group"]: r for r in sub if r["statistic"] == stat}
                 xs = [g + (k - (len(stats) - 1) / 2) * width for g in range(len(groups))]
                 means = [by_group[g]["mean"] if g in by_group else 0.0 for g in groups]
-                ses = [by_group[g]["se"] if g in by_group else 0.0 for g in groups]
+                ses = [_err(by_group[g]["se"]) if g in by_group else float("nan") for g in groups]
                 ax.bar(xs, means, width, yerr=ses, capsize=2, label=stat[2:])
             ax.set_xticks(range(len(groups)), [g.replace("_corrupted", "\ncorrupted") for g in groups], fontsize=8)
             ax.set_ylabel("mean gate weight (positive pairs)")
@@ -120,7 +132,7 @@ def top1_vs_scale(points: Sequence[dict[str, Any]], scale: str, stem: Path) -> l
                     continue
                 xs = sorted(by_scale)
                 ests = [estimate(by_scale[x]) for x in xs]
-                ax.errorbar(xs, [e.mean for e in ests], yerr=[e.se for e in ests], marker="o", capsize=3,
+                ax.errorbar(xs, [e.mean for e in ests], yerr=[_err(e.se) for e in ests], marker="o", capsize=3,
                             label=f"{family} (p={p!r})")
             ax.set_xscale("log", base=2)
             ax.set_title(dataset)

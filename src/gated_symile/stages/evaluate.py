@@ -4,6 +4,8 @@ Loads the run's checkpoint (``--which best`` by default: the highest validation 
 split once, ranks every eligible query with a seeded tie-break (docs/method.md §11), adds bootstrap
 intervals over queries, accuracy per misalignment group and, for Gated Symile, gate diagnostics on
 positive pairs. The validation split is evaluated too (headline metrics only) as a reference.
+``--out-ranks`` also writes the test queries' ranks keyed by split row
+(:mod:`gated_symile.evaluation.query_ranks`), which the aggregate stage pairs across methods.
 
 The JSON is deterministic for the same run, tensors, split and seed: everything that varies
 between identical invocations (wall times) sits under the ``timing`` key. When the run folder
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gated_symile.config import RunConfig
+    from gated_symile.evaluation.retrieval import QueryRanks
 
 METRICS_FORMAT = "gated-symile-metrics/1"
 HEADLINE_KEYS: tuple[str, ...] = ("top1", "top3", "top5", "mrr", "mean_rank", "chance")
@@ -39,6 +42,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
+    parser.add_argument(
+        "--out-ranks", type=Path, default=None, help="per-query ranks (Parquet) to write (optional)"
+    )
     parser.add_argument("--which", choices=["best", "last"], default="best", help="checkpoint (default best)")
     parser.add_argument(
         "--seed", type=int, default=None, help="tie-break/bootstrap seed (default: run config)"
@@ -57,7 +63,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result, run_cfg = evaluate_run(
+    result, run_cfg, ranks = evaluate_run(
         args.run,
         args.tensors,
         misalignment=args.misalignment,
@@ -69,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     write_json(result, args.out)
+    if args.out_ranks is not None:
+        from gated_symile.evaluation.query_ranks import write_query_ranks
+
+        write_query_ranks(ranks, args.out_ranks)
     top1, chance = result["metrics"]["top1"], result["metrics"]["chance"]
     headline = f"top1 {top1:.4f} (chance {chance:.4f})" if top1 is not None else "no eligible query"
     print(
@@ -103,21 +113,26 @@ def evaluate_run(
     bootstrap_n: int | None = None,
     batch_size: int | None = None,
     device: str = "auto",
-) -> tuple[dict[str, Any], RunConfig]:
+) -> tuple[dict[str, Any], RunConfig, QueryRanks]:
     """Evaluate one trained run on ``split`` (plus ``val`` as reference).
 
-    Returns the metrics JSON dict and the run's config. ``None`` arguments take the run config's
-    ``evaluate`` section (seed, bootstrap_n, batch_size).
+    Returns the metrics JSON dict, the run's config and the split's per-query ranks. ``None``
+    arguments take the run config's ``evaluate`` section (seed, bootstrap_n, batch_size).
     """
     import time
 
-    import torch
 
     from gated_symile.config import config_hash
     from gated_symile.data.datasets import load_tensor_dataset
     from gated_symile.errors import GatedSymileError
     from gated_symile.evaluation.gate_diagnostics import gate_diagnostics
-    from gated_symile.evaluation.retrieval import embed_split, evaluate_retrieval
+    from gated_symile.evaluation.retrieval import (
+        RetrievalTask,
+        embed_split,
+        evaluate_retrieval,
+        rank_queries,
+        summarise_ranks,
+    )
     from gated_symile.training.checkpoint import load_checkpoint, model_from_checkpoint
     from gated_symile.training.loop import select_device, torch_settings
 
@@ -146,16 +161,11 @@ def evaluate_run(
         tick = time.perf_counter()
         data = dataset.split(split)
         embeddings = embed_split(model, data, batch_size=batch_size, device=torch_device)
-        result = evaluate_retrieval(
-            model,
-            data,
-            meta,
-            seed=seed,
-            batch_size=batch_size,
-            device=torch_device,
-            bootstrap_n=bootstrap_n,
-            embeddings=embeddings,
+        task = RetrievalTask.from_metadata(meta)
+        ranks = rank_queries(
+            model, data, task, embeddings, seed=seed, batch_size=batch_size, device=torch_device
         )
+        result = summarise_ranks(ranks, data, task, seed=seed, bootstrap_n=bootstrap_n)
         timing["evaluate_s"] = time.perf_counter() - tick
         tick = time.perf_counter()
         gates = gate_diagnostics(model, data, meta, embeddings, batch_size=batch_size)
@@ -177,6 +187,7 @@ def evaluate_run(
             "method": run_cfg.method,
             "objective": run_cfg.objective,
             "model_seed": run_cfg.seed,
+            "train_batch_size": run_cfg.train.batch_size,
             "config_sha256": config_hash(run_cfg),
             "checkpoint": {"which": which, "epoch": state["epoch"], "global_step": state["global_step"]},
             "split": split,
@@ -198,7 +209,7 @@ def evaluate_run(
             "reference": reference,
             "timing": timing,
         }
-        return out, run_cfg
+        return out, run_cfg, ranks
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
