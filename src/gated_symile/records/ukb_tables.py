@@ -21,7 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from gated_symile.records.errors import MissingRecord, RecordError, UnreadableRecord
+from gated_symile.records.errors import MissingRecord, UnreadableRecord
+from gated_symile.records.mimic_tables import sql_string
 
 __all__ = [
     "DATE_FORMATS",
@@ -202,10 +203,12 @@ def pivot_olink(
     if separator != "\t" or any(c not in header for c in OLINK_COLUMNS):
         missing = [c for c in OLINK_COLUMNS if c not in header]
         raise UnreadableRecord(path, f"not a tab-separated Olink long table (missing {missing})")
-    types = ", ".join(f"'{c}': '{_OLINK_TYPES.get(c, 'VARCHAR')}'" for c in header)
-    quoted = str(path).replace("'", "''")
+    types = ", ".join(
+        f"{sql_string(c)}: {sql_string(_OLINK_TYPES.get(c, 'VARCHAR'))}" for c in header
+    )
     source = (
-        f"read_csv('{quoted}', delim='\t', header=true, quote='', nullstr='', columns={{{types}}})"
+        f"read_csv({sql_string(path)}, delim='\t', header=true, quote='', nullstr='', "
+        f"columns={{{types}}})"
     )
     con = duckdb.connect()
     try:
