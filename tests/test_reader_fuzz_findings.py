@@ -2,10 +2,52 @@
 
 from __future__ import annotations
 
+import gzip
+
+import duckdb
 import pytest
 
 from gated_symile.errors import RecordError
-from gated_symile.records.ukb_tables import read_hesin_diag
+from gated_symile.records.mimic_tables import PATIENTS, load_table, read_header, register_table
+from gated_symile.records.ukb_tables import read_hesin_diag, read_main_dataset
+
+PATIENTS_TEXT = b"subject_id,gender,anchor_age,anchor_year,anchor_year_group,dod\n1,F,50,2180,x,\n"
+
+
+def _corrupt_deflate(tmp_path):
+    data = bytearray(gzip.compress(PATIENTS_TEXT * 20, mtime=0))
+    data[10] |= 0x06  # first deflate block header: BTYPE 11, an invalid block type
+    path = tmp_path / "patients.csv.gz"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_corrupt_deflate_data_is_a_record_error_not_zlib_error(tmp_path):
+    path = _corrupt_deflate(tmp_path)
+    with pytest.raises(RecordError, match=r"patients\.csv\.gz: cannot read: .*decompress"):
+        read_header(path)
+    with pytest.raises(RecordError, match="cannot read"):
+        load_table(duckdb.connect(), "p", path, PATIENTS)
+
+
+def test_header_without_line_break_is_not_read_to_the_end(tmp_path):
+    path = tmp_path / "patients.csv.gz"
+    path.write_bytes(gzip.compress(b"x" * (3 << 20), mtime=0))  # 3 MiB, one line
+    with pytest.raises(RecordError, match="no line break in the first 1048576 bytes"):
+        read_header(path)
+    main = tmp_path / "ukb_main.csv.gz"
+    main.write_bytes(gzip.compress(b"eid," + b"y" * (3 << 20), mtime=0))
+    with pytest.raises(RecordError, match="no line break in the first 1048576 characters"):
+        read_main_dataset(main)
+
+
+def test_view_over_a_file_that_vanished_after_its_header_was_read(tmp_path, monkeypatch):
+    from gated_symile.records import mimic_tables
+
+    header = PATIENTS_TEXT.decode().splitlines()[0].split(",")
+    monkeypatch.setattr(mimic_tables, "read_header", lambda path: header)  # the file is gone
+    with pytest.raises(RecordError, match=r"gone\.csv: cannot parse as a MIMIC table: IO Error"):
+        register_table(duckdb.connect(), "p", tmp_path / "gone.csv", PATIENTS)
 
 
 def test_polars_multi_line_message_becomes_one_line(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from gated_symile.records.errors import MissingRecord, UnreadableRecord
-from gated_symile.records.mimic_tables import sql_string
+from gated_symile.records.mimic_tables import MAX_HEADER_BYTES, sql_string
 
 __all__ = [
     "DATE_FORMATS",
@@ -297,9 +298,12 @@ def _header(path: Path) -> tuple[list[str], str]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as handle:
-            line = handle.readline().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+            line = handle.readline(MAX_HEADER_BYTES + 1)
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise UnreadableRecord(path, f"cannot read header ({exc})") from exc
+    if len(line) > MAX_HEADER_BYTES:
+        raise UnreadableRecord(path, f"no line break in the first {MAX_HEADER_BYTES} characters")
+    line = line.rstrip("\r\n")
     if not line:
         raise UnreadableRecord(path, "empty file (no header line)")
     separator = "\t" if "\t" in line else ","
