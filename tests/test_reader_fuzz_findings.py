@@ -64,3 +64,57 @@ def test_record_error_problem_is_one_line():
     error = RecordError("f.csv", "first line\n\nsecond  line\t")
     assert error.problem == "first line second line"
     assert str(error) == "f.csv: first line second line"
+
+
+# ------------------------------------------------------------------ CardioSoft XML
+
+
+@pytest.fixture
+def cardiosoft(tmp_path):
+    """A CardioSoft file from the synthetic UKB writer; returns (path, text)."""
+    from gated_symile.synthetic.ukb.ecg_xml import write_cardiosoft_ecg
+
+    path = tmp_path / "1000001_20205_2_0.xml"
+    write_cardiosoft_ecg((str(path), 0, 0, 1000001, 0.2, 1))
+    return path, path.read_text()
+
+
+def _set_strip_value(text: str, tag: str, value: str) -> str:
+    import re
+
+    strip = text.index("<StripData>")
+    match = re.compile(rf"(<{tag}[^>]*>)[^<]*(<)").search(text, strip)
+    return text[: match.end(1)] + value + text[match.start(2) :]
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "problem"),
+    [
+        ("SampleRate", "nan", "StripData SampleRate is not a finite number: 'nan'"),
+        ("Resolution", "inf", "StripData Resolution is not a finite number: 'inf'"),
+        ("ChannelSampleCountTotal", "1e999", "StripData ChannelSampleCountTotal is not an integer"),
+        ("ChannelSampleCountTotal", "nan", "StripData ChannelSampleCountTotal is not an integer"),
+        ("ChannelSampleCountTotal", "5000.5", "StripData ChannelSampleCountTotal is not an integer"),
+    ],
+)
+def test_non_finite_or_fractional_strip_numbers_are_unreadable(cardiosoft, tag, value, problem):
+    from gated_symile.records import read_cardiosoft_xml
+
+    path, text = cardiosoft
+    assert read_cardiosoft_xml(path).fs == 500
+    path.write_text(_set_strip_value(text, tag, value))
+    with pytest.raises(RecordError) as caught:
+        read_cardiosoft_xml(path)
+    assert caught.value.problem.startswith(problem)
+
+
+def test_sample_beyond_64_bits_is_unreadable(cardiosoft):
+    from gated_symile.records import read_cardiosoft_xml
+
+    path, text = cardiosoft
+    lead = '<WaveformData lead="I">'
+    start = text.index(lead, text.index("<StripData>")) + len(lead)
+    first = text.index(",", start)  # replace the first sample, keep the count
+    path.write_text(text[:start] + "99999999999999999999" + text[first:])
+    with pytest.raises(RecordError, match="lead I: non-integer sample"):
+        read_cardiosoft_xml(path)
