@@ -78,7 +78,7 @@ class LabEcdf:
 
 
 def fit_lab_ecdf(train: pd.DataFrame, itemids: Sequence[str | int]) -> LabEcdf:
-    """Fit one ECDF per lab on the finite values of ``train[itemid]`` (float64; NaN, inf = missing)."""
+    """Fit one ECDF per lab on the finite values of ``train[itemid]`` (NaN and +-inf = missing)."""
     names = tuple(str(item) for item in itemids)
     sorted_values: list[np.ndarray] = []
     means: list[float] = []
@@ -98,8 +98,8 @@ def apply_lab_ecdf(frame: pd.DataFrame, ecdf: LabEcdf) -> pd.DataFrame:
     """Return ``frame`` plus ``<itemid>_percentile`` (float32) and ``<itemid>_mask`` (int8) columns.
 
     Observed (finite) -> its percentile and mask 1; missing (NaN or +-inf, decided from the raw
-    value, never from the ECDF) -> the lab's training mean percentile and mask 0.  Columns are appended in tensor order: all
-    percentiles, then all masks.
+    value, never from the ECDF) -> the lab's training mean percentile and mask 0.  Columns are
+    appended in tensor order: all percentiles, then all masks.
     """
     percentiles: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}

@@ -4,9 +4,10 @@ Why a wrapper around ``pydicom``: the cohort must turn every way a DICOM can be 
 multi-frame, no pixels, empty or truncated dataset, undecodable transfer syntax, corrupt values,
 not DICOM at all) into one typed :class:`~gated_symile.errors.RecordError` naming the file, instead
 of a decoder traceback deep inside a pipeline run.  Parsing and the completeness checks are
-:func:`gated_symile.records.dicom_header.open_dicom`.  Decoding is done exactly once, and uncompressed little-endian pixel data is
-read as a view of the file's bytes when that equals ``ds.pixel_array`` (see :func:`_native_view`),
-so the reader costs less than the bare pydicom call.
+:func:`gated_symile.records.dicom_header.open_dicom`.  Decoding is done exactly once, and
+uncompressed little-endian pixel data is read as a view of the file's bytes when that equals
+``ds.pixel_array`` (see :func:`_native_view`), so the reader costs less than the bare pydicom
+call.
 
 The MIMIC-CXR-JPG conversion of the decoded image lives in :mod:`gated_symile.records.mimic_jpg`.
 """
@@ -18,7 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gated_symile.records.dicom_header import MIMIC_TAGS, dicom_tags, open_dicom
+from gated_symile.records.dicom_header import (
+    MIMIC_TAGS,
+    dicom_tags,
+    malformed_element,
+    open_dicom,
+)
 from gated_symile.records.errors import (
     NotGrayscale,
     RecordError,
@@ -131,9 +137,7 @@ def read_dicom_image(path: str | Path) -> CxrImage:
     except RecordError:
         raise
     except Exception as exc:  # pydicom converts values lazily; corrupt ones raise assorted types
-        raise UnreadableRecord(
-            path, f"malformed DICOM element: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise malformed_element(path, exc) from exc
 
 
 def _check_image_attributes(path: Path, ds) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "MIMIC_TAGS",
     "REQUIRED_IMAGE_TAGS",
     "dicom_tags",
+    "malformed_element",
     "open_dicom",
     "read_dicom_header",
 ]
@@ -142,7 +143,7 @@ def check_complete_image(path: Path, ds) -> None:
     except RecordError:
         raise
     except Exception as exc:  # a corrupt value of one of these tags
-        raise UnreadableRecord(path, f"malformed DICOM element: {type(exc).__name__}: {exc}") from exc
+        raise malformed_element(path, exc) from exc
     if missing:
         raise UnreadableRecord(path, f"missing required image tag(s) {', '.join(missing)}")
 
@@ -168,7 +169,7 @@ def read_dicom_header(path: str | Path) -> dict[str, str | int | None]:
 
 
 def dicom_tags(path: Path, ds) -> dict[str, str | int | None]:
-    """:data:`MIMIC_TAGS` and ``<sequence>_CodeMeaning`` of :data:`CODE_SEQUENCES`, ``None`` if absent.
+    """:data:`MIMIC_TAGS` and ``<sequence>_CodeMeaning`` of :data:`CODE_SEQUENCES` (``None``: absent).
 
     Raises :class:`UnreadableRecord` when a value cannot be decoded.
     """
@@ -177,8 +178,13 @@ def dicom_tags(path: Path, ds) -> dict[str, str | int | None]:
         for sequence in CODE_SEQUENCES:
             tags[f"{sequence}_CodeMeaning"] = _code_meaning(ds, sequence)
     except Exception as exc:  # pydicom converts values lazily; corrupt ones raise assorted types
-        raise UnreadableRecord(path, f"malformed DICOM element: {type(exc).__name__}: {exc}") from exc
+        raise malformed_element(path, exc) from exc
     return tags
+
+
+def malformed_element(path: Path, exc: Exception) -> UnreadableRecord:
+    """The error for a value pydicom cannot convert (it converts lazily, raising assorted types)."""
+    return UnreadableRecord(path, f"malformed DICOM element: {type(exc).__name__}: {exc}")
 
 
 def _tag_value(ds, name: str):

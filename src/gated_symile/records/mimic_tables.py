@@ -176,7 +176,7 @@ def read_header(path: str | Path) -> list[str]:
     except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt deflate data
         raise RecordError(path, f"cannot read: {exc}") from exc
     if len(first) > MAX_HEADER_BYTES:
-        raise RecordError(path, f"no line break in the first {MAX_HEADER_BYTES} bytes (no header row)")
+        raise RecordError(path, f"no line break in the first {MAX_HEADER_BYTES} bytes (no header)")
     if not first.strip():
         raise RecordError(path, "empty file (no header row)")
     text = first.decode("utf-8-sig", errors="replace")
