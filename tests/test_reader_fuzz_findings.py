@@ -94,7 +94,11 @@ def _set_strip_value(text: str, tag: str, value: str) -> str:
         ("Resolution", "inf", "StripData Resolution is not a finite number: 'inf'"),
         ("ChannelSampleCountTotal", "1e999", "StripData ChannelSampleCountTotal is not an integer"),
         ("ChannelSampleCountTotal", "nan", "StripData ChannelSampleCountTotal is not an integer"),
-        ("ChannelSampleCountTotal", "5000.5", "StripData ChannelSampleCountTotal is not an integer"),
+        (
+            "ChannelSampleCountTotal",
+            "5000.5",
+            "StripData ChannelSampleCountTotal is not an integer",
+        ),
     ],
 )
 def test_non_finite_or_fractional_strip_numbers_are_unreadable(cardiosoft, tag, value, problem):

@@ -10,7 +10,7 @@ from gated_symile.records.mimic_tables import PATIENTS, load_table
 from gated_symile.records.ukb_tables import pivot_olink
 from tests.mimic_raw_fixtures import write_csv
 
-AWKWARD = "it's a \"dir\" with spaces, ümlauts; DROP TABLE x; --"
+AWKWARD = 'it\'s a "dir" with spaces, ümlauts; DROP TABLE x; --'
 
 
 def test_duckdb_temp_folder_with_quotes(tmp_path):
