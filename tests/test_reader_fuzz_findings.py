@@ -122,3 +122,16 @@ def test_sample_beyond_64_bits_is_unreadable(cardiosoft):
     path.write_text(text[:start] + "99999999999999999999" + text[first:])
     with pytest.raises(RecordError, match="lead I: non-integer sample"):
         read_cardiosoft_xml(path)
+
+
+# ------------------------------------------------------------------ UKB tab-separated tables
+
+
+@pytest.mark.parametrize("eid", ['"eid"', " eid", "eid "])
+def test_hesin_header_name_that_only_looks_like_eid_is_a_missing_column(tmp_path, eid):
+    from gated_symile.records.ukb_tables import read_hesin
+
+    path = tmp_path / "hesin.txt"
+    path.write_text(f"{eid}\tins_index\tepistart\tadmidate\n1\t0\t01/02/2005\t\n")
+    with pytest.raises(RecordError, match=r"hesin\.txt: missing column\(s\) \['eid'\]"):
+        read_hesin(path)

@@ -311,14 +311,16 @@ def _header(path: Path) -> tuple[list[str], str]:
 
 
 def _read_tsv(path: Path, required: Iterable[str]) -> pl.DataFrame:
-    header, _ = _header(path)
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise UnreadableRecord(path, f"missing column(s) {missing}")
+    """All columns as strings; the required ones must be named exactly so in the header."""
+    _header(path)  # missing, empty or undecodable file: a clear error before polars
     try:
-        return pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
+        frame = pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise UnreadableRecord(path, f"cannot read table ({exc})") from exc
+    missing = [c for c in required if c not in frame.columns]
+    if missing:  # checked on polars' names: a quoted or padded header name is not the column
+        raise UnreadableRecord(path, f"missing column(s) {missing}")
+    return frame
 
 
 def _to_int(path: Path, values: pl.Series, column: str) -> pl.Series:
