@@ -24,7 +24,7 @@ import signal
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -134,11 +134,11 @@ def case_deadline(seconds: float):
 class Target:
     """Sample files of one record, the one to mutate, how to read the record and check it."""
 
-    files: dict[str, bytes]
+    files: dict[str, bytes] = field(repr=False)
     mutated: str
-    read: Callable[[Path], object]
-    check: Callable[[object], None]
-    anchors: tuple[int, ...] = ()
+    read: Callable[[Path], object] = field(repr=False)
+    check: Callable[[object], None] = field(repr=False)
+    anchors: tuple[int, ...] = field(default=(), repr=False)
     gzip_text: bool = False  # mutate the decompressed text, then compress again
 
     def run(self, operations: list[tuple]) -> None:
