@@ -135,3 +135,10 @@ def test_hesin_header_name_that_only_looks_like_eid_is_a_missing_column(tmp_path
     path.write_text(f"{eid}\tins_index\tepistart\tadmidate\n1\t0\t01/02/2005\t\n")
     with pytest.raises(RecordError, match=r"hesin\.txt: missing column\(s\) \['eid'\]"):
         read_hesin(path)
+
+
+def test_header_row_with_a_lone_carriage_return_is_a_record_error(tmp_path):
+    path = tmp_path / "labevents.csv.gz"
+    path.write_bytes(gzip.compress(b"labevent_id,subject_id,\ritemid\n1,2,3\n", mtime=0))
+    with pytest.raises(RecordError, match=r"labevents\.csv\.gz: cannot parse the header row"):
+        read_header(path)

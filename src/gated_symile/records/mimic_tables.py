@@ -180,7 +180,10 @@ def read_header(path: str | Path) -> list[str]:
     if not first.strip():
         raise RecordError(path, "empty file (no header row)")
     text = first.decode("utf-8-sig", errors="replace")
-    return next(csv.reader(io.StringIO(text)))
+    try:
+        return next(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # e.g. a lone carriage return inside the header line
+        raise RecordError(path, f"cannot parse the header row: {exc}") from exc
 
 
 def csv_select_sql(path: str | Path, spec: TableSpec, *, file_row: bool = False) -> str:
