@@ -458,9 +458,19 @@ TARGET_PARAMS = [pytest.param(name, id=name) for name in GENERATED] + [
 ]
 
 
+class Targets(dict):
+    """The samples by name, with a short repr: hypothesis prints a failing case's arguments."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} fuzz targets>"
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(repr(self))
+
+
 @pytest.fixture(scope="module")
-def targets(tmp_path_factory) -> dict[str, Target]:
-    found = _generated(tmp_path_factory.mktemp("fuzz-samples"))
+def targets(tmp_path_factory) -> Targets:
+    found = Targets(_generated(tmp_path_factory.mktemp("fuzz-samples")))
     for key in REAL_SAMPLES:
         if _real_available(key):
             found.update(_real(key))
