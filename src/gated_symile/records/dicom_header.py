@@ -22,6 +22,7 @@ __all__ = [
     "CODE_SEQUENCES",
     "MIMIC_TAGS",
     "REQUIRED_IMAGE_TAGS",
+    "check_complete_image",
     "dicom_tags",
     "malformed_element",
     "open_dicom",
