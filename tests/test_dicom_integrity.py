@@ -14,7 +14,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort
+from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort
 from gated_symile.records import UnreadableRecord, read_dicom_header, read_dicom_image
 from tests.mimic_raw_fixtures import RawWorld
 from tests.test_cohort_rules import T0, H, complete, dicom, sid

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort
-from gated_symile.mimic.lab_percentiles import apply_lab_ecdf, fit_lab_ecdf
+from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort
+from gated_symile.data.mimic.lab_percentiles import apply_lab_ecdf, fit_lab_ecdf
 from tests.mimic_raw_fixtures import LABEVENTS_HEADER, RawWorld
 from tests.test_cohort_rules import T0, H, complete, hid, sid
 

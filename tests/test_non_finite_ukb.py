@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from gated_symile.synthetic.ukb import UkbSynthConfig, generate_ukb
-from gated_symile.ukb.cohort import UkbCohortConfig, build_ukb_cohort
+from gated_symile.data.ukb.cohort import UkbCohortConfig, build_ukb_cohort
 
 
 def _set_cells(path: Path, separator: str, cells: dict[tuple[int, str], str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
-from gated_symile.mimic.cohort import open_duckdb
+from gated_symile.data.mimic.cohort import open_duckdb
 from gated_symile.records.mimic_tables import PATIENTS, load_table
 from gated_symile.records.ukb_tables import pivot_olink
 from tests.mimic_raw_fixtures import write_csv

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gated_symile.mimic.ecg_qc_scan import scan_ecg_records
+from gated_symile.data.mimic.ecg_qc_scan import scan_ecg_records
 from gated_symile.records import UnreadableRecord, WrongLength, qc_ecg, read_wfdb_ecg
 from gated_symile.records.wfdb_integrity import signal_file_bytes
 from tests.test_records_wfdb import write_mimic_record

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gated_symile.errors import RecordError
-from gated_symile.mimic.parallel import ordered_map
+from gated_symile.data.mimic.parallel import ordered_map
 from gated_symile.records.mimic_tables import (
     CXR_CHEXPERT,
     CXR_METADATA,

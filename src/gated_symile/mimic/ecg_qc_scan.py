@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gated_symile.mimic.parallel import ordered_map
+from gated_symile.data.mimic.parallel import ordered_map
 
 __all__ = ["EcgQcTask", "qc_record", "scan_ecg_records"]
 
