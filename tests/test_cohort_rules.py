@@ -342,4 +342,4 @@ def test_unreadable_dicom_quarantined_and_next_image_used(tmp_path):
     assert pd.read_parquet(out / "cohort.parquet").cxr_dicom_id.tolist() == [dicom(1)]
     ex = pd.read_parquet(out / "exclusions.parquet")
     (reason,) = ex[ex.level == "cxr_image"].reason
-    assert reason.startswith("CXR DICOM header unreadable")
+    assert reason.startswith("unreadable image: not a DICOM file")

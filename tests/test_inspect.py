@@ -46,8 +46,10 @@ def test_bad_records_print_one_line_each_and_the_run_continues(tmp_path, capsys)
 def test_nan_sample_shows_in_the_lead_table_and_qc_verdict(tmp_path, capsys):
     digital = np.ones((5000, 12), dtype=np.int32)
     digital[10, 0] = -32768
-    code, out, _ = run_inspect(capsys, write_mimic_record(tmp_path, digital=digital))
-    assert code == 0
+    stem = write_mimic_record(tmp_path, digital=digital)
+    code, out, err = run_inspect(capsys, stem)
+    assert code == 1  # readable, but fails the QC rule in force
+    assert err == [f"{stem}: fails ECG QC rule symile: ECG has 1 NaN samples"]
     assert "symile: reject (ECG has 1 NaN samples)" in out
     lead_i = next(line for line in out.splitlines() if line.strip().startswith("I "))
     assert lead_i.split()[-1] == "1"

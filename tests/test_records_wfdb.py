@@ -169,11 +169,27 @@ def test_real_mimic_header_without_dat_is_a_clean_missing_record():
     assert "signal file does not exist" in caught.value.problem
 
 
+def fake_signal_matching_checksums(header: Path) -> np.ndarray:
+    """A (5000, 12) int16 pattern whose last sample per lead makes its sum equal the header checksum."""
+    from gated_symile.records.wfdb_header import read_wfdb_header
+
+    checksums = read_wfdb_header(header.with_suffix("")).checksum
+    digital = (np.arange(5000 * 12).reshape(5000, 12) % 300 - 150).astype(np.int64)
+    rest = digital[:-1].sum(axis=0)
+    digital[-1] = (np.array(checksums, dtype=np.int64) - rest + 32768) % 65536 - 32768
+    assert not (digital == -32768).any()  # no accidental "missing sample" value
+    return digital.astype("<i2")
+
+
 def test_real_mimic_header_parses_subject_date_and_unsigned_checksums(tmp_path):
     for study in ("40689238", "49036311"):
         header = realdata(*MIMIC_HEADERS, f"s{study}", f"{study}.hea")
         shutil.copy(header, tmp_path / header.name)  # tmp copy only: pair it with a fake .dat
-        digital = np.arange(5000 * 12, dtype="<i2").reshape(5000, 12) % 300 - 150
+        pattern = (np.arange(5000 * 12).reshape(5000, 12) % 300 - 150).astype("<i2")
+        pattern.tofile(tmp_path / f"{study}.dat")
+        with pytest.raises(UnreadableRecord, match=r"\.dat: checksum mismatch for 12 signal"):
+            read_wfdb_ecg(tmp_path / study)  # the real checksums do not fit the fake samples
+        digital = fake_signal_matching_checksums(tmp_path / header.name)
         digital.tofile(tmp_path / f"{study}.dat")
         record = read_wfdb_ecg(tmp_path / study)
         assert record.subject_id == 10000032

@@ -21,12 +21,14 @@ class RecordError(GatedSymileError):
     """A raw record (ECG, radiograph, table, XML) cannot be used.
 
     ``path`` names the file; ``problem`` is a short reason that also goes into exclusion tables.
+    It is kept on one line (runs of whitespace become one space): third-party parsers put line
+    breaks in their messages, and both the CLI line and an exclusions cell must stay one line.
     """
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}")
 
 
 class UnsupportedRecord(RecordError):

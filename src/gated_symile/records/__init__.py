@@ -5,7 +5,8 @@ Every reader returns a small dataclass or array and raises a typed
 package never imports torch, so cohort stages and ``inspect`` stay light.
 """
 
-from gated_symile.records.dicom_cxr import MIMIC_TAGS, CxrImage, read_dicom_image
+from gated_symile.records.dicom_cxr import CxrImage, read_dicom_image
+from gated_symile.records.dicom_header import MIMIC_TAGS, read_dicom_header
 from gated_symile.records.ecg_qc import MAX_PLAUSIBLE_MV, QC_RULES, EcgQC, qc_ecg
 from gated_symile.records.ecg_record import EcgRecord
 from gated_symile.records.ecg_xml import read_cardiosoft_xml
@@ -51,6 +52,7 @@ __all__ = [
     "mimic_jpg_pixels",
     "qc_ecg",
     "read_cardiosoft_xml",
+    "read_dicom_header",
     "read_dicom_image",
     "read_jpg_gray",
     "read_wfdb_ecg",

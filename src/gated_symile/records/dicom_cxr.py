@@ -1,25 +1,31 @@
 """DICOM chest radiograph reader and the MIMIC-CXR-JPG pixel conversion (docs/data.md §3).
 
 Why a wrapper around ``pydicom``: the cohort must turn every way a DICOM can be unusable (RGB,
-multi-frame, no pixels, truncated, undecodable transfer syntax, not DICOM at all) into one typed
-:class:`~gated_symile.errors.RecordError` naming the file, instead of a decoder traceback deep
-inside a pipeline run.  Decoding is done exactly once, and uncompressed little-endian pixel data is
-read as a view of the file's bytes when that equals ``ds.pixel_array`` (see :func:`_native_view`),
-so the reader costs less than the bare pydicom call.
+multi-frame, no pixels, empty or truncated dataset, undecodable transfer syntax, corrupt values,
+not DICOM at all) into one typed :class:`~gated_symile.errors.RecordError` naming the file, instead
+of a decoder traceback deep inside a pipeline run.  Parsing and the completeness checks are
+:func:`gated_symile.records.dicom_header.open_dicom`.  Decoding is done exactly once, and
+uncompressed little-endian pixel data is read as a view of the file's bytes when that equals
+``ds.pixel_array`` (see :func:`_native_view`), so the reader costs less than the bare pydicom
+call.
 
 The MIMIC-CXR-JPG conversion of the decoded image lives in :mod:`gated_symile.records.mimic_jpg`.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from gated_symile.records.dicom_header import (
+    MIMIC_TAGS,
+    dicom_tags,
+    malformed_element,
+    open_dicom,
+)
 from gated_symile.records.errors import (
-    MissingRecord,
     NotGrayscale,
     RecordError,
     UnreadableRecord,
@@ -27,33 +33,15 @@ from gated_symile.records.errors import (
 )
 
 __all__ = [
+    "MAX_IMAGE_PIXELS",
     "MIMIC_TAGS",
     "CxrImage",
     "read_dicom_image",
 ]
 
-MIMIC_TAGS: tuple[str, ...] = (
-    "PatientID",
-    "StudyDate",
-    "StudyTime",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "SOPInstanceUID",
-    "SOPClassUID",
-    "Modality",
-    "ViewPosition",
-    "PerformedProcedureStepDescription",
-    "Rows",
-    "Columns",
-)
-"""Plain tags copied into :attr:`CxrImage.tags` (``None`` when absent)."""
-
-_CODE_SEQUENCES: tuple[str, ...] = (
-    "ProcedureCodeSequence",
-    "ViewCodeSequence",
-    "PatientOrientationCodeSequence",
-)
-"""Sequences whose first item's ``CodeMeaning`` goes into the MIMIC metadata CSV."""
+MAX_IMAGE_PIXELS = 1 << 27
+"""Largest Rows x Columns decoded (about 11 600 squared; chest radiographs are below 5 000 squared):
+a corrupt size field must not make a decoder allocate gigabytes."""
 
 _GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
 
@@ -139,47 +127,20 @@ def read_dicom_image(path: str | Path) -> CxrImage:
     truncated pixel data, decoder failure), :class:`NotGrayscale` (RGB / YBR, multi-frame) or
     :class:`UnsupportedRecord` (transfer syntax without an installed decoder).
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
-    if not path.is_file():
-        raise MissingRecord(path, "file does not exist")
+    ds = open_dicom(path)
     try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError:
-        ds = _read_forced(path)
-    except Exception as exc:  # pydicom raises many types for corrupt headers
-        raise UnreadableRecord(path, f"cannot parse DICOM: {type(exc).__name__}: {exc}") from exc
-
-    _check_image_attributes(path, ds)
-    syntax = _transfer_syntax(path, ds)
-    pixels = _decode(path, ds, syntax)
-    return _build_image(path, ds, syntax, pixels)
-
-
-def _read_forced(path: Path):
-    """Read a file without the DICM preamble / file meta (old ACR-NEMA style) or reject it."""
-    import pydicom
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True)
-            n_elements = len(ds)
-    except Exception as exc:
-        raise UnreadableRecord(path, f"not a DICOM file ({type(exc).__name__}: {exc})") from exc
-    if n_elements == 0 or ("PixelData" not in ds and "SOPClassUID" not in ds):
-        raise UnreadableRecord(
-            path, "not a DICOM file (no 'DICM' preamble or file meta, no recognisable elements)"
-        )
-    return ds
+        _check_image_attributes(path, ds)
+        syntax = _transfer_syntax(path, ds)
+        pixels = _decode(path, ds, syntax)
+        return _build_image(path, ds, syntax, pixels)
+    except RecordError:
+        raise
+    except Exception as exc:  # pydicom converts values lazily; corrupt ones raise assorted types
+        raise malformed_element(path, exc) from exc
 
 
 def _check_image_attributes(path: Path, ds) -> None:
-    if "PixelData" not in ds:
-        kind = ds.get("Modality") or ds.get("SOPClassUID", "unknown SOP class")
-        raise UnreadableRecord(path, f"no PixelData element (not an image; Modality {kind})")
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "") or "")
     if samples != 1 or photometric not in _GRAYSCALE:
@@ -191,6 +152,11 @@ def _check_image_attributes(path: Path, ds) -> None:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames != 1:
         raise NotGrayscale(path, f"multi-frame image ({frames} frames), expected one")
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if not 0 < rows * columns <= MAX_IMAGE_PIXELS:
+        raise UnreadableRecord(
+            path, f"image size {rows} x {columns} is outside 1..{MAX_IMAGE_PIXELS} pixels"
+        )
 
 
 def _transfer_syntax(path: Path, ds):
@@ -306,27 +272,8 @@ def _float_or_none(value) -> float | None:
         return None
 
 
-def _tag_value(ds, name: str):
-    value = ds.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, int):
-        return int(value)
-    return str(value)
-
-
-def _code_meaning(ds, sequence: str) -> str | None:
-    items = ds.get(sequence)
-    if not items:
-        return None
-    meaning = items[0].get("CodeMeaning")
-    return str(meaning) if meaning else None
-
-
 def _build_image(path: Path, ds, syntax, pixels: np.ndarray) -> CxrImage:
-    tags: dict[str, str | int | None] = {name: _tag_value(ds, name) for name in MIMIC_TAGS}
-    for sequence in _CODE_SEQUENCES:
-        tags[f"{sequence}_CodeMeaning"] = _code_meaning(ds, sequence)
+    tags = dicom_tags(path, ds)
     bits_allocated = int(ds.get("BitsAllocated", pixels.dtype.itemsize * 8) or 0)
     return CxrImage(
         path=str(path),
@@ -339,7 +286,7 @@ def _build_image(path: Path, ds, syntax, pixels: np.ndarray) -> CxrImage:
         transfer_syntax_name=syntax.name,
         rescale_slope=_float_or_none(ds.get("RescaleSlope")) or 1.0,
         rescale_intercept=_float_or_none(ds.get("RescaleIntercept")) or 0.0,
-        presentation_lut_shape=_tag_value(ds, "PresentationLUTShape"),
+        presentation_lut_shape=str(ds.get("PresentationLUTShape") or "") or None,
         window_center=_float_or_none(ds.get("WindowCenter")),
         window_width=_float_or_none(ds.get("WindowWidth")),
         has_voi_lut="VOILUTSequence" in ds,

@@ -9,6 +9,7 @@ order so the same ECG encoder serves both datasets.  Other ECG XML dialects (GE 
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime
@@ -88,7 +89,7 @@ def read_cardiosoft_xml(
     order = canonical_order_index(names)
     if isinstance(order, str):
         raise WrongLeads(path, order)
-    declared_samples = int(_number(path, strip, "ChannelSampleCountTotal"))
+    declared_samples = _integer(path, strip, "ChannelSampleCountTotal")
     if declared_samples != expected_samples:
         raise WrongLength(
             path,
@@ -120,14 +121,31 @@ def read_cardiosoft_xml(
     )
 
 
-def _number(path: Path, parent: ET.Element, tag: str) -> float:
+def _text(path: Path, parent: ET.Element, tag: str) -> str:
     text = parent.findtext(tag)
     if text is None or not text.strip():
         raise UnreadableRecord(path, f"StripData has no {tag}")
+    return text.strip()
+
+
+def _number(path: Path, parent: ET.Element, tag: str) -> float:
+    """A finite number: ``nan`` would pass every comparison and ``inf`` scale samples to inf."""
+    text = _text(path, parent, tag)
     try:
-        return float(text)
+        value = float(text)
     except ValueError as exc:
-        raise UnreadableRecord(path, f"StripData {tag} is not a number: {text.strip()!r}") from exc
+        raise UnreadableRecord(path, f"StripData {tag} is not a number: {text!r}") from exc
+    if not math.isfinite(value):
+        raise UnreadableRecord(path, f"StripData {tag} is not a finite number: {text!r}")
+    return value
+
+
+def _integer(path: Path, parent: ET.Element, tag: str) -> int:
+    text = _text(path, parent, tag)
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise UnreadableRecord(path, f"StripData {tag} is not an integer: {text!r}") from exc
 
 
 def _mv_per_count(path: Path, strip: ET.Element) -> float:
@@ -147,7 +165,7 @@ def _parse_counts(path: Path, waveform: ET.Element, n_samples: int) -> np.ndarra
     tokens = [t for t in _SEPARATORS.split(waveform.text or "") if t]
     try:
         counts = np.array(tokens, dtype=np.int64)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: beyond 64 bits
         raise UnreadableRecord(path, f"lead {lead}: non-integer sample ({exc})") from exc
     if counts.size != n_samples:
         raise WrongLength(

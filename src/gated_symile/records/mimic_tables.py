@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -158,6 +159,11 @@ def sql_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+MAX_HEADER_BYTES = 1 << 20
+"""Longest header line read (the widest MIMIC table header is under 1 KB): a file without a line
+break, or a small gzip that inflates to gigabytes of one line, is not read to the end."""
+
+
 def read_header(path: str | Path) -> list[str]:
     """Column names of a CSV or CSV.gz file; raises ``RecordError`` naming the file."""
     path = Path(path)
@@ -166,13 +172,18 @@ def read_header(path: str | Path) -> list[str]:
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
-            first = handle.readline()
-    except (OSError, EOFError) as exc:
+            first = handle.readline(MAX_HEADER_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt deflate data
         raise RecordError(path, f"cannot read: {exc}") from exc
+    if len(first) > MAX_HEADER_BYTES:
+        raise RecordError(path, f"no line break in the first {MAX_HEADER_BYTES} bytes (no header)")
     if not first.strip():
         raise RecordError(path, "empty file (no header row)")
     text = first.decode("utf-8-sig", errors="replace")
-    return next(csv.reader(io.StringIO(text)))
+    try:
+        return next(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # e.g. a lone carriage return inside the header line
+        raise RecordError(path, f"cannot parse the header row: {exc}") from exc
 
 
 def csv_select_sql(path: str | Path, spec: TableSpec, *, file_row: bool = False) -> str:
@@ -210,7 +221,10 @@ def register_table(
 ) -> Path:
     """Create the DuckDB view ``view`` over the CSV file; returns the resolved path."""
     path = Path(path)
-    con.execute(f"CREATE OR REPLACE VIEW {view} AS {csv_select_sql(path, spec, file_row=file_row)}")
+    with reading(path):
+        con.execute(
+            f"CREATE OR REPLACE VIEW {view} AS {csv_select_sql(path, spec, file_row=file_row)}"
+        )
     return path
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from gated_symile.records.errors import MissingRecord, RecordError, UnreadableRecord
+from gated_symile.records.errors import MissingRecord, UnreadableRecord
+from gated_symile.records.mimic_tables import MAX_HEADER_BYTES, sql_string
 
 __all__ = [
     "DATE_FORMATS",
@@ -202,10 +204,12 @@ def pivot_olink(
     if separator != "\t" or any(c not in header for c in OLINK_COLUMNS):
         missing = [c for c in OLINK_COLUMNS if c not in header]
         raise UnreadableRecord(path, f"not a tab-separated Olink long table (missing {missing})")
-    types = ", ".join(f"'{c}': '{_OLINK_TYPES.get(c, 'VARCHAR')}'" for c in header)
-    quoted = str(path).replace("'", "''")
+    types = ", ".join(
+        f"{sql_string(c)}: {sql_string(_OLINK_TYPES.get(c, 'VARCHAR'))}" for c in header
+    )
     source = (
-        f"read_csv('{quoted}', delim='\t', header=true, quote='', nullstr='', columns={{{types}}})"
+        f"read_csv({sql_string(path)}, delim='\t', header=true, quote='', nullstr='', "
+        f"columns={{{types}}})"
     )
     con = duckdb.connect()
     try:
@@ -294,9 +298,12 @@ def _header(path: Path) -> tuple[list[str], str]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as handle:
-            line = handle.readline().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+            line = handle.readline(MAX_HEADER_BYTES + 1)
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise UnreadableRecord(path, f"cannot read header ({exc})") from exc
+    if len(line) > MAX_HEADER_BYTES:
+        raise UnreadableRecord(path, f"no line break in the first {MAX_HEADER_BYTES} characters")
+    line = line.rstrip("\r\n")
     if not line:
         raise UnreadableRecord(path, "empty file (no header line)")
     separator = "\t" if "\t" in line else ","
@@ -304,14 +311,16 @@ def _header(path: Path) -> tuple[list[str], str]:
 
 
 def _read_tsv(path: Path, required: Iterable[str]) -> pl.DataFrame:
-    header, _ = _header(path)
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise UnreadableRecord(path, f"missing column(s) {missing}")
+    """All columns as strings; the required ones must be named exactly so in the header."""
+    _header(path)  # missing, empty or undecodable file: a clear error before polars
     try:
-        return pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
+        frame = pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise UnreadableRecord(path, f"cannot read table ({exc})") from exc
+    missing = [c for c in required if c not in frame.columns]
+    if missing:  # checked on polars' names: a quoted or padded header name is not the column
+        raise UnreadableRecord(path, f"missing column(s) {missing}")
+    return frame
 
 
 def _to_int(path: Path, values: pl.Series, column: str) -> pl.Series:

@@ -7,8 +7,10 @@ whatever their spelling, and must stay fast on ~800 000 records.  The header is 
 (:func:`~gated_symile.records.wfdb_header.read_wfdb_header`: a direct parser for plain headers,
 ``wfdb.rdheader`` otherwise) and checked *before* any signal is read (cheap rejections); format-16 signal
 files -- every MIMIC-IV-ECG record -- are then read directly with numpy, which is faster than
-``wfdb.rdrecord`` and lets us detect a truncated file from its size.  Any other WFDB storage
-format falls back to ``wfdb.rdrecord`` once.
+``wfdb.rdrecord``.  Any other WFDB storage format falls back to ``wfdb.rdrecord`` once.  Either way
+every signal file must have exactly the size its header implies and every signal the header's
+checksum (:mod:`gated_symile.records.wfdb_integrity`), so a file that does not match its header
+is rejected instead of being read as a scrambled ECG.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from gated_symile.records.ecg_record import EcgRecord
 from gated_symile.records.errors import (
     MissingRecord,
+    RecordError,
     UnreadableRecord,
     WrongLeads,
     WrongLength,
@@ -28,6 +31,7 @@ from gated_symile.records.errors import (
 )
 from gated_symile.records.lead_names import MIMIC_LEAD_ORDER, canonical_order_index
 from gated_symile.records.wfdb_header import WfdbHeader, read_wfdb_header
+from gated_symile.records.wfdb_integrity import check_checksums, check_signal_file_sizes
 
 __all__ = ["WFDB_MISSING_VALUE", "read_wfdb_ecg", "record_stem"]
 
@@ -78,11 +82,12 @@ def read_wfdb_ecg(
         )
     gain, baseline, unit_scale = _calibration(header, header_file)
     data_files = _data_files(stem, header, header_file)
+    check_signal_file_sizes(stem, header, header_file)
 
     if _is_plain_format16(header):
-        signal = _read_format16(data_files[0], header, order, gain, baseline)
+        signal = _read_format16(stem, data_files[0], header, order, gain, baseline)
     else:
-        signal = _read_with_wfdb(stem, header_file, order)
+        signal = _read_with_wfdb(stem, header, header_file, order)
     if np.any(unit_scale != 1.0):
         signal *= unit_scale[order]
 
@@ -154,22 +159,24 @@ def _is_plain_format16(header) -> bool:
 
 
 def _read_format16(
-    data_file: Path, header, order: np.ndarray, gain: np.ndarray, baseline: np.ndarray
+    stem: Path,
+    data_file: Path,
+    header,
+    order: np.ndarray,
+    gain: np.ndarray,
+    baseline: np.ndarray,
 ) -> np.ndarray:
+    """Interleaved int16 samples -> mV in canonical order (size already checked)."""
     n_leads, n_samples = len(header.sig_name), int(header.sig_len)
-    expected_bytes = 2 * n_leads * n_samples
-    size = data_file.stat().st_size
-    if size < expected_bytes:
-        raise WrongLength(
-            data_file,
-            f"signal file truncated: {size} bytes, expected {expected_bytes} "
-            f"({n_leads} leads x {n_samples} samples x 2 bytes)",
-        )
     try:
         raw = np.fromfile(data_file, dtype="<i2", count=n_leads * n_samples)
     except OSError as exc:
         raise UnreadableRecord(data_file, f"cannot read signal file ({exc})") from exc
-    digital = raw.reshape(n_samples, n_leads)[:, order]
+    if raw.size != n_leads * n_samples:  # the file changed since its size was checked
+        raise WrongLength(data_file, f"signal file truncated: {2 * raw.size} bytes read")
+    source = raw.reshape(n_samples, n_leads)
+    check_checksums(source, header, stem)
+    digital = source[:, order]
     signal = digital.astype(np.float64)
     signal -= baseline[order]
     signal /= gain[order]
@@ -179,14 +186,21 @@ def _read_format16(
     return signal
 
 
-def _read_with_wfdb(stem: Path, header_file: Path, order: np.ndarray) -> np.ndarray:
+def _read_with_wfdb(
+    stem: Path, header: WfdbHeader, header_file: Path, order: np.ndarray
+) -> np.ndarray:
+    """Other storage formats through ``wfdb.rdrecord`` (digital, checksummed, then to mV)."""
     import wfdb
 
-    n_samples = None
     try:
-        record = wfdb.rdrecord(str(stem), physical=True, return_res=64)
-        signal = record.p_signal
+        record = wfdb.rdrecord(str(stem), physical=False, return_res=64)
+        digital = record.d_signal
         n_samples = record.sig_len
+        if digital is not None and all(spf in (None, 1) for spf in record.samps_per_frame):
+            check_checksums(digital, header, stem)
+        signal = None if digital is None else record.dac(return_res=64)
+    except RecordError:
+        raise
     except Exception as exc:  # truncated / corrupt signal files surface as assorted errors
         raise UnreadableRecord(
             header_file, f"cannot read WFDB signal ({type(exc).__name__}: {exc})"

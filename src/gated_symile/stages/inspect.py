@@ -1,10 +1,11 @@
 """Summarise raw records (WFDB ECG, DICOM, JPG/PNG, CardioSoft XML) and say whether they are usable.
 
 ``gated-symile inspect PATH...`` detects each file's kind, prints a one-screen summary (header,
-tags, per-lead or image statistics, ECG QC verdicts) on stdout, and for a record the pipeline
-cannot use prints exactly one line ``PATH: problem`` on stderr and moves on.  Exit code 2 if any
-path failed, else 0.  It uses the same readers as the cohort stages, so "inspect says OK" means
-"the cohort will read it".
+tags, per-lead or image statistics, ECG QC verdicts) on stdout, and for every record the pipeline
+cannot use -- unreadable, or an ECG failing the QC rule in force -- prints exactly one line
+``PATH: problem`` on stderr and moves on.  It uses the same readers as the cohort stage and, by
+default, its QC rule, so "inspect exits 0" means "the cohort will read these records and keep
+them".
 """
 
 from __future__ import annotations
@@ -12,11 +13,25 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from gated_symile.records.ecg_qc import EcgQC
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 _WFDB_SUFFIXES = {".hea", ".dat"}
+
+USABLE, FAILS_QC, UNREADABLE = 0, 1, 2
+"""Exit statuses, in increasing severity: the run exits with the worst one of its records."""
+
+EXIT_STATUS_HELP = (
+    "exit status: 0 when every record is usable; 1 when some record is readable but an ECG "
+    "fails the QC rule in force (one 'PATH: reason' line per such record on stderr); 2 when some "
+    "record cannot be read or used at all (missing, malformed, not the expected format, sampling "
+    "rate, length or leads; one 'PATH: problem' line each). 2 wins over 1."
+)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -26,40 +41,69 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="WFDB record (.hea, .dat or stem), DICOM, JPG/PNG or CardioSoft XML file",
     )
+    parser.add_argument(
+        "--qc-rule",
+        default=None,
+        metavar="RULE",
+        help="ECG QC rule that decides exit status 1: symile (default, the cohort's default: NaN "
+        "or all-zero records fail) or strict (also flat leads and implausible amplitudes)",
+    )
+    parser.epilog = EXIT_STATUS_HELP
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    failed = 0
-    for raw_path in args.paths:
-        if not inspect_path(raw_path, out=sys.stdout, err=sys.stderr):
-            failed += 1
-    return 2 if failed else 0
+    from gated_symile.errors import ConfigError
+    from gated_symile.records.ecg_qc import QC_RULES
+
+    rule = QC_RULES[0] if args.qc_rule is None else args.qc_rule
+    if rule not in QC_RULES:
+        raise ConfigError(f"--qc-rule must be one of {', '.join(QC_RULES)}, got {rule!r}")
+    statuses = [
+        inspect_path(raw_path, out=sys.stdout, err=sys.stderr, qc_rule=rule)
+        for raw_path in args.paths
+    ]
+    return max(statuses, default=USABLE)
 
 
-def inspect_path(raw_path: str, *, out: TextIO, err: TextIO) -> bool:
-    """Print the summary of one path; on failure one ``PATH: problem`` line on ``err``."""
+@dataclass(frozen=True)
+class Summary:
+    """What a summariser found: the lines to print and, for an ECG, its QC facts."""
+
+    lines: list[str]
+    qc: EcgQC | None = None
+
+
+def inspect_path(raw_path: str, *, out: TextIO, err: TextIO, qc_rule: str) -> int:
+    """Print the summary of one path; return its exit status (:data:`USABLE`, ...).
+
+    An unreadable record prints only ``PATH: problem`` on ``err``; a readable ECG that fails
+    ``qc_rule`` prints its summary on ``out`` and ``PATH: reason`` on ``err``.
+    """
     from gated_symile.errors import GatedSymileError, RecordError
 
-    lines: list[str] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             kind = detect_kind(raw_path)
-            lines = _SUMMARISERS[kind](raw_path)
+            summary = _SUMMARISERS[kind](raw_path)
         notes = sorted(
             {str(w.message).splitlines()[0] for w in caught if not _is_developer_warning(w)}
         )
-        lines += [f"  note: {note}" for note in notes]
     except GatedSymileError as exc:
         print(_one_line(raw_path, exc), file=err)
-        return False
+        return UNREADABLE
     except Exception as exc:  # a third-party decoder failed in a way the readers did not map
         wrapped = RecordError(raw_path, f"{type(exc).__name__}: {exc}")
         print(_one_line(raw_path, wrapped), file=err)
-        return False
-    print("\n".join(lines), file=out)
-    return True
+        return UNREADABLE
+    print("\n".join(summary.lines + [f"  note: {note}" for note in notes]), file=out)
+    reason = summary.qc.reject_reason(qc_rule) if summary.qc is not None else None
+    if reason is None:
+        return USABLE
+    failed = RecordError(raw_path, f"fails ECG QC rule {qc_rule}: {reason}")
+    print(_one_line(raw_path, failed), file=err)
+    return FAILS_QC
 
 
 def _is_developer_warning(message: warnings.WarningMessage) -> bool:
@@ -113,7 +157,7 @@ def _one_line(raw_path: str, exc: Exception) -> str:
     return " ".join(text.split())
 
 
-def _summarise_wfdb(raw_path: str) -> list[str]:
+def _summarise_wfdb(raw_path: str) -> Summary:
     from gated_symile.records import read_wfdb_ecg, record_stem
 
     record = read_wfdb_ecg(record_stem(raw_path))
@@ -124,10 +168,10 @@ def _summarise_wfdb(raw_path: str) -> list[str]:
         f"baseline {_compact(details['baseline'])}, units {_compact(details['units'])}, "
         f"adc_res {_compact(details['adc_res'])}, file {_compact(details['file_name'])}"
     ]
-    return lines + _ecg_body(record)
+    return _ecg_summary(lines, record)
 
 
-def _summarise_xml(raw_path: str) -> list[str]:
+def _summarise_xml(raw_path: str) -> Summary:
     from gated_symile.records import read_cardiosoft_xml
 
     record = read_cardiosoft_xml(raw_path)
@@ -137,19 +181,20 @@ def _summarise_xml(raw_path: str) -> list[str]:
         f"{d['observation_type']})",
         f"  resolution {d['resolution']} {d['resolution_units']}",
     ]
-    return lines + _ecg_body(record)
+    return _ecg_summary(lines, record)
 
 
-def _ecg_body(record) -> list[str]:
+def _ecg_summary(lines: list[str], record) -> Summary:
+    """The header ``lines`` plus the lead table and QC verdicts of both rules."""
     import numpy as np
 
-    from gated_symile.records import qc_ecg
+    from gated_symile.records import QC_RULES, qc_ecg
 
     signal = record.signal
     reordered = [n.casefold() for n in record.source_lead_names] != [
         n.casefold() for n in record.lead_names
     ]
-    lines = [
+    lines = lines + [
         f"  {len(record.lead_names)} leads, {record.fs:g} Hz, {record.n_samples} samples "
         f"({record.n_samples / record.fs:g} s), start {record.base_datetime or '-'}, "
         f"subject_id {record.subject_id if record.subject_id is not None else '-'}",
@@ -171,13 +216,13 @@ def _ecg_body(record) -> list[str]:
     qc = qc_ecg(signal)
     verdicts = [
         f"{rule}: {qc.reject_reason(rule) and 'reject (' + qc.reject_reason(rule) + ')' or 'keep'}"
-        for rule in ("symile", "strict")
+        for rule in QC_RULES
     ]
     lines.append(f"  QC max |x| {qc.max_abs_mv:.3f} mV; " + "; ".join(verdicts))
-    return lines
+    return Summary(lines, qc)
 
 
-def _summarise_dicom(raw_path: str) -> list[str]:
+def _summarise_dicom(raw_path: str) -> Summary:
     import numpy as np
 
     from gated_symile.records import read_dicom_image
@@ -204,20 +249,20 @@ def _summarise_dicom(raw_path: str) -> list[str]:
     lines += [f"  {key}: {str(value)[:80]}" for key, value in tags.items()]
     if missing:
         lines.append(f"  missing tags: {' '.join(missing)}")
-    return lines
+    return Summary(lines)
 
 
-def _summarise_image(raw_path: str) -> list[str]:
+def _summarise_image(raw_path: str) -> Summary:
     import numpy as np
 
     from gated_symile.records import read_jpg_gray
 
     pixels = read_jpg_gray(raw_path)
-    return [
+    return Summary([
         f"{raw_path}: image {pixels.shape[0]}x{pixels.shape[1]} (grayscale uint8)",
         f"  min {pixels.min()} max {pixels.max()} mean {float(np.mean(pixels)):.1f} "
         f"std {float(np.std(pixels)):.1f}",
-    ]
+    ])
 
 
 def _compact(values) -> str:

@@ -38,6 +38,7 @@ from gated_symile.records.mimic_tables import (
     csv_select_sql,
     load_table,
     reading,
+    sql_string,
 )
 
 __all__ = ["EXCLUSION_COLUMNS", "MimicCohortConfig", "build_mimic_cohort", "open_duckdb"]
@@ -80,8 +81,8 @@ def open_duckdb(threads: int, memory_limit: str, temp_dir: str | Path):
         raise ConfigError(f"memory limit must look like '2GB' or '500MiB', got {memory_limit!r}")
     con = duckdb.connect(":memory:")
     con.execute(f"SET threads = {int(threads)}")
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute(f"SET temp_directory = '{Path(temp_dir).as_posix()}'")
+    con.execute(f"SET memory_limit = {sql_string(str(memory_limit))}")
+    con.execute(f"SET temp_directory = {sql_string(Path(temp_dir).as_posix())}")
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET enable_progress_bar = false")
     return con
@@ -134,6 +135,7 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
             _progress(start, "CXR and ECG selected; streaming labevents")
             with reading(files["labevents"]):
                 rules.select_labs(con, labevents_sql)
+            quarantine += _non_finite_labs(con, files["labevents"].name)
             rules.decide_admissions(con)
             summary = _write_outputs(con, out, quarantine)
             _progress(start, f"cohort of {summary['cohort']} admissions written to {out}")
@@ -193,6 +195,21 @@ def _ecg_quality_control(con, record_list: Path, config: MimicCohortConfig) -> l
     ]
 
 
+def _non_finite_labs(con, labevents_name: str) -> list[dict]:
+    """Quarantine rows for the non-finite lab values the rules treated as missing (one per cell)."""
+    return [
+        {
+            "level": "lab_value",
+            "id": f"{labevents_name} row {file_row}",
+            "subject_id": subject_id,
+            "hadm_id": hadm_id,
+            "reason": f"non-finite valuenum {value} of itemid {itemid} treated as missing",
+            "stage": "labs_select",
+        }
+        for file_row, subject_id, hadm_id, itemid, value in rules.non_finite_lab_values(con)
+    ]
+
+
 def _cxr_images(con, release, workers: int) -> list[dict]:
     """Index radiographs; creates ``cxr_index`` and ``cxr_absent``; returns quarantine rows."""
     import pyarrow as pa
@@ -249,7 +266,7 @@ def _write_outputs(con, out: Path, quarantine: list[dict]) -> dict:
             ("stage", pa.string()),
         ]
     )
-    records = pa.Table.from_pylist([{**row, "hadm_id": None} for row in quarantine], schema=schema)
+    records = pa.Table.from_pylist([{"hadm_id": None, **row} for row in quarantine], schema=schema)
     exclusions = pa.concat_tables([dropped.cast(schema), records])
     _write_parquet(exclusions, out / "exclusions.parquet")
 

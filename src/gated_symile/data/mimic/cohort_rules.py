@@ -32,6 +32,7 @@ __all__ = [
     "cxr_window_candidates",
     "decide_admissions",
     "exclusions_select_sql",
+    "non_finite_lab_values",
     "select_cxr",
     "select_ecg",
     "select_labs",
@@ -182,8 +183,11 @@ def select_labs(con, labevents_sql: str) -> None:
 
     ``labevents_sql`` selects ``subject_id, itemid, charttime, valuenum, file_row`` from the raw
     file (:func:`gated_symile.records.mimic_tables.csv_select_sql` with ``file_row``).  Rows are
-    filtered to the 50 items with a non-null, non-NaN ``valuenum`` *before* selection (a text-only
-    result is never chosen); matching is by subject and time only (``hadm_id`` ignored).
+    filtered to the 50 items with a non-null ``valuenum``, and only finite values are selected (a
+    text-only result is never chosen); matching is by subject and time only (``hadm_id`` ignored).
+    A non-finite ``valuenum`` (``inf``, ``-inf``, ``1e999``, ``NaN``) is treated like a missing
+    one: never selected, but kept per cell in ``non_finite`` (file row and value, file order) for
+    :func:`non_finite_lab_values`.
 
     Memory: the join must *build* its hash table on the admissions and *stream* the lab rows.
     DuckDB cannot estimate how many rows a csv.gz holds and, left alone, builds on the labs (RSS
@@ -198,10 +202,13 @@ def select_labs(con, labevents_sql: str) -> None:
             WITH lab AS (
                 SELECT subject_id, itemid, charttime, valuenum, file_row
                 FROM ({labevents_sql})
-                WHERE itemid IN ({items}) AND valuenum IS NOT NULL AND NOT isnan(valuenum)
+                WHERE itemid IN ({items}) AND valuenum IS NOT NULL
             )
             SELECT a.hadm_id, l.itemid,
-                   arg_min(l.valuenum, {_TIME_THEN_FILE_ORDER}) AS valuenum
+                   arg_min(l.valuenum, {_TIME_THEN_FILE_ORDER})
+                       FILTER (WHERE isfinite(l.valuenum)) AS valuenum,
+                   list({{'file_row': l.file_row, 'value': l.valuenum}} ORDER BY l.file_row)
+                       FILTER (WHERE NOT isfinite(l.valuenum)) AS non_finite
             FROM lab l JOIN adm a
               ON l.subject_id = a.subject_id
              AND l.charttime >= a.admittime - INTERVAL {LAB_HOURS} HOUR
@@ -213,8 +220,21 @@ def select_labs(con, labevents_sql: str) -> None:
     # one row per (hadm_id, itemid) cell, so max() just moves the value into its column
     con.execute(f"""
         CREATE OR REPLACE TABLE sel_labs AS
-        PIVOT sel_labs_long ON itemid IN ({items}) USING max(valuenum) GROUP BY hadm_id
+        PIVOT (SELECT hadm_id, itemid, valuenum FROM sel_labs_long)
+        ON itemid IN ({items}) USING max(valuenum) GROUP BY hadm_id
         """)
+
+
+def non_finite_lab_values(con) -> list[tuple[int, int, int, int, float]]:
+    """``(file_row, subject_id, hadm_id, itemid, value)`` of every non-finite lab value that fell in
+    an admission's window (after :func:`select_labs`), sorted; each was treated as missing."""
+    return con.execute("""
+        SELECT v.file_row, a.subject_id, s.hadm_id, s.itemid, v.value
+        FROM (SELECT hadm_id, itemid, unnest(non_finite) AS v FROM sel_labs_long
+              WHERE non_finite IS NOT NULL) s
+        JOIN adm a USING (hadm_id)
+        ORDER BY v.file_row, s.hadm_id
+        """).fetchall()
 
 
 def decide_admissions(con) -> None:

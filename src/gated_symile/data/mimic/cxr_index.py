@@ -147,26 +147,25 @@ def _register_dicom_headers(con, release: CxrRelease, workers: int) -> list[dict
 
 
 def _read_header_fields(task: tuple[str, str]) -> dict[str, str | None] | str:
-    """The metadata-CSV fields of one DICOM file, or the reason it cannot be used."""
-    import pydicom
+    """The metadata-CSV fields of one DICOM file, or the reason it cannot be used.
+
+    The header reader checks the file is a complete image (not empty, not truncated, pixel data
+    present), so a file cut after its file meta is quarantined as an unreadable image instead of
+    being indexed with blank tags.
+    """
+    from gated_symile.records.dicom_header import read_dicom_header
+    from gated_symile.records.errors import MissingRecord
 
     root, path = task
-    full = Path(root) / path
-    if not full.is_file():
-        return "CXR file missing"
     try:
-        ds = pydicom.dcmread(full, stop_before_pixels=True)
-    except Exception as exc:  # noqa: BLE001 -- any unreadable file is quarantined with its reason
-        return f"CXR DICOM header unreadable: {type(exc).__name__}: {exc}"
-
-    view_code = ds.get("ViewCodeSequence")
+        tags = read_dicom_header(Path(root) / path)
+    except MissingRecord:
+        return "CXR file missing"
+    except RecordError as exc:
+        return f"unreadable image: {exc.problem}"
     return {
-        "ViewPosition": _text_or_none(ds.get("ViewPosition")),
-        "ViewCodeSequence_CodeMeaning": (
-            _text_or_none(view_code[0].get("CodeMeaning")) if view_code else None
-        ),
-        "StudyDate": _text_or_none(ds.get("StudyDate")),
-        "StudyTime": _text_or_none(ds.get("StudyTime")),
+        name: _text_or_none(tags[name])
+        for name in ("ViewPosition", "ViewCodeSequence_CodeMeaning", "StudyDate", "StudyTime")
     }
 
 

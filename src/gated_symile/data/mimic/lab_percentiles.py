@@ -3,7 +3,9 @@
 Why percentiles: the 50 labs have wildly different units and heavy tails; the Symile-MIMIC recipe
 feeds the model each value's rank among the *training* values, so nothing about val/test leaks into
 the normalisation.  Missing values get the training mean percentile of that lab (≈ 0.5) and a mask
-bit 0, so the model can tell "missing" from "typical".
+bit 0, so the model can tell "missing" from "typical".  A non-finite value (``inf``, ``-inf``) is
+missing too: the cohort already treats it so, and a table from elsewhere must not put one at the
+top or bottom percentile.
 
 Decision for a lab with **no** training observation (possible only in small synthetic cohorts): its
 ECDF is undefined, so every row, observed or not, gets percentile :data:`NO_TRAIN_PERCENTILE` (0.5,
@@ -54,7 +56,7 @@ class LabEcdf:
     means: tuple[float, ...]
 
     def percentiles(self, i: int, values: np.ndarray) -> np.ndarray:
-        """Right-continuous ECDF of lab ``i`` at ``values`` (NaN in -> NaN out).
+        """Right-continuous ECDF of lab ``i`` at ``values`` (NaN or +-inf in -> NaN out).
 
         pct(x) = #{train values <= x} / n_obs: 0 below the training minimum, 1 at or above the
         maximum, ties count fully (``searchsorted(side="right")``).
@@ -65,7 +67,7 @@ class LabEcdf:
             out = np.full(values.shape, NO_TRAIN_PERCENTILE)
         else:
             out = np.searchsorted(train, values, side="right") / train.size
-        out[np.isnan(values)] = np.nan
+        out[~np.isfinite(values)] = np.nan
         return out
 
     def labs_without_train_observations(self) -> list[str]:
@@ -76,13 +78,13 @@ class LabEcdf:
 
 
 def fit_lab_ecdf(train: pd.DataFrame, itemids: Sequence[str | int]) -> LabEcdf:
-    """Fit one ECDF per lab on the non-null values of ``train[itemid]`` (float64, NaN = missing)."""
+    """Fit one ECDF per lab on the finite values of ``train[itemid]`` (NaN and +-inf = missing)."""
     names = tuple(str(item) for item in itemids)
     sorted_values: list[np.ndarray] = []
     means: list[float] = []
     for item in names:
         column = train[item].to_numpy(dtype=np.float64)
-        observed = np.sort(column[~np.isnan(column)], kind="stable")
+        observed = np.sort(column[np.isfinite(column)], kind="stable")
         sorted_values.append(observed)
         if observed.size == 0:
             means.append(NO_TRAIN_PERCENTILE)
@@ -95,15 +97,15 @@ def fit_lab_ecdf(train: pd.DataFrame, itemids: Sequence[str | int]) -> LabEcdf:
 def apply_lab_ecdf(frame: pd.DataFrame, ecdf: LabEcdf) -> pd.DataFrame:
     """Return ``frame`` plus ``<itemid>_percentile`` (float32) and ``<itemid>_mask`` (int8) columns.
 
-    Observed -> its percentile and mask 1; missing (decided from the raw value, never from the ECDF)
-    -> the lab's training mean percentile and mask 0.  Columns are appended in tensor order: all
-    percentiles, then all masks.
+    Observed (finite) -> its percentile and mask 1; missing (NaN or +-inf, decided from the raw
+    value, never from the ECDF) -> the lab's training mean percentile and mask 0.  Columns are
+    appended in tensor order: all percentiles, then all masks.
     """
     percentiles: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
     for i, item in enumerate(ecdf.itemids):
         raw = frame[item].to_numpy(dtype=np.float64)
-        observed = ~np.isnan(raw)
+        observed = np.isfinite(raw)
         pct = ecdf.percentiles(i, raw)
         pct[~observed] = ecdf.means[i]
         percentiles[percentile_column(item)] = pct.astype(np.float32)

@@ -11,7 +11,8 @@ Reads the raw release (``ukb_main.csv``, ``olink_data.txt``, ``coding143.tsv``, 
   codes; the per-fold featurisation happens in ``tensors ukb``), one row per participant with the
   modality present, NaN kept;
 - ``exclusions.parquet`` (``level, id, reason``): excluded participants (no modality present),
-  absent modalities with their reason, Olink rows of unknown participants, unusable diagnoses;
+  absent modalities with their reason, Olink rows of unknown participants, unusable diagnoses,
+  non-finite NMR or Olink values (``inf``, ``-inf``, ``1e999``: treated as missing);
 - ``attrition.csv`` and ``summary.json`` (counts that reconcile: participants in = included +
   excluded; diagnosis rows in = used + filtered by reason).
 
@@ -98,6 +99,7 @@ def build_ukb_cohort(cfg: UkbCohortConfig) -> dict:
     eids = main["eid"].to_numpy()
     nmr_columns = [f"{field}-0.0" for field in NMR_FIELDS]
     nmr = main.select(nmr_columns).to_numpy().astype(np.float64)
+    exclusions.append(_non_finite_as_missing(nmr, eids, nmr_columns, "NMR"))
     nmr_present = ~np.isnan(nmr).all(axis=1)
     exclusions.append(_rows("modality", eids[~nmr_present], "NMR row all NaN"))
 
@@ -106,10 +108,11 @@ def build_ukb_cohort(cfg: UkbCohortConfig) -> dict:
     exclusions.append(_rows("record", olink.eids[~known], "Olink participant not in main dataset"))
     olink_rows = olink.values[known]
     olink_eids = olink.eids[known]
+    protein_names = _protein_names(paths["coding143"], olink.protein_ids)
+    exclusions.append(_non_finite_as_missing(olink_rows, olink_eids, protein_names, "Olink"))
     olink_nan = np.isnan(olink_rows).all(axis=1)
     exclusions.append(_rows("modality", olink_eids[olink_nan], "Olink row all NaN"))
     olink_present = np.isin(eids, olink_eids[~olink_nan])
-    protein_names = _protein_names(paths["coding143"], olink.protein_ids)
 
     baseline = main.select("eid", pl.col(f"{BASELINE_FIELD}-0.0").alias("baseline_date"))
     hesin, diag = read_hesin(paths["hesin"]), read_hesin_diag(paths["hesin_diag"])
@@ -203,6 +206,30 @@ def _protein_names(coding: Path | None, protein_ids: np.ndarray) -> list[str]:
     lookup = dict(zip(table["protein_id"].to_list(), table["abbreviation"].to_list()))
     names = [lookup.get(int(i)) or fallback[j] for j, i in enumerate(protein_ids)]
     return names if len(set(names)) == len(names) else fallback
+
+
+def _non_finite_as_missing(
+    values: np.ndarray, eids: np.ndarray, features: list[str], modality: str
+) -> pl.DataFrame:
+    """Set every +-inf cell of ``values`` to NaN (in place): a missing value, not an extreme one.
+
+    Returns one exclusion row per cell (``level`` value, ``id`` ``<eid>:<feature>``), so they
+    are counted in ``summary.json``.
+    """
+    rows, columns = np.nonzero(np.isinf(values))
+    quarantined = pl.DataFrame(
+        {
+            "level": ["value"] * rows.size,
+            "id": [f"{int(eids[r])}:{features[c]}" for r, c in zip(rows, columns)],
+            "reason": [
+                f"non-finite {modality} value {values[r, c]:g} treated as missing"
+                for r, c in zip(rows, columns)
+            ],
+        },
+        schema=_EXCLUSION_SCHEMA,
+    )
+    values[rows, columns] = np.nan
+    return quarantined
 
 
 def _rows(level: str, ids: np.ndarray, reason: str) -> pl.DataFrame:
