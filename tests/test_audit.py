@@ -110,7 +110,11 @@ def test_flipped_tensor_file_is_modified_and_its_readers_stale(work, capsys):
 
 
 def test_flipped_raw_record_is_modified_and_its_readers_stale(work):
-    victim = sorted((work / "raw" / "mimic-iv-ecg").rglob("*.dat"))[0]
+    import pandas as pd
+
+    # a record both stages read: the ECG of a training row (the cohort hashed it when it ran QC)
+    rel = pd.read_parquet(work / "results" / "splits" / "train.parquet").ecg_path.iloc[0]
+    victim = work / "raw" / "mimic-iv-ecg" / f"{rel}.dat"
     _flip(victim)
     found = _statuses(work)
     assert found["raw/mimic-iv-ecg"].status == "MODIFIED"

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from glob import escape as glob_escape
 from datetime import datetime, timezone
@@ -37,7 +38,17 @@ from pathlib import Path
 from typing import Any
 
 from gated_symile import __version__
-from gated_symile.provenance import LISTING_SUFFIX, MANIFEST_NAME, MANIFEST_SUFFIX, Hasher, file_sha256
+from gated_symile.provenance import (
+    LISTING_SUFFIX,
+    MANIFEST_NAME,
+    MANIFEST_SUFFIX,
+    Digest,
+    Hasher,
+    Selection,
+    file_sha256,
+    selective_digest,
+)
+from gated_symile.read_set import active, recording
 
 LISTING_INLINE_MAX = 10_000
 """Most files a folder entry lists inside the manifest; longer lists go to a sidecar."""
@@ -51,15 +62,24 @@ _SPEC_DEST = "_provenance_spec"
 
 @dataclass(frozen=True)
 class ProvenanceSpec:
-    """Argument names (argparse dests) to treat as inputs/outputs beyond the convention."""
+    """Argument names (argparse dests) to treat as inputs/outputs beyond the convention, and the
+    input folders the stage reads only in part (``selective``, see :mod:`gated_symile.read_set`)."""
 
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    selective: tuple[str, ...] = ()
 
 
-def declare(parser: argparse.ArgumentParser, *, inputs: Sequence[str] = (), outputs: Sequence[str] = ()) -> None:
-    """Add argument dests to a stage's inputs/outputs (a ``str`` value counts when it names a path)."""
-    parser.set_defaults(**{_SPEC_DEST: ProvenanceSpec(tuple(inputs), tuple(outputs))})
+def declare(
+    parser: argparse.ArgumentParser, *, inputs: Sequence[str] = (), outputs: Sequence[str] = (),
+    selective: Sequence[str] = (),
+) -> None:  # fmt: skip
+    """Add argument dests to a stage's inputs/outputs (a ``str`` value counts when it names a path).
+
+    An input folder named in ``selective`` is not hashed whole: the manifest hashes the files the
+    stage noted as read while it ran and lists the rest by name, size and mtime.
+    """
+    parser.set_defaults(**{_SPEC_DEST: ProvenanceSpec(tuple(inputs), tuple(outputs), tuple(selective))})
 
 
 # ----------------------------------------------------------------------------- environment
@@ -221,7 +241,12 @@ def _entry(dest: str, path: Path, where: Path, digest_record: dict[str, Any]) ->
 
 @dataclass
 class StageRecorder:
-    """Collects a stage's inputs before it runs and writes its manifest after it succeeded."""
+    """Collects a stage's inputs before it runs and writes its manifest after it succeeded.
+
+    A selective input folder is only listed before the run; the stage's read set
+    (:func:`gated_symile.read_set.recording`, active from :meth:`start` to :meth:`close`) supplies
+    the hashes of what it read, which :meth:`finish` also puts into the hash cache.
+    """
 
     args: argparse.Namespace
     argv: Sequence[str]
@@ -230,25 +255,58 @@ class StageRecorder:
     inputs: list[tuple[str, Path]] = field(default_factory=list)
     outputs: list[tuple[str, Path]] = field(default_factory=list)
     input_records: list[tuple[str, Path, dict[str, Any], list[Path]]] = field(default_factory=list)
+    listings: dict[int, Digest] = field(default_factory=dict)  # index in input_records -> listing
+    _reads: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
     def start(cls, args: argparse.Namespace, argv: Sequence[str], hasher: Hasher | None = None) -> StageRecorder | None:
-        """Hash the inputs now; None when the stage declares no output (nothing to record)."""
+        """Hash the inputs now (list the selective ones); None when the stage declares no output."""
         inputs, outputs = stage_paths(args)
         if not outputs:
             return None
         rec = cls(args, list(argv), hasher or Hasher(), _now(), inputs, outputs)
+        selective = (getattr(args, _SPEC_DEST, None) or ProvenanceSpec()).selective
         excluded = [p for _, p in outputs]
         for dest, path in inputs:
+            if dest in selective and path.is_dir():
+                listing = rec.hasher.hash(path, exclude=excluded, selection=Selection({}))
+                rec.listings[len(rec.input_records)] = listing
+                rec.input_records.append((dest, path, {}, listing.manifests))
+                continue
             digest = rec.hasher.hash(path, exclude=excluded)
             rec.input_records.append((dest, path, digest.record(), digest.manifests))
+        if rec.listings:
+            rec._reads.enter_context(recording())
         return rec
+
+    def close(self) -> None:
+        """End the read recording and close the hash cache (after :meth:`finish` or a failure)."""
+        self._reads.close()
+        self.hasher.cache.close()
+
+    def _selective_records(self) -> None:
+        """Turn each selective input's listing and the stage's reads into its manifest record."""
+        reads = active()
+        for index, listing in self.listings.items():
+            dest, path, _, nested = self.input_records[index]
+            opened, checked = reads.under(path) if reads is not None else ({}, {})
+            base = os.path.abspath(path)
+            for rel, item in opened.items():
+                if item.nbytes is None:
+                    self.hasher.cache.put(os.path.realpath(os.path.join(base, rel)), item.size, item.mtime_ns, item.sha256)
+            files = {rel: (item.size if item.nbytes is None else item.nbytes, item.sha256) for rel, item in opened.items()}
+            partial = [rel for rel, item in opened.items() if item.nbytes is not None]
+            stats = {**listing.unread, **{rel: (item.size, item.mtime_ns) for rel, item in opened.items()}}
+            digest = selective_digest(stats, files, partial, checked)
+            self.input_records[index] = (dest, path, digest.record(), nested)
+        self.hasher.cache.flush()
 
     def finish(self) -> Path | None:
         """Hash the outputs and write the manifest beside the primary output; returns its path."""
         present = [(d, p) for d, p in self.outputs if p.exists()]
         if not present:
             return None
+        self._selective_records()
         target = manifest_path(present[0][1])
         where = target.parent
         inputs = []
@@ -282,43 +340,55 @@ class StageRecorder:
         return target
 
 
+LISTS: dict[str, str] = {"files": "listing", "checked": "checked_listing", "unread": "unread_listing"}
+"""Per-file lists of a folder entry -> the key that names their sidecar when they are long."""
+
+
 def write_listings(doc: dict[str, Any], target: Path) -> None:
     """Move each per-file list longer than :data:`LISTING_INLINE_MAX` into a sidecar of
-    ``target``: one ``[path, size, sha256]`` JSON line per file, gzip without a timestamp (the same
-    run writes the same bytes). Sidecars of an earlier run of this manifest are removed."""
+    ``target``: one ``[path, *values]`` JSON line per file (``files``: size, sha256; ``unread``:
+    size, mtime_ns; ``checked``: present), gzip without a timestamp (the same run writes the same
+    bytes). Sidecars of an earlier run of this manifest are removed."""
     written = set()
     for section in ("inputs", "outputs"):
         for index, entry in enumerate(doc.get(section, [])):
-            files = entry.get("files")
-            if files is None or len(files) <= LISTING_INLINE_MAX:
-                continue
-            sidecar = target.with_name(f"{target.name}.{section}-{index}{LISTING_SUFFIX}")
-            lines = "".join(json.dumps([rel, size, sha]) + "\n" for rel, (size, sha) in files.items())
-            data = gzip.compress(lines.encode("utf-8"), mtime=0)
-            _write_atomic(sidecar, data)
-            del entry["files"]
-            entry["listing"] = {"path": sidecar.name, "sha256": hashlib.sha256(data).hexdigest()}
-            written.add(sidecar.name)
+            for key, sidecar_key in LISTS.items():
+                values = entry.get(key)
+                if values is None or len(values) <= LISTING_INLINE_MAX:
+                    continue
+                tag = "" if key == "files" else f"-{key}"
+                sidecar = target.with_name(f"{target.name}.{section}-{index}{tag}{LISTING_SUFFIX}")
+                lines = "".join(json.dumps([rel, *_as_list(value)]) + "\n" for rel, value in values.items())
+                data = gzip.compress(lines.encode("utf-8"), mtime=0)
+                _write_atomic(sidecar, data)
+                del entry[key]
+                entry[sidecar_key] = {"path": sidecar.name, "sha256": hashlib.sha256(data).hexdigest()}
+                written.add(sidecar.name)
     for old in target.parent.glob(f"{glob_escape(target.name)}.*{LISTING_SUFFIX}"):
         if old.name not in written:
             old.unlink()
 
 
-def entry_files(manifest: Path, entry: dict[str, Any]) -> dict[str, tuple[int, str]]:
-    """A folder entry's recorded ``{path: (size, sha256)}``, inline or from its sidecar.
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def entry_files(manifest: Path, entry: dict[str, Any], key: str = "files") -> dict[str, tuple]:
+    """A folder entry's recorded per-file list ``key`` (``files``: ``{path: (size, sha256)}``;
+    ``unread``: ``(size, mtime_ns)``; ``checked``: ``(present,)``), inline or from its sidecar.
 
     Raises ``OSError`` when the sidecar is gone and ``ValueError`` when its bytes are not the ones
     the manifest recorded (the list cannot be trusted any more).
     """
-    listing = entry.get("listing")
+    listing = entry.get(LISTS[key])
     if listing is None:
-        return {rel: (size, sha) for rel, (size, sha) in entry.get("files", {}).items()}
+        return {rel: tuple(_as_list(value)) for rel, value in entry.get(key, {}).items()}
     path = Path(manifest).parent / listing["path"]
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != listing["sha256"]:
         raise ValueError(f"{path}: file list changed after the manifest was written")
     rows = (json.loads(line) for line in gzip.decompress(data).decode("utf-8").splitlines())
-    return {rel: (size, sha) for rel, size, sha in rows}
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def _stage_words(argv: Sequence[str]) -> list[str]:
