@@ -21,7 +21,7 @@ from pathlib import Path
 from gated_symile.mimic.parallel import RecordPool
 from gated_symile.read_set import OpenedFile
 
-__all__ = ["EcgCheck", "EcgQcTask", "check_records", "qc_record"]
+__all__ = ["EcgCheck", "EcgQcTask", "check_records", "qc_record", "record_files_read"]
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ def _check(root: str, rule: str, hash_files: bool, path: str) -> EcgCheck:
         reason = f"ECG record unreadable: {type(exc).__name__}: {exc}"
     if not hash_files:
         return EcgCheck(reason)
-    return EcgCheck(reason, _hash_record_files(root, path, data_files))
+    return EcgCheck(reason, record_files_read(root, path, data_files))
 
 
-def _hash_record_files(root: str, path: str, data_files: Sequence[str]) -> tuple[OpenedFile, ...]:
+def record_files_read(root: str, path: str, data_files: Sequence[str]) -> tuple[OpenedFile, ...]:
     """Hash the record's header and signal files (names in the header's folder) that exist; a
     missing one is simply absent from the result."""
     from gated_symile.provenance import file_sha256
