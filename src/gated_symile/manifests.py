@@ -30,7 +30,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from glob import escape as glob_escape
 from datetime import datetime, timezone
@@ -42,11 +42,9 @@ from gated_symile.provenance import (
     LISTING_SUFFIX,
     MANIFEST_NAME,
     MANIFEST_SUFFIX,
-    Digest,
     Hasher,
-    Selection,
     file_sha256,
-    selective_digest,
+    selective_fields,
 )
 from gated_symile.read_set import active, recording
 
@@ -239,13 +237,42 @@ def _entry(dest: str, path: Path, where: Path, digest_record: dict[str, Any]) ->
 # ----------------------------------------------------------------------------- writing
 
 
+class _StreamedListing:
+    """A selective input folder's files as listed before the run, ``[rel, size, mtime_ns]`` lines
+    streamed into a temporary gzip file: a release's 1.6 M names are never held in memory, so the
+    stage's peak memory does not grow with the release."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._gz: gzip.GzipFile | None = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
+        self.count = self.size = 0
+
+    def add(self, rel: str, size: int, mtime_ns: int) -> None:
+        assert self._gz is not None
+        self._gz.write((json.dumps([rel, size, mtime_ns]) + "\n").encode("utf-8"))
+        self.count += 1
+        self.size += size
+
+    def rows(self) -> Iterable[list[Any]]:
+        if self._gz is not None:
+            self._gz.close()
+            self._gz = None
+        self._file.seek(0)
+        with gzip.GzipFile(fileobj=self._file, mode="rb") as lines:
+            for line in lines:
+                yield json.loads(line)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 @dataclass
 class StageRecorder:
     """Collects a stage's inputs before it runs and writes its manifest after it succeeded.
 
-    A selective input folder is only listed before the run; the stage's read set
-    (:func:`gated_symile.read_set.recording`, active from :meth:`start` to :meth:`close`) supplies
-    the hashes of what it read, which :meth:`finish` also puts into the hash cache.
+    A selective input folder is only listed before the run (streamed, not held); the stage's read
+    set (:func:`gated_symile.read_set.recording`, active from :meth:`start` to :meth:`close`)
+    supplies the hashes of what it read, which :meth:`finish` also puts into the hash cache.
     """
 
     args: argparse.Namespace
@@ -255,7 +282,7 @@ class StageRecorder:
     inputs: list[tuple[str, Path]] = field(default_factory=list)
     outputs: list[tuple[str, Path]] = field(default_factory=list)
     input_records: list[tuple[str, Path, dict[str, Any], list[Path]]] = field(default_factory=list)
-    listings: dict[int, Digest] = field(default_factory=dict)  # index in input_records -> listing
+    listings: dict[int, _StreamedListing] = field(default_factory=dict)  # input index -> listing
     _reads: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
@@ -269,9 +296,9 @@ class StageRecorder:
         excluded = [p for _, p in outputs]
         for dest, path in inputs:
             if dest in selective and path.is_dir():
-                listing = rec.hasher.hash(path, exclude=excluded, selection=Selection({}))
-                rec.listings[len(rec.input_records)] = listing
-                rec.input_records.append((dest, path, {}, listing.manifests))
+                listing = rec.listings[len(rec.input_records)] = rec._reads.enter_context(closing(_StreamedListing()))
+                nested = rec.hasher.list_files(path, listing.add, exclude=excluded)
+                rec.input_records.append((dest, path, {}, nested))
                 continue
             digest = rec.hasher.hash(path, exclude=excluded)
             rec.input_records.append((dest, path, digest.record(), digest.manifests))
@@ -280,12 +307,15 @@ class StageRecorder:
         return rec
 
     def close(self) -> None:
-        """End the read recording and close the hash cache (after :meth:`finish` or a failure)."""
+        """End the read recording, drop the listings and close the hash cache (after
+        :meth:`finish` or a failure)."""
         self._reads.close()
         self.hasher.cache.close()
 
-    def _selective_records(self) -> None:
-        """Turn each selective input's listing and the stage's reads into its manifest record."""
+    def _selective_records(self, target: Path) -> None:
+        """Each selective input's record: the files the stage read (also put into the hash
+        cache), its existence checks, and the rest of the listing as ``unread`` (inline when
+        short, else streamed straight into its sidecar of ``target``)."""
         reads = active()
         for index, listing in self.listings.items():
             dest, path, _, nested = self.input_records[index]
@@ -293,12 +323,20 @@ class StageRecorder:
             base = os.path.abspath(path)
             for rel, item in opened.items():
                 if item.nbytes is None:
-                    self.hasher.cache.put(os.path.realpath(os.path.join(base, rel)), item.size, item.mtime_ns, item.sha256)
+                    real = os.path.realpath(os.path.join(base, rel))
+                    self.hasher.cache.put(real, item.size, item.mtime_ns, item.sha256)
             files = {rel: (item.size if item.nbytes is None else item.nbytes, item.sha256) for rel, item in opened.items()}
             partial = [rel for rel, item in opened.items() if item.nbytes is not None]
-            stats = {**listing.unread, **{rel: (item.size, item.mtime_ns) for rel, item in opened.items()}}
-            digest = selective_digest(stats, files, partial, checked)
-            self.input_records[index] = (dest, path, digest.record(), nested)
+            covered = {rel for rel in files if rel not in partial} | set(checked)
+            unread = ([rel, size, mtime] for rel, size, mtime in listing.rows() if rel not in covered)
+            record = {"kind": "dir", "size": listing.size, "n_files": listing.count,
+                      **selective_fields(files, partial, checked)}  # fmt: skip
+            if listing.count <= LISTING_INLINE_MAX:
+                record["unread"] = {rel: [size, mtime] for rel, size, mtime in unread}
+            else:
+                sidecar = target.with_name(f"{target.name}.inputs-{index}-unread{LISTING_SUFFIX}")
+                record["unread_listing"] = _write_sidecar(sidecar, unread)
+            self.input_records[index] = (dest, path, record, nested)
         self.hasher.cache.flush()
 
     def finish(self) -> Path | None:
@@ -306,8 +344,8 @@ class StageRecorder:
         present = [(d, p) for d, p in self.outputs if p.exists()]
         if not present:
             return None
-        self._selective_records()
         target = manifest_path(present[0][1])
+        self._selective_records(target)
         where = target.parent
         inputs = []
         for dest, path, record, nested in self.input_records:
@@ -348,25 +386,36 @@ def write_listings(doc: dict[str, Any], target: Path) -> None:
     """Move each per-file list longer than :data:`LISTING_INLINE_MAX` into a sidecar of
     ``target``: one ``[path, *values]`` JSON line per file (``files``: size, sha256; ``unread``:
     size, mtime_ns; ``checked``: present), gzip without a timestamp (the same run writes the same
-    bytes). Sidecars of an earlier run of this manifest are removed."""
+    bytes). Sidecars of an earlier run of this manifest are removed; those the recorder streamed
+    already (a selective input's ``unread`` list) are kept."""
     written = set()
     for section in ("inputs", "outputs"):
         for index, entry in enumerate(doc.get(section, [])):
             for key, sidecar_key in LISTS.items():
                 values = entry.get(key)
+                if sidecar_key in entry:
+                    written.add(entry[sidecar_key]["path"])
                 if values is None or len(values) <= LISTING_INLINE_MAX:
                     continue
                 tag = "" if key == "files" else f"-{key}"
                 sidecar = target.with_name(f"{target.name}.{section}-{index}{tag}{LISTING_SUFFIX}")
-                lines = "".join(json.dumps([rel, *_as_list(value)]) + "\n" for rel, value in values.items())
-                data = gzip.compress(lines.encode("utf-8"), mtime=0)
-                _write_atomic(sidecar, data)
                 del entry[key]
-                entry[sidecar_key] = {"path": sidecar.name, "sha256": hashlib.sha256(data).hexdigest()}
+                entry[sidecar_key] = _write_sidecar(sidecar, ([rel, *_as_list(v)] for rel, v in values.items()))
                 written.add(sidecar.name)
     for old in target.parent.glob(f"{glob_escape(target.name)}.*{LISTING_SUFFIX}"):
         if old.name not in written:
             old.unlink()
+
+
+def _write_sidecar(sidecar: Path, rows: Iterable[list[Any]]) -> dict[str, str]:
+    """Stream JSON-line rows into a gzip sidecar (no timestamp, atomically); its manifest key."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{sidecar.name}.", suffix=".tmp", dir=sidecar.parent)
+    with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+        for row in rows:
+            out.write((json.dumps(row) + "\n").encode("utf-8"))
+    digest = file_sha256(tmp)
+    os.replace(tmp, sidecar)
+    return {"path": sidecar.name, "sha256": digest}
 
 
 def _as_list(value: Any) -> list[Any]:

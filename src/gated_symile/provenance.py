@@ -18,7 +18,7 @@ import hashlib
 import os
 import sqlite3
 import warnings
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,11 +225,22 @@ class Digest:
             out["n_files"] = len(self.files.keys() | self.unread.keys()) + sum(self.checked.values())
             out["files"] = {rel: [size, sha] for rel, (size, sha) in self.files.items()}
         if self.selective:
-            out["selective"] = True
-            out["partial"] = sorted(self.partial)
-            out["checked"] = dict(self.checked)
+            out.update(selective_fields(self.files, self.partial, self.checked))
             out["unread"] = {rel: [size, mtime] for rel, (size, mtime) in self.unread.items()}
         return out
+
+
+def selective_fields(
+    files: Mapping[str, tuple[int, str]], partial: Collection[str], checked: Mapping[str, bool]
+) -> dict[str, Any]:
+    """The manifest fields of a selective folder entry apart from its size and unread listing."""
+    return {
+        "sha256": tree_digest(files, checked),
+        "files": {rel: [size, sha] for rel, (size, sha) in files.items()},
+        "selective": True,
+        "partial": sorted(partial),
+        "checked": dict(checked),
+    }
 
 
 def tree_digest(files: Mapping[str, tuple[int, str]], checked: Mapping[str, bool] | None = None) -> str:
@@ -340,7 +351,19 @@ class Hasher:
         self.cache.flush()
         return Digest("file", digest, st.st_size, read=int(read), cached=int(not read))
 
-    def _tree(self, root: Path, exclude: set[str], skip_owned: bool, selection: Selection | None) -> Digest:
+    def list_files(
+        self, path: str | Path, sink: Callable[[str, int, int], None], exclude: Iterable[str | Path] = ()
+    ) -> list[Path]:
+        """Walk a folder as :meth:`hash` does but read nothing: ``sink(rel, size, mtime_ns)`` for
+        each file, in walk order (a release's listing is streamed, never held); returns the stage
+        manifests met inside."""
+        excluded = {os.path.abspath(p) for p in exclude}
+        return self._tree(Path(path), excluded, False, Selection({}), sink).manifests
+
+    def _tree(
+        self, root: Path, exclude: set[str], skip_owned: bool, selection: Selection | None,
+        sink: Callable[[str, int, int], None] | None = None,
+    ) -> Digest:  # fmt: skip
         """Walk ``root`` in sorted order (folder's files, then its sub-folders), following links.
 
         Why ``os.scandir`` and per-folder real paths: a raw release has millions of files, and
@@ -414,6 +437,9 @@ class Hasher:
                     raise GatedSymileError(f"{full}: cannot hash ({exc.strerror or exc})") from None
                 rel = rel_dir + name
                 if selection is not None:
+                    if sink is not None and rel not in selection.files:
+                        sink(rel, st.st_size, st.st_mtime_ns)
+                        continue
                     listing[rel] = (st.st_size, st.st_mtime_ns)
                     if rel not in selection.files:
                         continue
