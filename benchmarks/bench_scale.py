@@ -125,12 +125,12 @@ def run_stage(argv: list[str], work: Path, drop: bool) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, argv[:2]))} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    steps, last = {}, 0.0
+    steps, last = [], 0.0  # (message, seconds since the previous message): the step it closes
     for line in done.stderr.splitlines():
         match = STEP.match(line)
         if match:
             at = float(match.group(1))
-            steps[match.group(2)[:60]] = round(at - last, 3)
+            steps.append((match.group(2), round(at - last, 3)))
             last = at
     result.update(steps=steps, page_cache_dropped=dropped, manifest_and_startup_s=result["wall_s"] - last)
     return result
@@ -325,6 +325,11 @@ def measure_labs(args: argparse.Namespace, lab_rows: float) -> dict:
 # ------------------------------------------------------------------ fit and projection
 
 
+def step_s(stage: dict, prefix: str) -> float:
+    """Seconds of the stage step whose closing log message starts with ``prefix`` (0 if none)."""
+    return sum(seconds for message, seconds in stage["steps"] if message.startswith(prefix))
+
+
 def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares ``y = a + b x`` with ``a, b >= 0`` (one point, or a slope the noise made
     negative: a line through the origin and the largest point, which over- rather than
@@ -344,13 +349,12 @@ def project(rows: list[dict], labs: list[dict], workers: int) -> dict:
     from the tables-only fit at 118 M rows (else from the full releases), tensors at the real
     cohort size; parallel steps scaled by ``workers / cores``."""
     n = [r["admissions"] for r in rows]
-    lab_step = "CXR and ECG selected; streaming labevents"
-    cohort_rest = [r["stages"]["cohort"]["wall_s"] - r["stages"]["cohort"]["steps"].get(lab_step, 0.0) for r in rows]
-    a, b = fit(n, cohort_rest)
+    lab_s = [step_s(r["stages"]["cohort"], "labevents streamed") for r in rows]
+    a, b = fit(n, [r["stages"]["cohort"]["wall_s"] - s for r, s in zip(rows, lab_s)])
     if labs:
         la, lb = fit([x["lab_rows"] for x in labs], [x["select_labs_s"] for x in labs])
     else:
-        la, lb = fit([r["rows"]["labevents"] for r in rows], [r["stages"]["cohort"]["steps"].get(lab_step, 0.0) for r in rows])
+        la, lb = fit([r["rows"]["labevents"] for r in rows], lab_s)
     cohort = {"tables_and_records_s": a + b * FULL_MIMIC["admissions"], "labevents_s": la + lb * FULL_MIMIC["lab_rows"]}
     sa, sb = fit([r["cohort_admissions"] for r in rows], [r["stages"]["splits"]["wall_s"] for r in rows])
     ta, tb = fit([r["cohort_admissions"] for r in rows], [r["stages"]["tensors"]["wall_s"] for r in rows])
@@ -377,6 +381,9 @@ def print_table(rows: list[dict], labs: list[dict], projection: dict) -> None:
             print(" | ".join(f"{v:>10}" for v in (
                 r["admissions"], name, f"{s['wall_s']:.2f}", f"{s['bare_read_floor_s']:.2f}", opened,
                 s["files_read"], f"{s['peak_rss_mb']:.0f}", f"{s['tree_peak_rss_mb']:.0f}")))  # fmt: skip
+        cohort = r["stages"]["cohort"]
+        print(f"    cohort steps: ECG QC {step_s(cohort, 'ECG QC done'):.2f} s, labevents "
+              f"{step_s(cohort, 'labevents streamed'):.2f} s, manifest + start-up {cohort['manifest_and_startup_s']:.2f} s")
         p = r["per_record"]
         print(f"    ECG read+QC {p['ecg_qc_s']:.2f} s vs bare read {p['ecg_bare_read_s']:.2f} s "
               f"({p['ecg_records']} records, x{p['ecg_qc_over_bare']:.1f}); JPG decode+resize "

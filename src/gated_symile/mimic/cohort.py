@@ -145,6 +145,7 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
             _progress(start, "CXR and ECG selected; streaming labevents")
             with reading(files["labevents"]):
                 rules.select_labs(con, labevents_sql)
+            _progress(start, "labevents streamed; deciding and writing the outputs")
             rules.decide_admissions(con)
             opened = {"ecg_records": scan.opened, f"cxr_{release.kind}_files": images_opened}
             summary = _write_outputs(con, out, quarantine, _attrition_notes(scan, release.kind, images_opened))
