@@ -156,7 +156,7 @@ def _register_dicom_headers(con, release: CxrRelease, pool: RecordPool) -> list[
     return quarantined
 
 
-HeaderFields = dict[str, "str | None"]
+HeaderFields = dict[str, str | None]
 
 
 def _read_header_chunk(

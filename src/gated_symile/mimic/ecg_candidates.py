@@ -28,7 +28,7 @@ __all__ = ["NO_PATH", "EcgScan", "consume_candidates", "scan_ecg_candidates"]
 
 NO_PATH = "ECG record has no path in record_list.csv"
 
-Verdicts = dict[int, "str | None"]
+Verdicts = dict[int, str | None]
 
 
 def consume_candidates(
