@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from _memory import PeakRSS, pin_mmap_threshold, profiled_peak_mib
-from gated_symile.gate import GatedSymileScorer
+from gated_symile.method.gate import GatedSymileScorer
 
 
 def naive_row(scorer: GatedSymileScorer, queries: list[torch.Tensor], candidates: torch.Tensor,

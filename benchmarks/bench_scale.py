@@ -154,20 +154,20 @@ def _read_chunk(files: list[tuple[str, int | None]]) -> int:
 
 
 def _qc_chunk(root: str, paths: list[str]) -> int:
-    from gated_symile.mimic.ecg_qc_scan import EcgQcTask, qc_record
+    from gated_symile.data.mimic.ecg_qc_scan import EcgQcTask, qc_record
 
     return sum(qc_record(EcgQcTask(root, path)) is None for path in paths)
 
 
 def _header_chunk(root: str, paths: list[str]) -> int:
-    from gated_symile.mimic.cxr_index import _read_header_chunk
+    from gated_symile.data.mimic.cxr_index import _read_header_chunk
 
     return len(_read_header_chunk(root, True, paths))
 
 
 def _decode_chunk(size: int, paths: list[str]) -> int:
-    from gated_symile.imaging import prepare_cxr
-    from gated_symile.mimic.tensors import read_cxr_gray
+    from gated_symile.data.imaging import prepare_cxr
+    from gated_symile.data.mimic.tensors import read_cxr_gray
 
     return sum(int(prepare_cxr(read_cxr_gray(Path(p)), size, None).size > 0) for p in paths)
 
@@ -175,7 +175,7 @@ def _decode_chunk(size: int, paths: list[str]) -> int:
 def timed_map(func, items: list, workers: int) -> float:
     """Wall seconds of the chunk function ``func`` over ``items`` on ``workers`` processes (the
     stages' own :class:`RecordPool`, started before the clock)."""
-    from gated_symile.mimic.parallel import RecordPool
+    from gated_symile.data.mimic.parallel import RecordPool
 
     task = partial(_one_result_per_item, func)
     with RecordPool(workers) as pool:
@@ -192,7 +192,7 @@ def _one_result_per_item(func, chunk: list) -> list:
 
 def files_read(manifest: Path) -> dict[str, list[tuple[str, int | None]]]:
     """Per input folder of a stage manifest, the files it read (absolute path, bytes read)."""
-    from gated_symile.manifests import entry_files, read_manifest, resolve_entry
+    from gated_symile.provenance.manifests import entry_files, read_manifest, resolve_entry
 
     doc = read_manifest(manifest)
     found = {}

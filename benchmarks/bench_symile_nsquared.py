@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from _memory import PeakRSS, pin_mmap_threshold, profiled_peak_mib
-from gated_symile import losses
+from gated_symile.method import losses
 
 
 def chunked(embeddings: list[torch.Tensor], scale: torch.Tensor, budget: int) -> tuple[float, list]:

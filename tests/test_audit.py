@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gated_symile.audit import audit, format_table, provenance_report
+from gated_symile.provenance.audit import audit, format_table, provenance_report
 from gated_symile.cli import main
-from gated_symile.provenance import CACHE_ENV, LISTING_SUFFIX, HashCache, Hasher
+from gated_symile.provenance.hashing import CACHE_ENV, LISTING_SUFFIX, HashCache, Hasher
 
 
 @pytest.fixture(scope="module", params=["inline", "sidecar"])
@@ -22,7 +22,7 @@ def chain(tmp_path_factory, request) -> Path:
     ``sidecar``: every folder list longer than 3 files goes to a sidecar beside its manifest, as a
     raw release's does, so every audit test below also runs against lists read from sidecars.
     """
-    from gated_symile import manifests
+    from gated_symile.provenance import manifests
     from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
 
     root = tmp_path_factory.mktemp(f"chain-{request.param}")
@@ -129,7 +129,7 @@ def test_flipped_raw_record_is_modified_and_its_readers_stale(work):
 def test_flipped_raw_record_no_stage_read_leaves_the_stages_ok(work):
     """The cohort and the tensors hash only the records they read; a record neither read (outside
     every window, or after a valid one) is only listed, so its change is named but stales nobody."""
-    from gated_symile.manifests import entry_files
+    from gated_symile.provenance.manifests import entry_files
 
     manifest = work / "results" / "cohort" / "provenance.json"
     entry = next(e for e in json.loads(manifest.read_text())["inputs"] if e["arg"] == "ecg")
@@ -202,7 +202,7 @@ def test_long_file_lists_live_in_sidecars_and_are_checked(work):
 
 @SIDECAR_CHAIN_ONLY
 def test_sidecars_are_deterministic_and_replaced_on_rerun(work, monkeypatch):
-    from gated_symile import manifests
+    from gated_symile.provenance import manifests
 
     res = work / "results"
     before = {p.name: p.read_bytes() for p in _sidecars(res / "splits")}

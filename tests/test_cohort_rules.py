@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from gated_symile.errors import ConfigError, RecordError
-from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort, open_duckdb
-from gated_symile.mimic.labs import LAB_COLUMNS
+from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort, open_duckdb
+from gated_symile.data.mimic.labs import LAB_COLUMNS
 from tests.mimic_raw_fixtures import RawWorld
 
 T0 = datetime(2180, 1, 1, 12, 0, 0)

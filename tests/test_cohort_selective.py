@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort
-from gated_symile.mimic.ecg_candidates import NO_PATH, consume_candidates
-from gated_symile.mimic.ecg_qc_scan import EcgQcTask, qc_record
+from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort
+from gated_symile.data.mimic.ecg_candidates import NO_PATH, consume_candidates
+from gated_symile.data.mimic.ecg_qc_scan import EcgQcTask, qc_record
 from tests.mimic_raw_fixtures import RawWorld
 
 T0 = datetime(2180, 1, 1, 12, 0, 0)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gated_symile import losses as L
+from gated_symile.method import losses as L
 
 F64 = torch.float64
 

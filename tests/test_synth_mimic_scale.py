@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort
+from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort
 from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
 from tests.test_cohort_selective import check_everything
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 from gated_symile.errors import ConfigError
-from gated_symile.models.encoders import EncoderConfig
+from gated_symile.method.encoders.build import EncoderConfig
 
 Objective = Literal["clip", "symile", "gated_symile"]
 _SECTIONS = ("model", "loss", "gate", "train", "evaluate", "tracking")

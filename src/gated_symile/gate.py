@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gated_symile.losses import candidate_conditioned_loss
+from gated_symile.method.losses import candidate_conditioned_loss
 
 GATE_TYPES = ("sigmoid", "softmax")
 GATE_MODES = ("attention", "matrix")

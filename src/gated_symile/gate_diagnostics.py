@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gated_symile.retrieval import RetrievalTask, corr_mod_groups, presence
+from gated_symile.evaluation.retrieval import RetrievalTask, corr_mod_groups, presence
 
 if TYPE_CHECKING:
     import torch
 
-    from gated_symile.datasets import TensorSplit
+    from gated_symile.data.datasets import TensorSplit
 
 
 def gate_diagnostics(

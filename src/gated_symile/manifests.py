@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gated_symile import __version__
-from gated_symile.provenance import (
+from gated_symile.provenance.hashing import (
     LISTING_SUFFIX,
     MANIFEST_NAME,
     MANIFEST_SUFFIX,
@@ -46,7 +46,7 @@ from gated_symile.provenance import (
     file_sha256,
     selective_fields,
 )
-from gated_symile.read_set import active, recording
+from gated_symile.provenance.read_set import active, recording
 
 LISTING_INLINE_MAX = 10_000
 """Most files a folder entry lists inside the manifest; longer lists go to a sidecar."""
@@ -61,7 +61,7 @@ _SPEC_DEST = "_provenance_spec"
 @dataclass(frozen=True)
 class ProvenanceSpec:
     """Argument names (argparse dests) to treat as inputs/outputs beyond the convention, and the
-    input folders the stage reads only in part (``selective``, see :mod:`gated_symile.read_set`)."""
+    input folders the stage reads only in part (``selective``, see :mod:`gated_symile.provenance.read_set`)."""
 
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
@@ -271,7 +271,7 @@ class StageRecorder:
     """Collects a stage's inputs before it runs and writes its manifest after it succeeded.
 
     A selective input folder is only listed before the run (streamed, not held); the stage's read
-    set (:func:`gated_symile.read_set.recording`, active from :meth:`start` to :meth:`close`)
+    set (:func:`gated_symile.provenance.read_set.recording`, active from :meth:`start` to :meth:`close`)
     supplies the hashes of what it read, which :meth:`finish` also puts into the hash cache.
     """
 

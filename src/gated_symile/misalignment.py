@@ -20,7 +20,7 @@ exactly a record-level swap: what a wrong timestamp or identifier join would pro
 
 Why indirection: the manifests (``manifest_<split>.parquet``) are drawn once per (dataset, split,
 p, seed) and are small; the clean tensors are never modified or copied, so every p of a sweep reads
-the same files, and the loader (``gated_symile.datasets``) applies a manifest per batch.
+the same files, and the loader (``gated_symile.data.datasets``) applies a manifest per batch.
 
 Masks come from one uniform per sample (per sample and modality when not exclusive) compared with
 ``p``, and the donor permutations do not depend on ``p``: for one seed the corrupted sets are nested
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gated_symile.errors import GatedSymileError, RecordError
-from gated_symile.provenance import file_sha256
+from gated_symile.provenance.hashing import file_sha256
 
 if TYPE_CHECKING:  # pandas/pyarrow load lazily: the CLI imports this module for its constants
     import pandas as pd

@@ -6,7 +6,7 @@ manifest would read the whole release (about 100 GB of ECGs and 570 GB of JPGs f
 A stage that declares an input folder *selective* (``manifests.declare(..., selective=...)``)
 instead notes here each file it read, with the sha256 of the bytes it read, and each file whose
 mere existence it checked; the manifest hashes nothing else and lists the rest of the folder by
-name, size and modification time (:class:`gated_symile.manifests.StageRecorder`).
+name, size and modification time (:class:`gated_symile.provenance.manifests.StageRecorder`).
 
 The library notes files only while a stage records (:func:`recording`), so tests and benchmarks
 that call it directly pay nothing; the hashes are computed by the workers that read the files,

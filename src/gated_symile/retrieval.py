@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gated_symile import metrics
+from gated_symile.evaluation import metrics
 from gated_symile.errors import GatedSymileError
 
 if TYPE_CHECKING:
     import torch
 
-    from gated_symile.datasets import TensorSplit
+    from gated_symile.data.datasets import TensorSplit
 
 PROTOCOLS: tuple[str, ...] = ("candidates", "bank", "inbatch")
 _SCORE_BUDGET = 1 << 22  # max query x candidate scores per block: bounds memory for large banks

@@ -24,8 +24,8 @@ from typing import Any
 
 from gated_symile import __version__
 from gated_symile.errors import ConfigError, GatedSymileError
-from gated_symile.manifests import git_state
-from gated_symile.provenance import Hasher, is_listing, is_manifest
+from gated_symile.provenance.manifests import git_state
+from gated_symile.provenance.hashing import Hasher, is_listing, is_manifest
 
 _PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value
 _TAG_VALUE_MAX = 8000

@@ -2,9 +2,9 @@
 
 Order of work: load the small tables (admissions, patients, record list, CXR index, CheXpert) into
 DuckDB; select each admission's ECG candidates by time and QC them in the rule's order, stopping
-at the first valid one (:mod:`gated_symile.mimic.ecg_candidates`: records outside every window are
+at the first valid one (:mod:`gated_symile.data.mimic.ecg_candidates`: records outside every window are
 never opened); index the radiographs and check that candidate image files exist; run the SQL rules
-of :mod:`gated_symile.mimic.cohort_rules` (labevents is streamed, never loaded); write the cohort,
+of :mod:`gated_symile.data.mimic.cohort_rules` (labevents is streamed, never loaded); write the cohort,
 the exclusions, the attrition (with notes on what was opened) and a summary.
 
 Outputs are byte-deterministic for the same inputs: rows are sorted, ties are broken by file order,
@@ -23,17 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gated_symile.errors import ConfigError, RecordError
-from gated_symile.mimic import cohort_rules as rules
-from gated_symile.mimic.attrition import write_attrition
-from gated_symile.mimic.cxr_index import (
+from gated_symile.data.mimic import cohort_rules as rules
+from gated_symile.data.mimic.attrition import write_attrition
+from gated_symile.data.mimic.cxr_index import (
     detect_cxr_release,
     file_presence,
     register_cxr_tables,
 )
-from gated_symile.mimic.ecg_candidates import EcgScan, scan_ecg_candidates
-from gated_symile.mimic.parallel import RecordPool
-from gated_symile.provenance import file_sha256
-from gated_symile.read_set import active, opened_file
+from gated_symile.data.mimic.ecg_candidates import EcgScan, scan_ecg_candidates
+from gated_symile.data.mimic.parallel import RecordPool
+from gated_symile.provenance.hashing import file_sha256
+from gated_symile.provenance.read_set import active, opened_file
 from gated_symile.records.mimic_tables import (
     ADMISSIONS,
     ECG_RECORD_LIST,

@@ -7,7 +7,7 @@ and aggregates into at most ``admissions x 50`` groups, so memory does not grow 
 Inputs (views/tables on the connection, created by the readers):
 
 - ``admissions``, ``patients`` (:mod:`gated_symile.records.mimic_tables`);
-- ``cxr_meta`` (:data:`gated_symile.mimic.cxr_index.CXR_META_COLUMNS`), ``chexpert`` (+ ``file_row``);
+- ``cxr_meta`` (:data:`gated_symile.data.mimic.cxr_index.CXR_META_COLUMNS`), ``chexpert`` (+ ``file_row``);
 - ``ecg_list`` (``record_list.csv`` + ``file_row``), ``ecg_candidates`` (:func:`build_ecg_candidates`),
   ``ecg_rejected(file_row, reason)`` from ECG QC of the candidates the rule consumed;
 - ``cxr_absent(file_row)``: images whose file is missing.
@@ -19,7 +19,7 @@ CXR ``24 h < Δ <= 72 h``, ECG and labs ``-24 h <= Δ <= +24 h``.
 
 from __future__ import annotations
 
-from gated_symile.mimic.labs import LAB_ITEMIDS, lab_column
+from gated_symile.data.mimic.labs import LAB_ITEMIDS, lab_column
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS, sql_name
 
 __all__ = [
@@ -170,7 +170,7 @@ def build_ecg_candidates(con) -> None:
     its ``rank`` in the order the rule consumes them (``ecg_time``, then file order).
 
     Only these records can be chosen, so only they need QC; records outside every window are never
-    opened (:mod:`gated_symile.mimic.ecg_candidates`).
+    opened (:mod:`gated_symile.data.mimic.ecg_candidates`).
     """
     con.execute(
         """

@@ -18,8 +18,8 @@ from functools import partial
 from pathlib import Path
 
 from gated_symile.errors import RecordError
-from gated_symile.mimic.parallel import RecordPool
-from gated_symile.read_set import OpenedFile, active
+from gated_symile.data.mimic.parallel import RecordPool
+from gated_symile.provenance.read_set import OpenedFile, active
 from gated_symile.records.mimic_tables import (
     CXR_CHEXPERT,
     CXR_METADATA,

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gated_symile.mimic.ecg_qc_scan import check_records
-from gated_symile.mimic.parallel import RecordPool
-from gated_symile.read_set import active
+from gated_symile.data.mimic.ecg_qc_scan import check_records
+from gated_symile.data.mimic.parallel import RecordPool
+from gated_symile.provenance.read_set import active
 
 __all__ = ["NO_PATH", "EcgScan", "consume_candidates", "scan_ecg_candidates"]
 

@@ -3,7 +3,7 @@
 Why QC decides the selection: the reference drops bad records first, so a NaN or all-zero earliest
 ECG lets the next valid one in the window be chosen.  An unreadable or missing record is not a
 crash: it is quarantined with its reason like a failed QC, and the cohort goes on without it.
-Which records are checked, and in which order, is :mod:`gated_symile.mimic.ecg_candidates`'s job.
+Which records are checked, and in which order, is :mod:`gated_symile.data.mimic.ecg_candidates`'s job.
 
 Each check can also return what the stage read of the record (path, size, mtime and sha256 of the
 header and the signal file), hashed right after the read while the bytes are in the page cache,
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from gated_symile.mimic.parallel import RecordPool
-from gated_symile.read_set import OpenedFile
+from gated_symile.data.mimic.parallel import RecordPool
+from gated_symile.provenance.read_set import OpenedFile
 
 __all__ = ["EcgCheck", "EcgQcTask", "check_records", "qc_record", "record_files_read"]
 
@@ -71,7 +71,7 @@ def _check(root: str, rule: str, hash_files: bool, path: str) -> EcgCheck:
 def record_files_read(root: str, path: str, data_files: Sequence[str]) -> tuple[OpenedFile, ...]:
     """Hash the record's header and signal files (names in the header's folder) that exist; a
     missing one is simply absent from the result."""
-    from gated_symile.provenance import file_sha256
+    from gated_symile.provenance.hashing import file_sha256
 
     folder = os.path.dirname(path)
     names = [path + ".hea", *(os.path.join(folder, name) for name in data_files)]

@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from gated_symile.errors import ConfigError
-from gated_symile.models.ecg import EcgResNet1d, ecg_resnet18_2d
-from gated_symile.models.mlp import MLP, InitScheme, init_linear
-from gated_symile.models.resnet import resnet18, resnet50
+from gated_symile.method.encoders.ecg import EcgResNet1d, ecg_resnet18_2d
+from gated_symile.method.encoders.mlp import MLP, InitScheme, init_linear
+from gated_symile.method.encoders.resnet import resnet18, resnet50
 
 ARCHS: tuple[str, ...] = (
     "resnet18",

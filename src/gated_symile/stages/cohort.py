@@ -4,7 +4,7 @@
 radiographs: CXR in (24 h, 72 h] after admission with CheXpert labels, a QC-passed ECG and labs
 within 24 h.  Writes ``cohort.parquet``, ``exclusions.parquet``, ``attrition.csv``/``.png`` and
 ``summary.json``.  ``cohort ukb`` builds the UK-Biobank-style cohort (data.md §9.3,
-``gated_symile.ukb.cohort``).
+``gated_symile.data.ukb.cohort``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from gated_symile.manifests import declare
+    from gated_symile.provenance.manifests import declare
 
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="DATASET")
     mimic = kinds.add_parser(
@@ -55,7 +55,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--memory-limit", default="2GB", help="DuckDB memory limit; larger joins spill to disk"
     )
     # the stage opens only the tables, the listing files and the records its rules consume, and
-    # notes them (gated_symile.read_set): the manifest hashes those, not the whole releases
+    # notes them (gated_symile.provenance.read_set): the manifest hashes those, not the whole releases
     declare(mimic, selective=["mimic_iv", "ecg", "cxr"])
     mimic.set_defaults(func=_run_mimic)
 
@@ -74,7 +74,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_mimic(args: argparse.Namespace) -> int:
-    from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort
+    from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort
 
     config = MimicCohortConfig(
         mimic_iv=args.mimic_iv,
@@ -93,7 +93,7 @@ def _run_mimic(args: argparse.Namespace) -> int:
 
 
 def _run_ukb(args: argparse.Namespace) -> int:
-    from gated_symile.ukb.cohort import UkbCohortConfig, build_ukb_cohort
+    from gated_symile.data.ukb.cohort import UkbCohortConfig, build_ukb_cohort
 
     config = UkbCohortConfig(
         raw=args.raw, out=args.out, n_folds=args.n_folds, val_frac=args.val_frac, seed=args.seed,

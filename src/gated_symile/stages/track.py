@@ -34,7 +34,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_init(args: argparse.Namespace) -> int:
-    from gated_symile.tracking import init_store, resolve_tracking_uri
+    from gated_symile.provenance.track import init_store, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.uri)
     experiment_id = init_store(uri, args.experiment)
@@ -46,7 +46,7 @@ def _run_init(args: argparse.Namespace) -> int:
 
 
 def _run_parent(args: argparse.Namespace) -> int:
-    from gated_symile.tracking import create_parent_run, parse_tags
+    from gated_symile.provenance.track import create_parent_run, parse_tags
 
     run_id = create_parent_run(args.uri, args.experiment, args.name, parse_tags(args.tags))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gated_symile.errors import ConfigError
-from gated_symile.tensor_format import SPLITS, prepare_output_dir, write_metadata, write_split
+from gated_symile.data.tensor_format import SPLITS, prepare_output_dir, write_metadata, write_split
 
 MODALITIES: tuple[str, ...] = ("a", "b", "c")
 TARGET = "b"

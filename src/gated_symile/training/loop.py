@@ -124,7 +124,7 @@ def _fit(
     logger: EpochLogger | None,
     progress: bool | None,
 ) -> dict[str, Any]:
-    from gated_symile.model import ContrastiveModel
+    from gated_symile.method.model import ContrastiveModel
 
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
@@ -280,7 +280,7 @@ def _validate(
     model: Any, val_split: Any, metadata: dict, run_cfg: RunConfig, device: torch.device
 ) -> dict[str, float]:
     """Validation retrieval metrics (scalars only) for model selection; no bootstrap."""
-    from gated_symile.retrieval import evaluate_retrieval
+    from gated_symile.evaluation.retrieval import evaluate_retrieval
 
     with torch.no_grad():
         result = evaluate_retrieval(

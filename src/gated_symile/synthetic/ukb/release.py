@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from gated_symile.mimic.parallel import ordered_map
+from gated_symile.data.mimic.parallel import ordered_map
 from gated_symile.synthetic.ukb import model
 from gated_symile.synthetic.ukb.catalogue import (
     BIOCHEMISTRY_FIELDS,
