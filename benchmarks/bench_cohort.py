@@ -109,6 +109,7 @@ def run_tables(root: Path, threads: int, memory_limit: str) -> dict:
             ECG_RECORD_LIST,
             file_row=True,
         )
+        rules.build_ecg_candidates(con)
         con.execute("CREATE TABLE ecg_rejected (file_row BIGINT, reason VARCHAR)")
         register_cxr_tables(con, detect_cxr_release(root / "mimic-cxr-jpg"))
         rules.build_cxr_index(con)

@@ -1,7 +1,7 @@
 """Tiny hand-made MIMIC raw releases (hosp tables, ECG records, CXR index) for cohort tests.
 
 Every table is written with the exact headers of docs/data.md §1-§3 so the real readers run on it; ECG
-records are real WFDB files (``wfdb.wrsamp``); radiographs are empty ``.jpg`` files (the cohort only
+records are real WFDB files (format 16, as ``wfdb.wrsamp`` writes them); radiographs are empty ``.jpg`` files (the cohort only
 checks that they exist) or tiny DICOMs for the DICOM release.
 """
 
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gated_symile.records.lead_names import MIMIC_LEAD_ORDER
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS
 
 PATIENTS_HEADER = ["subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group", "dod"]
@@ -71,7 +70,6 @@ CXR_METADATA_HEADER = [
     "PatientOrientationCodeSequence_CodeMeaning",
 ]
 CHEXPERT_HEADER = ["subject_id", "study_id", *CHEXPERT_LABELS]
-LEADS = list(MIMIC_LEAD_ORDER)
 FMT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -98,30 +96,33 @@ def ecg_signal(kind: str, seed: int = 0) -> np.ndarray:
     return sig
 
 
+ECG_KINDS = ("ok", "nan", "zero", "missing", "truncated", "nopath")
+"""``missing``: listed, no files; ``truncated``: the ``.dat`` cut to a third; ``nopath``: listed with
+an empty ``path`` field."""
+
+
 def write_wfdb(root: Path, subject_id: int, study_id: int, when: datetime, kind: str) -> str:
-    """Write one MIMIC-IV-ECG record; returns its ``path`` column (relative, no extension)."""
-    import wfdb
+    """Write one MIMIC-IV-ECG record; returns its ``path`` column (relative, no extension).
+
+    Written by the synthetic generator's writer, whose bytes equal ``wfdb.wrsamp``'s (checked in
+    test_synth_mimic) at a hundredth of its cost.
+    """
+    from gated_symile.synthetic.mimic.ecg_waveform import GAIN, NAN_VALUE
+    from gated_symile.synthetic.mimic.ecg_waveform import write_wfdb as write_record
 
     sid = str(subject_id)
     rel = f"files/p{sid[:4]}/p{sid}/s{study_id}/{study_id}"
     if kind == "missing":
         return rel
+    if kind == "nopath":
+        return ""
     record_dir = root / Path(rel).parent
-    record_dir.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(
-        record_name=str(study_id),
-        fs=500,
-        units=["mV"] * 12,
-        sig_name=LEADS,
-        p_signal=ecg_signal(kind, seed=study_id % 7),
-        fmt=["16"] * 12,
-        adc_gain=[200.0] * 12,
-        baseline=[0] * 12,
-        base_time=when.time(),
-        base_date=when.date(),
-        comments=[f"<subject_id>: {subject_id}"],
-        write_dir=str(record_dir),
-    )
+    signal = ecg_signal(kind, seed=study_id % 7)
+    digital = np.where(np.isnan(signal), NAN_VALUE, np.rint(np.nan_to_num(signal) * GAIN)).astype(np.int64)
+    write_record(record_dir, study_id, subject_id, when, digital)
+    if kind == "truncated":
+        dat = record_dir / f"{study_id}.dat"
+        dat.write_bytes(dat.read_bytes()[: dat.stat().st_size // 3])
     return rel
 
 
@@ -239,7 +240,7 @@ class RawWorld:
         ecg_rows = []
         for subject_id, study_id, when, kind in self.ecgs:
             rel = write_wfdb(ecg_root, subject_id, study_id, when, kind)
-            ecg_rows.append([subject_id, study_id, study_id, when.strftime(FMT), rel])
+            ecg_rows.append([subject_id, study_id, study_id, when.strftime(FMT), rel or None])
         write_csv(ecg_root / "record_list.csv", ECG_HEADER, ecg_rows, gz=False)
         return {
             "mimic_iv": root / "mimic-iv",

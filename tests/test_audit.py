@@ -110,7 +110,11 @@ def test_flipped_tensor_file_is_modified_and_its_readers_stale(work, capsys):
 
 
 def test_flipped_raw_record_is_modified_and_its_readers_stale(work):
-    victim = sorted((work / "raw" / "mimic-iv-ecg").rglob("*.dat"))[0]
+    import pandas as pd
+
+    # a record both stages read: the ECG of a training row (the cohort hashed it when it ran QC)
+    rel = pd.read_parquet(work / "results" / "splits" / "train.parquet").ecg_path.iloc[0]
+    victim = work / "raw" / "mimic-iv-ecg" / f"{rel}.dat"
     _flip(victim)
     found = _statuses(work)
     assert found["raw/mimic-iv-ecg"].status == "MODIFIED"
@@ -120,6 +124,21 @@ def test_flipped_raw_record_is_modified_and_its_readers_stale(work):
     assert stale == {"results/cohort", "results/tensors"}
     assert {k for k, f in found.items() if f.status == "OK"} == ARTEFACTS - stale - {"raw/mimic-iv-ecg"}
     assert "STALE" in format_table(list(found.values()))
+
+
+def test_flipped_raw_record_no_stage_read_leaves_the_stages_ok(work):
+    """The cohort and the tensors hash only the records they read; a record neither read (outside
+    every window, or after a valid one) is only listed, so its change is named but stales nobody."""
+    from gated_symile.provenance.manifests import entry_files
+
+    manifest = work / "results" / "cohort" / "provenance.json"
+    entry = next(e for e in json.loads(manifest.read_text())["inputs"] if e["arg"] == "ecg")
+    rel = sorted(r for r in entry_files(manifest, entry, "unread") if r.endswith(".dat"))[0]
+    victim = work / "raw" / "mimic-iv-ecg" / rel
+    _flip(victim)
+    found = _statuses(work)
+    assert found["raw/mimic-iv-ecg"].status == "MODIFIED" and found["raw/mimic-iv-ecg"].modified == [str(victim)]
+    assert {k for k, f in found.items() if f.status != "OK"} == {"raw/mimic-iv-ecg"}
 
 
 def test_rerun_upstream_makes_readers_stale_and_deleted_file_missing(work):

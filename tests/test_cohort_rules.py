@@ -242,9 +242,18 @@ def test_ecg_tie_goes_to_first_row_in_file(built):
     assert kept(built, 18).ecg_study_id == 40000181
 
 
-def test_ecg_without_admission_still_checked(built):
-    ex = built["exclusions"]
-    assert ((ex.level == "ecg_record") & (ex.subject_id == 10009999)).sum() == 1
+def test_ecg_records_opened_only_as_the_rule_consumes_them(built):
+    """Opened: the one candidate of each of the 17 plain admissions, the in-window ECG of 12 and
+    14, both ECGs of 15-17 (the first fails) and the first of the tie of 18: 26 of 30 listed.
+    Never opened, so never listed as excluded: outside every window (12, 13, the subject without
+    an admission) and after the first valid one (the second of the tie of 18)."""
+    summary, ex = built["summary"], built["exclusions"]
+    assert summary["ecg_records_listed"] == 30 and summary["records_opened"]["ecg_records"] == 26
+    assert summary["ecg_candidates"] == 27 and summary["ecg_qc_rounds"] == 2
+    assert not ((ex.level == "ecg_record") & (ex.subject_id == 10009999)).any()
+    assert sorted(ex[ex.level == "ecg_record"].subject_id) == [sid(15), sid(16), sid(17)]
+    notes = (built["out"] / "attrition_notes.txt").read_text()
+    assert "26 of 30 listed records opened" in notes and "never opened" in notes
 
 
 def test_lab_window_closed_and_earliest_wins(built):

@@ -239,3 +239,30 @@ def test_stage_manifest_written_by_cli(tmp_path, monkeypatch):
     # a failing stage writes no manifest
     assert main(["misalign", "--tensors", str(xor), "--out", str(tmp_path / "bad"), "--p", "2", "--mode", "drop"]) == 2
     assert not (tmp_path / "bad" / MANIFEST_NAME).exists()
+
+
+def test_selective_digest_reads_only_the_selection(tmp_path, monkeypatch):
+    """Selected files are hashed (a header only by its first bytes), checked files by presence;
+    the others are listed by size and mtime and never opened."""
+    from gated_symile.provenance import hashing as provenance
+    from gated_symile.provenance.hashing import Selection
+
+    root = _tree(tmp_path / "t")
+    (root / "big.dat").write_bytes(b"z" * 5000)
+    monkeypatch.setattr(provenance, "file_sha256", _denied_for("big.dat", provenance.file_sha256))
+    selection = Selection({"a.txt": None, "sub/b.bin": 100}, checked=("sub/deep/c", "gone.jpg"))
+    with Hasher() as hasher:
+        digest = hasher.hash(root, selection=selection)
+        streamed: list[tuple] = []
+        hasher.list_files(root, lambda *row: streamed.append(row))
+    assert digest.files == {
+        "a.txt": (5, hashlib.sha256(b"alpha").hexdigest()),
+        "sub/b.bin": (100, hashlib.sha256((bytes(range(256)) * 10)[:100]).hexdigest()),
+    }
+    assert digest.partial == ["sub/b.bin"] and digest.checked == {"sub/deep/c": True, "gone.jpg": False}
+    assert set(digest.unread) == {"big.dat", "sub/b.bin"} and digest.unread["big.dat"][0] == 5000
+    assert digest.sha256 == tree_digest(digest.files, digest.checked) and digest.size == 5 + 2560 + 5000
+    record = digest.record()
+    assert record["selective"] and record["n_files"] == 4 and record["partial"] == ["sub/b.bin"]
+    assert [row[0] for row in streamed] == ["a.txt", "big.dat", "sub/b.bin", "sub/deep/c"]
+    assert streamed[1][1:] == (5000, (root / "big.dat").stat().st_mtime_ns)

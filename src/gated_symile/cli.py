@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         if recorder is not None:
-            recorder.hasher.cache.close()
+            recorder.close()
     return result
 
 

@@ -16,6 +16,11 @@ Statuses, per artefact (the outputs of one stage run, or a raw input tree nobody
 Staleness is direct: a stage is STALE when something it read changed; its own consumers become
 STALE once it is rerun (its manifest then changes). Large trees go through the hash cache, so an
 unchanged file costs a ``stat``.
+
+A stage that read only part of an input folder (a *selective* entry: the cohort reads a few
+percent of a raw release) is STALE when a file it read, or the existence of a file it checked,
+changed; the rest of the folder was recorded by name, size and mtime, and a change there makes the
+raw tree MODIFIED (or MISSING) with the files named, but no reader STALE.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gated_symile.provenance.manifests import entry_files, read_manifest, resolve_entry
-from gated_symile.provenance.hashing import Digest, Hasher, file_sha256, is_manifest
+from gated_symile.provenance.manifests import LISTS, entry_files, read_manifest, resolve_entry
+from gated_symile.provenance.hashing import Digest, Hasher, Selection, file_sha256, is_manifest
 
 STATUSES: tuple[str, ...] = ("OK", "STALE", "MODIFIED", "MISSING")  # ascending severity
 _LIST_MAX = 5
@@ -64,12 +69,17 @@ def find_manifests(root: str | Path) -> list[Path]:
     return found
 
 
-def _diff(files: dict[str, tuple[int, str]], current: Digest) -> tuple[list[str], list[str], list[str]]:
-    """(changed, missing, added) relative paths of a folder against its recorded file list."""
-    changed = [rel for rel, (size, sha) in files.items() if rel in current.files and current.files[rel] != (size, sha)]
-    missing = [rel for rel in files if rel not in current.files]
-    added = [rel for rel in current.files if rel not in files]
+def _diff(files: dict[str, tuple], current: dict[str, tuple]) -> tuple[list[str], list[str], list[str]]:
+    """(changed, missing, added) relative paths of a recorded per-file list against the current one."""
+    changed = [rel for rel, value in files.items() if rel in current and tuple(current[rel]) != tuple(value)]
+    missing = [rel for rel in files if rel not in current]
+    added = [rel for rel in current if rel not in files]
     return sorted(changed), sorted(missing), sorted(added)
+
+
+def _presence_changed(checked: dict[str, tuple], current: Digest) -> list[str]:
+    """Files whose existence a selective reader checked and that now exist, or no longer do."""
+    return sorted(rel for rel, (present,) in checked.items() if current.checked.get(rel, False) != present)
 
 
 def _names(rels: Sequence[str]) -> str:
@@ -118,14 +128,26 @@ class Auditor:
 
     def __init__(self, hasher: Hasher) -> None:
         self.hasher = hasher
-        self._current: dict[tuple[Path, frozenset[str]], Digest] = {}
-        self._listings: dict[tuple[Path, str], dict[str, tuple[int, str]] | Exception] = {}
+        self._current: dict[tuple[Path, frozenset[str], object], Digest] = {}
+        self._listings: dict[tuple[Path, str], dict[str, tuple] | Exception] = {}
 
-    def current(self, path: Path, exclude: Iterable[str] = ()) -> Digest:
-        key = (path, frozenset(os.path.abspath(p) for p in exclude))
+    def current(self, path: Path, exclude: Iterable[str] = (), selection: Selection | None = None) -> Digest:
+        key = (path, frozenset(os.path.abspath(p) for p in exclude), _selection_key(selection))
         if key not in self._current:
-            self._current[key] = self.hasher.hash(path, exclude=key[1])
+            self._current[key] = self.hasher.hash(path, exclude=key[1], selection=selection)
         return self._current[key]
+
+    def _selection(self, finding: Finding, manifest: Path, entry: dict[str, Any]) -> Selection | None:
+        """What a selective entry's reader used (None for a whole-folder entry); raises ``_Untrusted``
+        when a recorded list cannot be read (the reason is in ``finding``)."""
+        if not entry.get("selective"):
+            return None
+        files = self._recorded_files(finding, manifest, entry)
+        checked = self._recorded_files(finding, manifest, entry, "checked")
+        if files is None or checked is None:
+            raise _Untrusted
+        partial = set(entry.get("partial", ()))
+        return Selection({rel: size if rel in partial else None for rel, (size, _) in files.items()}, tuple(checked))
 
     def run(self, results_dir: str | Path) -> list[Finding]:
         docs, sources = walk_chain(results_dir)
@@ -150,8 +172,9 @@ class Auditor:
         for entry in doc.get("inputs", []):
             self._check_input(finding, manifest, entry, [str(p) for p in outputs])
         for entry in doc.get("inputs", []) + doc.get("outputs", []):
-            if "listing" in entry:  # a list nobody compares today must still be the one recorded
-                self._recorded_files(finding, manifest, entry)
+            for key, sidecar in LISTS.items():  # a list nobody compares today must still be the one recorded
+                if sidecar in entry:
+                    self._recorded_files(finding, manifest, entry, key)
         return finding
 
     def _check_artefact(
@@ -162,7 +185,10 @@ class Auditor:
             finding.missing.append(str(path))
             finding.raise_to("MISSING", f"{_display(path)}: missing")
             return
-        current = self.current(path, exclude)
+        try:
+            current = self.current(path, exclude, self._selection(finding, manifest, entry))
+        except _Untrusted:
+            return
         shown = _display(path)
         if entry["kind"] != current.kind:
             finding.modified.append(str(path))
@@ -175,16 +201,31 @@ class Auditor:
             files = self._recorded_files(finding, manifest, entry)
             if files is None:
                 return
-            changed, missing, added = _diff(files, current)
-            if changed:
-                finding.modified += [str(path / rel) for rel in changed]
-                finding.raise_to("MODIFIED", f"{shown}: changed {_names(changed)}")
-            if missing:
-                finding.missing += [str(path / rel) for rel in missing]
-                finding.raise_to("MISSING", f"{shown}: missing {_names(missing)}")
-            if added and finding.stage is None:  # a raw tree that grew; a stage folder may gain files later
-                finding.modified += [str(path / rel) for rel in added]
-                finding.raise_to("MODIFIED", f"{shown}: new files {_names(added)}")
+            changed, missing, added = _diff(files, current.files)
+            if entry.get("selective"):
+                changed += _presence_changed(self._recorded_files(finding, manifest, entry, "checked") or {}, current)
+            self._report(finding, path, changed, missing, added if finding.stage is None else [], "")
+            if entry.get("selective"):  # the rest of the folder, by size and mtime
+                unread = self._recorded_files(finding, manifest, entry, "unread")
+                if unread is not None:
+                    self._report(finding, path, *_diff(unread, current.unread), " (not read by the stage)")
+
+    @staticmethod
+    def _report(
+        finding: Finding, path: Path, changed: list[str], missing: list[str], added: list[str], note: str
+    ) -> None:
+        """MODIFIED for changed files and new ones (a raw tree that grew; a stage folder may gain
+        files later, so callers pass ``added`` only for raw trees), MISSING for removed ones."""
+        shown = _display(path)
+        if changed:
+            finding.modified += [str(path / rel) for rel in changed]
+            finding.raise_to("MODIFIED", f"{shown}: changed{note} {_names(changed)}")
+        if missing:
+            finding.missing += [str(path / rel) for rel in missing]
+            finding.raise_to("MISSING", f"{shown}: missing{note} {_names(missing)}")
+        if added:
+            finding.modified += [str(path / rel) for rel in added]
+            finding.raise_to("MODIFIED", f"{shown}: new files{note} {_names(added)}")
 
     def _check_input(self, finding: Finding, manifest: Path, entry: dict[str, Any], outputs: Sequence[str]) -> None:
         path = resolve_entry(manifest, entry)
@@ -192,14 +233,19 @@ class Auditor:
             finding.stale_inputs.append(str(path))
             finding.raise_to("STALE", f"input {_display(path)}: missing")
             return
-        current = self.current(path, outputs)
+        try:
+            current = self.current(path, outputs, self._selection(finding, manifest, entry))
+        except _Untrusted:
+            return
         if current.kind != entry["kind"] or current.sha256 != entry["sha256"]:
             what = "content changed"
             files = self._recorded_files(finding, manifest, entry) if current.kind == "dir" == entry["kind"] else None
             if files is not None:
-                changed, missing, added = _diff(files, current)
-                parts = [f"{label} {_names(rels)}" for label, rels in
-                         (("changed", changed), ("removed", missing), ("added", added)) if rels]
+                changed, missing, added = _diff(files, current.files)
+                if entry.get("selective"):
+                    added = _presence_changed(self._recorded_files(finding, manifest, entry, "checked") or {}, current)
+                labels = ("changed", "removed", "presence changed" if entry.get("selective") else "added")
+                parts = [f"{label} {_names(rels)}" for label, rels in zip(labels, (changed, missing, added)) if rels]
                 what = "; ".join(parts) or what
             finding.stale_inputs.append(str(path))
             finding.raise_to("STALE", f"input {_display(path)}: {what}")
@@ -221,19 +267,21 @@ class Auditor:
         self._check_artefact(finding, manifest, path, entry, outputs)
         return finding
 
-    def _recorded_files(self, finding: Finding, manifest: Path, entry: dict[str, Any]) -> dict[str, tuple[int, str]] | None:
-        """The entry's recorded file list; ``None`` (and the reason in ``finding``) when its sidecar
-        is gone or was altered, so nothing can be compared file by file.  A sidecar is read and
-        checked once per audit, however many checks need its list."""
-        if "listing" not in entry:
-            return entry_files(manifest, entry)
-        key = (manifest, entry["listing"]["path"])
-        if key not in self._listings:
+    def _recorded_files(
+        self, finding: Finding, manifest: Path, entry: dict[str, Any], key: str = "files"
+    ) -> dict[str, tuple] | None:
+        """The entry's recorded per-file list ``key``; ``None`` (and the reason in ``finding``) when
+        its sidecar is gone or was altered, so nothing can be compared file by file.  A sidecar is
+        read and checked once per audit, however many checks need its list."""
+        if LISTS[key] not in entry:
+            return entry_files(manifest, entry, key)
+        cache_key = (manifest, entry[LISTS[key]]["path"])
+        if cache_key not in self._listings:
             try:
-                self._listings[key] = entry_files(manifest, entry)
+                self._listings[cache_key] = entry_files(manifest, entry, key)
             except (OSError, ValueError) as exc:
-                self._listings[key] = exc
-        result = self._listings[key]
+                self._listings[cache_key] = exc
+        result = self._listings[cache_key]
         if isinstance(result, OSError):
             finding.raise_to("MISSING", f"file list of {_display(manifest)} unreadable: {result.strerror or result}")
         elif isinstance(result, ValueError):
@@ -241,6 +289,16 @@ class Auditor:
         else:
             return result
         return None
+
+
+class _Untrusted(Exception):
+    """A selective entry's recorded lists cannot be read: nothing to compare against."""
+
+
+def _selection_key(selection: Selection | None) -> object:
+    if selection is None:
+        return None
+    return (tuple(sorted(selection.files.items())), tuple(sorted(selection.checked)))
 
 
 def audit(results_dir: str | Path, hasher: Hasher) -> list[Finding]:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import sqlite3
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +198,12 @@ class Digest:
     the digest of the sorted ``"<rel>\\t<size>\\t<sha256>\\n"`` lines; ``manifests`` lists the
     stage manifests met inside (not hashed). ``read`` / ``cached`` count files read vs. found in
     the cache.
+
+    A *selective* folder digest (:func:`selective_digest`) covers only what a stage used: ``files``
+    holds the files it read (``partial``: those of which only the first ``size`` bytes were read
+    and hashed), ``checked`` the files whose existence it checked (True = present), and ``unread``
+    the rest of the folder (and the files read in part) by (size, mtime_ns), which the digest does
+    not cover.
     """
 
     kind: str
@@ -207,23 +213,86 @@ class Digest:
     manifests: list[Path] = field(default_factory=list)
     read: int = 0
     cached: int = 0
+    selective: bool = False
+    partial: list[str] = field(default_factory=list)
+    checked: dict[str, bool] = field(default_factory=dict)
+    unread: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """JSON form stored in manifests."""
         out: dict[str, Any] = {"kind": self.kind, "sha256": self.sha256, "size": self.size}
         if self.kind == "dir":
-            out["n_files"] = len(self.files)
+            out["n_files"] = len(self.files.keys() | self.unread.keys()) + sum(self.checked.values())
             out["files"] = {rel: [size, sha] for rel, (size, sha) in self.files.items()}
+        if self.selective:
+            out.update(selective_fields(self.files, self.partial, self.checked))
+            out["unread"] = {rel: [size, mtime] for rel, (size, mtime) in self.unread.items()}
         return out
 
 
-def tree_digest(files: Mapping[str, tuple[int, str]]) -> str:
-    """One digest over a folder's sorted (path, size, sha256) list."""
+def selective_fields(
+    files: Mapping[str, tuple[int, str]], partial: Collection[str], checked: Mapping[str, bool]
+) -> dict[str, Any]:
+    """The manifest fields of a selective folder entry apart from its size and unread listing."""
+    return {
+        "sha256": tree_digest(files, checked),
+        "files": {rel: [size, sha] for rel, (size, sha) in files.items()},
+        "selective": True,
+        "partial": sorted(partial),
+        "checked": dict(checked),
+    }
+
+
+def tree_digest(files: Mapping[str, tuple[int, str]], checked: Mapping[str, bool] | None = None) -> str:
+    """One digest over a folder's sorted (path, size, sha256) list (and, for a selective digest,
+    the presence of the files whose existence was checked)."""
+    lines = {rel: f"{rel}\t{size}\t{sha}\n" for rel, (size, sha) in files.items()}
+    for rel, present in (checked or {}).items():
+        lines.setdefault(rel, f"{rel}\t{'present' if present else 'absent'}\n")
     digest = hashlib.sha256()
-    for rel in sorted(files):
-        size, sha = files[rel]
-        digest.update(f"{rel}\t{size}\t{sha}\n".encode())
+    for rel in sorted(lines):
+        digest.update(lines[rel].encode())
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a selective digest hashes: ``files`` maps each path read to the bytes read from its
+    start (``None``: the whole file); ``checked`` names files whose existence alone was used."""
+
+    files: Mapping[str, int | None]
+    checked: Collection[str] = ()
+
+
+def selective_digest(
+    listing: Mapping[str, tuple[int, int]],
+    files: Mapping[str, tuple[int, str]],
+    partial: Collection[str] = (),
+    checked: Mapping[str, bool] | None = None,
+) -> Digest:
+    """A selective folder :class:`Digest` from the folder's ``listing`` (rel -> (size, mtime_ns)),
+    the ``files`` read (rel -> (bytes hashed, sha256)) and the existence checks; the digest covers
+    the files read and the checks, the rest of the listing is kept as ``unread``."""
+    checked = dict(checked or {})
+    partial = sorted(rel for rel in partial if rel in files)
+    # a file read in part stays listed too: a change after its header shows by size and mtime
+    unread = {
+        rel: stat for rel, stat in listing.items() if (rel not in files or rel in partial) and rel not in checked
+    }
+    size = sum(s for s, _ in listing.values())
+    return Digest(
+        "dir", tree_digest(files, checked), size, dict(files), selective=True,
+        partial=partial, checked=checked, unread=unread,
+    )  # fmt: skip
+
+
+def prefix_sha256(path: str | Path, nbytes: int) -> str:
+    """sha256 of the first ``nbytes`` bytes of a file (all of it when shorter)."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read(nbytes)).hexdigest()
+    except OSError as exc:
+        raise GatedSymileError(f"{path}: cannot hash ({exc.strerror or exc})") from None
 
 
 class Hasher:
@@ -255,17 +324,22 @@ class Hasher:
         self.cache.put(real, st.st_size, st.st_mtime_ns, digest)
         return digest
 
-    def hash(self, path: str | Path, exclude: Iterable[str | Path] = (), *, skip_owned: bool = False) -> Digest:
+    def hash(
+        self, path: str | Path, exclude: Iterable[str | Path] = (), *, skip_owned: bool = False,
+        selection: Selection | None = None,
+    ) -> Digest:  # fmt: skip
         """Digest of a file or a folder (manifests and ``exclude`` paths left out of a folder).
 
         ``skip_owned`` also leaves out what another stage wrote into the folder and recorded in
         its own manifest: a file ``X`` beside ``X.provenance.json`` and a subfolder holding a
         ``provenance.json`` (a training run folder must not claim the evaluation's metrics).
+        ``selection`` makes a folder's digest selective (:func:`selective_digest`): only the
+        selected files are read, the others are only listed (``Selection({})``: a listing).
         """
         path = Path(path)
         try:
             if path.is_dir():
-                return self._tree(path, {os.path.abspath(p) for p in exclude}, skip_owned)
+                return self._tree(path, {os.path.abspath(p) for p in exclude}, skip_owned, selection)
             st = path.stat()
         except OSError as exc:
             raise GatedSymileError(f"{path}: cannot hash ({exc.strerror or exc})") from None
@@ -277,7 +351,19 @@ class Hasher:
         self.cache.flush()
         return Digest("file", digest, st.st_size, read=int(read), cached=int(not read))
 
-    def _tree(self, root: Path, exclude: set[str], skip_owned: bool) -> Digest:
+    def list_files(
+        self, path: str | Path, sink: Callable[[str, int, int], None], exclude: Iterable[str | Path] = ()
+    ) -> list[Path]:
+        """Walk a folder as :meth:`hash` does but read nothing: ``sink(rel, size, mtime_ns)`` for
+        each file, in walk order (a release's listing is streamed, never held); returns the stage
+        manifests met inside."""
+        excluded = {os.path.abspath(p) for p in exclude}
+        return self._tree(Path(path), excluded, False, Selection({}), sink).manifests
+
+    def _tree(
+        self, root: Path, exclude: set[str], skip_owned: bool, selection: Selection | None,
+        sink: Callable[[str, int, int], None] | None = None,
+    ) -> Digest:  # fmt: skip
         """Walk ``root`` in sorted order (folder's files, then its sub-folders), following links.
 
         Why ``os.scandir`` and per-folder real paths: a raw release has millions of files, and
@@ -287,11 +373,15 @@ class Hasher:
         radiographs) are read in batches by :data:`READ_THREADS` threads (hashlib and file reads
         release the GIL), which parallel file systems need to deliver their bandwidth on the first
         hash of a release, and which uses every core when the files are in the page cache.
+        With a ``selection``, files outside it are listed by (size, mtime) and never read.
         """
         real_root = os.path.realpath(root)
         real_root_prefix = _folder_prefix(real_root)
-        known = self.cache.entries_under(real_root) if self.use_cache else None
+        # a listing reads no file: prefetching the cache rows of the folder would be wasted
+        listing_only = selection is not None and not selection.files
+        known = self.cache.entries_under(real_root) if self.use_cache and not listing_only else None
         files: dict[str, tuple[int, str]] = {}
+        listing: dict[str, tuple[int, int]] = {}  # selective: files not read
         manifests: list[Path] = []
         cached = 0  # files found in the cache; the others were read
         seen_dirs: set[str] = set()
@@ -345,15 +435,27 @@ class Hasher:
                     st = entry.stat()
                 except OSError as exc:
                     raise GatedSymileError(f"{full}: cannot hash ({exc.strerror or exc})") from None
+                rel = rel_dir + name
+                if selection is not None:
+                    if sink is not None and rel not in selection.files:
+                        sink(rel, st.st_size, st.st_mtime_ns)
+                        continue
+                    listing[rel] = (st.st_size, st.st_mtime_ns)
+                    if rel not in selection.files:
+                        continue
+                    if selection.files[rel] is not None:  # a header: read its first bytes now
+                        nbytes = int(selection.files[rel])
+                        files[rel] = (nbytes, prefix_sha256(full, nbytes))
+                        continue
                 inside = real.startswith(real_root_prefix)  # else not prefetched: ask the cache
                 digest = self._cached(real, st, known if inside else None)
                 if digest is not None:
                     cached += 1
                 elif st.st_size < THREADED_MIN_BYTES:  # GIL-bound: read here
                     digest = self._read(full, real, st)
-                files[rel_dir + name] = (st.st_size, digest)  # None: filled by read_pending
+                files[rel] = (st.st_size, digest)  # None: filled by read_pending
                 if digest is None:
-                    pending.append((rel_dir + name, full, real, st))
+                    pending.append((rel, full, real, st))
                     if len(pending) >= READ_BATCH:
                         read_pending()
             for entry in subfolders:
@@ -363,5 +465,11 @@ class Hasher:
             visit(os.path.abspath(root), real_root, "")
             read_pending()
         self.cache.flush()
+        if selection is not None:
+            partial = [rel for rel, nbytes in selection.files.items() if nbytes is not None]
+            checked = {rel: rel in listing for rel in selection.checked}
+            found = selective_digest(listing, files, partial, checked)
+            found.manifests, found.read, found.cached = manifests, len(files) - cached, cached
+            return found
         size = sum(s for s, _ in files.values())
         return Digest("dir", tree_digest(files), size, files, manifests, len(files) - cached, cached)

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from glob import escape as glob_escape
 from datetime import datetime, timezone
@@ -37,7 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from gated_symile import __version__
-from gated_symile.provenance.hashing import LISTING_SUFFIX, MANIFEST_NAME, MANIFEST_SUFFIX, Hasher, file_sha256
+from gated_symile.provenance.hashing import (
+    LISTING_SUFFIX,
+    MANIFEST_NAME,
+    MANIFEST_SUFFIX,
+    Hasher,
+    file_sha256,
+    selective_fields,
+)
+from gated_symile.provenance.read_set import active, recording
 
 LISTING_INLINE_MAX = 10_000
 """Most files a folder entry lists inside the manifest; longer lists go to a sidecar."""
@@ -51,15 +60,24 @@ _SPEC_DEST = "_provenance_spec"
 
 @dataclass(frozen=True)
 class ProvenanceSpec:
-    """Argument names (argparse dests) to treat as inputs/outputs beyond the convention."""
+    """Argument names (argparse dests) to treat as inputs/outputs beyond the convention, and the
+    input folders the stage reads only in part (``selective``, see :mod:`gated_symile.provenance.read_set`)."""
 
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    selective: tuple[str, ...] = ()
 
 
-def declare(parser: argparse.ArgumentParser, *, inputs: Sequence[str] = (), outputs: Sequence[str] = ()) -> None:
-    """Add argument dests to a stage's inputs/outputs (a ``str`` value counts when it names a path)."""
-    parser.set_defaults(**{_SPEC_DEST: ProvenanceSpec(tuple(inputs), tuple(outputs))})
+def declare(
+    parser: argparse.ArgumentParser, *, inputs: Sequence[str] = (), outputs: Sequence[str] = (),
+    selective: Sequence[str] = (),
+) -> None:  # fmt: skip
+    """Add argument dests to a stage's inputs/outputs (a ``str`` value counts when it names a path).
+
+    An input folder named in ``selective`` is not hashed whole: the manifest hashes the files the
+    stage noted as read while it ran and lists the rest by name, size and mtime.
+    """
+    parser.set_defaults(**{_SPEC_DEST: ProvenanceSpec(tuple(inputs), tuple(outputs), tuple(selective))})
 
 
 # ----------------------------------------------------------------------------- environment
@@ -219,9 +237,43 @@ def _entry(dest: str, path: Path, where: Path, digest_record: dict[str, Any]) ->
 # ----------------------------------------------------------------------------- writing
 
 
+class _StreamedListing:
+    """A selective input folder's files as listed before the run, ``[rel, size, mtime_ns]`` lines
+    streamed into a temporary gzip file: a release's 1.6 M names are never held in memory, so the
+    stage's peak memory does not grow with the release."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._gz: gzip.GzipFile | None = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
+        self.count = self.size = 0
+
+    def add(self, rel: str, size: int, mtime_ns: int) -> None:
+        assert self._gz is not None
+        self._gz.write((json.dumps([rel, size, mtime_ns]) + "\n").encode("utf-8"))
+        self.count += 1
+        self.size += size
+
+    def rows(self) -> Iterable[list[Any]]:
+        if self._gz is not None:
+            self._gz.close()
+            self._gz = None
+        self._file.seek(0)
+        with gzip.GzipFile(fileobj=self._file, mode="rb") as lines:
+            for line in lines:
+                yield json.loads(line)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 @dataclass
 class StageRecorder:
-    """Collects a stage's inputs before it runs and writes its manifest after it succeeded."""
+    """Collects a stage's inputs before it runs and writes its manifest after it succeeded.
+
+    A selective input folder is only listed before the run (streamed, not held); the stage's read
+    set (:func:`gated_symile.provenance.read_set.recording`, active from :meth:`start` to :meth:`close`)
+    supplies the hashes of what it read, which :meth:`finish` also puts into the hash cache.
+    """
 
     args: argparse.Namespace
     argv: Sequence[str]
@@ -230,19 +282,62 @@ class StageRecorder:
     inputs: list[tuple[str, Path]] = field(default_factory=list)
     outputs: list[tuple[str, Path]] = field(default_factory=list)
     input_records: list[tuple[str, Path, dict[str, Any], list[Path]]] = field(default_factory=list)
+    listings: dict[int, _StreamedListing] = field(default_factory=dict)  # input index -> listing
+    _reads: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
     def start(cls, args: argparse.Namespace, argv: Sequence[str], hasher: Hasher | None = None) -> StageRecorder | None:
-        """Hash the inputs now; None when the stage declares no output (nothing to record)."""
+        """Hash the inputs now (list the selective ones); None when the stage declares no output."""
         inputs, outputs = stage_paths(args)
         if not outputs:
             return None
         rec = cls(args, list(argv), hasher or Hasher(), _now(), inputs, outputs)
+        selective = (getattr(args, _SPEC_DEST, None) or ProvenanceSpec()).selective
         excluded = [p for _, p in outputs]
         for dest, path in inputs:
+            if dest in selective and path.is_dir():
+                listing = rec.listings[len(rec.input_records)] = rec._reads.enter_context(closing(_StreamedListing()))
+                nested = rec.hasher.list_files(path, listing.add, exclude=excluded)
+                rec.input_records.append((dest, path, {}, nested))
+                continue
             digest = rec.hasher.hash(path, exclude=excluded)
             rec.input_records.append((dest, path, digest.record(), digest.manifests))
+        if rec.listings:
+            rec._reads.enter_context(recording())
         return rec
+
+    def close(self) -> None:
+        """End the read recording, drop the listings and close the hash cache (after
+        :meth:`finish` or a failure)."""
+        self._reads.close()
+        self.hasher.cache.close()
+
+    def _selective_records(self, target: Path) -> None:
+        """Each selective input's record: the files the stage read (also put into the hash
+        cache), its existence checks, and the rest of the listing as ``unread`` (inline when
+        short, else streamed straight into its sidecar of ``target``)."""
+        reads = active()
+        for index, listing in self.listings.items():
+            dest, path, _, nested = self.input_records[index]
+            opened, checked = reads.under(path) if reads is not None else ({}, {})
+            base = os.path.abspath(path)
+            for rel, item in opened.items():
+                if item.nbytes is None:
+                    real = os.path.realpath(os.path.join(base, rel))
+                    self.hasher.cache.put(real, item.size, item.mtime_ns, item.sha256)
+            files = {rel: (item.size if item.nbytes is None else item.nbytes, item.sha256) for rel, item in opened.items()}
+            partial = [rel for rel, item in opened.items() if item.nbytes is not None]
+            covered = {rel for rel in files if rel not in partial} | set(checked)
+            unread = ([rel, size, mtime] for rel, size, mtime in listing.rows() if rel not in covered)
+            record = {"kind": "dir", "size": listing.size, "n_files": listing.count,
+                      **selective_fields(files, partial, checked)}  # fmt: skip
+            if listing.count <= LISTING_INLINE_MAX:
+                record["unread"] = {rel: [size, mtime] for rel, size, mtime in unread}
+            else:
+                sidecar = target.with_name(f"{target.name}.inputs-{index}-unread{LISTING_SUFFIX}")
+                record["unread_listing"] = _write_sidecar(sidecar, unread)
+            self.input_records[index] = (dest, path, record, nested)
+        self.hasher.cache.flush()
 
     def finish(self) -> Path | None:
         """Hash the outputs and write the manifest beside the primary output; returns its path."""
@@ -250,6 +345,7 @@ class StageRecorder:
         if not present:
             return None
         target = manifest_path(present[0][1])
+        self._selective_records(target)
         where = target.parent
         inputs = []
         for dest, path, record, nested in self.input_records:
@@ -282,43 +378,66 @@ class StageRecorder:
         return target
 
 
+LISTS: dict[str, str] = {"files": "listing", "checked": "checked_listing", "unread": "unread_listing"}
+"""Per-file lists of a folder entry -> the key that names their sidecar when they are long."""
+
+
 def write_listings(doc: dict[str, Any], target: Path) -> None:
     """Move each per-file list longer than :data:`LISTING_INLINE_MAX` into a sidecar of
-    ``target``: one ``[path, size, sha256]`` JSON line per file, gzip without a timestamp (the same
-    run writes the same bytes). Sidecars of an earlier run of this manifest are removed."""
+    ``target``: one ``[path, *values]`` JSON line per file (``files``: size, sha256; ``unread``:
+    size, mtime_ns; ``checked``: present), gzip without a timestamp (the same run writes the same
+    bytes). Sidecars of an earlier run of this manifest are removed; those the recorder streamed
+    already (a selective input's ``unread`` list) are kept."""
     written = set()
     for section in ("inputs", "outputs"):
         for index, entry in enumerate(doc.get(section, [])):
-            files = entry.get("files")
-            if files is None or len(files) <= LISTING_INLINE_MAX:
-                continue
-            sidecar = target.with_name(f"{target.name}.{section}-{index}{LISTING_SUFFIX}")
-            lines = "".join(json.dumps([rel, size, sha]) + "\n" for rel, (size, sha) in files.items())
-            data = gzip.compress(lines.encode("utf-8"), mtime=0)
-            _write_atomic(sidecar, data)
-            del entry["files"]
-            entry["listing"] = {"path": sidecar.name, "sha256": hashlib.sha256(data).hexdigest()}
-            written.add(sidecar.name)
+            for key, sidecar_key in LISTS.items():
+                values = entry.get(key)
+                if sidecar_key in entry:
+                    written.add(entry[sidecar_key]["path"])
+                if values is None or len(values) <= LISTING_INLINE_MAX:
+                    continue
+                tag = "" if key == "files" else f"-{key}"
+                sidecar = target.with_name(f"{target.name}.{section}-{index}{tag}{LISTING_SUFFIX}")
+                del entry[key]
+                entry[sidecar_key] = _write_sidecar(sidecar, ([rel, *_as_list(v)] for rel, v in values.items()))
+                written.add(sidecar.name)
     for old in target.parent.glob(f"{glob_escape(target.name)}.*{LISTING_SUFFIX}"):
         if old.name not in written:
             old.unlink()
 
 
-def entry_files(manifest: Path, entry: dict[str, Any]) -> dict[str, tuple[int, str]]:
-    """A folder entry's recorded ``{path: (size, sha256)}``, inline or from its sidecar.
+def _write_sidecar(sidecar: Path, rows: Iterable[list[Any]]) -> dict[str, str]:
+    """Stream JSON-line rows into a gzip sidecar (no timestamp, atomically); its manifest key."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{sidecar.name}.", suffix=".tmp", dir=sidecar.parent)
+    with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+        for row in rows:
+            out.write((json.dumps(row) + "\n").encode("utf-8"))
+    digest = file_sha256(tmp)
+    os.replace(tmp, sidecar)
+    return {"path": sidecar.name, "sha256": digest}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def entry_files(manifest: Path, entry: dict[str, Any], key: str = "files") -> dict[str, tuple]:
+    """A folder entry's recorded per-file list ``key`` (``files``: ``{path: (size, sha256)}``;
+    ``unread``: ``(size, mtime_ns)``; ``checked``: ``(present,)``), inline or from its sidecar.
 
     Raises ``OSError`` when the sidecar is gone and ``ValueError`` when its bytes are not the ones
     the manifest recorded (the list cannot be trusted any more).
     """
-    listing = entry.get("listing")
+    listing = entry.get(LISTS[key])
     if listing is None:
-        return {rel: (size, sha) for rel, (size, sha) in entry.get("files", {}).items()}
+        return {rel: tuple(_as_list(value)) for rel, value in entry.get(key, {}).items()}
     path = Path(manifest).parent / listing["path"]
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != listing["sha256"]:
         raise ValueError(f"{path}: file list changed after the manifest was written")
     rows = (json.loads(line) for line in gzip.decompress(data).decode("utf-8").splitlines())
-    return {rel: (size, sha) for rel, size, sha in rows}
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def _stage_words(argv: Sequence[str]) -> list[str]:

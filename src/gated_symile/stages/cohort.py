@@ -15,6 +15,8 @@ from pathlib import Path
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from gated_symile.provenance.manifests import declare
+
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="DATASET")
     mimic = kinds.add_parser(
         "mimic", help="Symile-MIMIC cohort from MIMIC-IV, MIMIC-IV-ECG and MIMIC-CXR(-JPG)"
@@ -52,6 +54,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     mimic.add_argument(
         "--memory-limit", default="2GB", help="DuckDB memory limit; larger joins spill to disk"
     )
+    # the stage opens only the tables, the listing files and the records its rules consume, and
+    # notes them (gated_symile.provenance.read_set): the manifest hashes those, not the whole releases
+    declare(mimic, selective=["mimic_iv", "ecg", "cxr"])
     mimic.set_defaults(func=_run_mimic)
 
     ukb = kinds.add_parser("ukb", help="UK-Biobank-style cohort: presence, folds, feature tables")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -28,7 +29,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="how strongly the shared latents show in each modality (0 = independent modalities)",
     )
     mimic.add_argument("--image-size", type=int, default=256, help="radiograph edge in pixels")
-    mimic.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    mimic.add_argument(
+        "--workers", type=int, default=1, help="parallel worker processes (0: one per CPU core)"
+    )
+    mimic.add_argument(
+        "--ecg-outside-per-admission",
+        type=float,
+        default=0.0,
+        help="mean extra ECGs listed per admission outside every admission window, as in the "
+        "real release (ED and outpatient ECGs)",
+    )
     mimic.add_argument(
         "--faults",
         action="store_true",
@@ -106,9 +116,10 @@ def _run_mimic(args: argparse.Namespace) -> int:
         seed=args.seed,
         signal_strength=args.signal_strength,
         image_size=args.image_size,
-        workers=args.workers,
+        workers=args.workers or os.cpu_count() or 1,
         faults=args.faults,
         scale=args.scale,
+        ecg_outside_per_admission=args.ecg_outside_per_admission,
     )
     return _report(generate_mimic(args.out, cfg))
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from gated_symile.provenance.manifests import declare
+
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="DATASET")
     mimic = kinds.add_parser("mimic", help="Symile-MIMIC tensors from the splits stage output")
     mimic.add_argument("--splits", type=Path, required=True, help="output folder of `splits mimic`")
@@ -28,6 +30,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     mimic.add_argument(
         "--eval-batch", type=int, default=128, help="evaluation batch size written to metadata"
     )
+    # reads only the records of the split rows and notes them: the manifest hashes those
+    declare(mimic, selective=["ecg", "cxr"])
     mimic.set_defaults(func=_run_mimic)
 
     ukb = kinds.add_parser("ukb", help="UK-Biobank-style tensors of one fold (intersect or union)")

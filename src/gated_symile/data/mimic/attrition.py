@@ -14,10 +14,19 @@ from pathlib import Path
 __all__ = ["write_attrition"]
 
 
-def write_attrition(rows: Sequence[tuple[str, int]], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``attrition.csv`` (criterion, remaining, dropped) and ``attrition.png``."""
+def write_attrition(
+    rows: Sequence[tuple[str, int]], out_dir: str | Path, notes: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """Write ``attrition.csv`` (criterion, remaining, dropped), ``attrition.png`` and, with
+    ``notes``, ``attrition_notes.txt`` (one note per line: what the counts cannot show, such as
+    how many records were opened)."""
     out_dir = Path(out_dir)
     csv_path, png_path = out_dir / "attrition.csv", out_dir / "attrition.png"
+    notes_path = out_dir / "attrition_notes.txt"
+    if notes:
+        notes_path.write_text("".join(f"{note}\n" for note in notes))
+    else:
+        notes_path.unlink(missing_ok=True)
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["criterion", "remaining", "dropped"])

@@ -1,9 +1,11 @@
 """Build the Symile-MIMIC cohort from the three raw releases (docs/data.md §4): the ``cohort mimic`` stage.
 
 Order of work: load the small tables (admissions, patients, record list, CXR index, CheXpert) into
-DuckDB; QC every listed ECG record in parallel; index the radiographs and check that candidate image
-files exist; run the SQL rules of :mod:`gated_symile.data.mimic.cohort_rules` (labevents is streamed,
-never loaded); write the cohort, the exclusions, the attrition and a summary.
+DuckDB; select each admission's ECG candidates by time and QC them in the rule's order, stopping
+at the first valid one (:mod:`gated_symile.data.mimic.ecg_candidates`: records outside every window are
+never opened); index the radiographs and check that candidate image files exist; run the SQL rules
+of :mod:`gated_symile.data.mimic.cohort_rules` (labevents is streamed, never loaded); write the cohort,
+the exclusions, the attrition (with notes on what was opened) and a summary.
 
 Outputs are byte-deterministic for the same inputs: rows are sorted, ties are broken by file order,
 and parquet is written from one contiguous Arrow table with fixed settings.  ``workers`` and DuckDB
@@ -28,8 +30,10 @@ from gated_symile.data.mimic.cxr_index import (
     file_presence,
     register_cxr_tables,
 )
-from gated_symile.data.mimic.ecg_qc_scan import scan_ecg_records
+from gated_symile.data.mimic.ecg_candidates import EcgScan, scan_ecg_candidates
+from gated_symile.data.mimic.parallel import RecordPool
 from gated_symile.provenance.hashing import file_sha256
+from gated_symile.provenance.read_set import active, opened_file
 from gated_symile.records.mimic_tables import (
     ADMISSIONS,
     ECG_RECORD_LIST,
@@ -38,7 +42,6 @@ from gated_symile.records.mimic_tables import (
     csv_select_sql,
     load_table,
     reading,
-    sql_string,
 )
 
 __all__ = ["EXCLUSION_COLUMNS", "MimicCohortConfig", "build_mimic_cohort", "open_duckdb"]
@@ -80,9 +83,9 @@ def open_duckdb(threads: int, memory_limit: str, temp_dir: str | Path):
     if not _MEMORY_LIMIT.match(str(memory_limit).strip()):
         raise ConfigError(f"memory limit must look like '2GB' or '500MiB', got {memory_limit!r}")
     con = duckdb.connect(":memory:")
-    con.execute(f"SET threads = {int(threads)}")
-    con.execute(f"SET memory_limit = {sql_string(str(memory_limit))}")
-    con.execute(f"SET temp_directory = {sql_string(Path(temp_dir).as_posix())}")
+    con.execute("SET threads = ?", [int(threads)])
+    con.execute("SET memory_limit = ?", [str(memory_limit).strip()])
+    con.execute("SET temp_directory = ?", [Path(temp_dir).as_posix()])
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET enable_progress_bar = false")
     return con
@@ -126,24 +129,34 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
                     files["patients"],
                     f"{duplicates['duplicate_subject_id']} duplicate subject_id rows",
                 )
-            _progress(start, "admissions loaded; ECG QC of every listed record")
-            quarantine = _ecg_quality_control(con, files["ecg_record_list"], config)
-            _progress(start, f"ECG QC done; indexing the {release.kind.upper()} CXR release")
-            quarantine += _cxr_images(con, release, config.workers)
+            load_table(con, "ecg_list", files["ecg_record_list"], ECG_RECORD_LIST, file_row=True)
+            _progress(start, "admissions loaded; ECG QC of the candidates in the rule's order")
+            with RecordPool(config.workers) as pool:
+                quarantine, scan = _ecg_quality_control(con, config, pool)
+                _progress(
+                    start,
+                    f"ECG QC done: {scan.opened} of {scan.listed} listed records opened in "
+                    f"{scan.rounds} rounds; indexing the {release.kind.upper()} CXR release",
+                )
+                cxr_quarantine, images_opened = _cxr_images(con, release, pool)
+            quarantine += cxr_quarantine
             rules.select_cxr(con)
             rules.select_ecg(con)
             _progress(start, "CXR and ECG selected; streaming labevents")
             with reading(files["labevents"]):
                 rules.select_labs(con, labevents_sql)
             quarantine += _non_finite_labs(con, files["labevents"].name)
+            _progress(start, "labevents streamed; deciding and writing the outputs")
             rules.decide_admissions(con)
-            summary = _write_outputs(con, out, quarantine)
+            opened = {"ecg_records": scan.opened, f"cxr_{release.kind}_files": images_opened}
+            summary = _write_outputs(con, out, quarantine, _attrition_notes(scan, release.kind, images_opened))
+            summary["records_opened"] = opened
+            summary["ecg_candidates"] = scan.candidates
+            summary["ecg_qc_rounds"] = scan.rounds
             _progress(start, f"cohort of {summary['cohort']} admissions written to {out}")
         finally:
             con.close()
-    summary["inputs"] = {
-        name: {"file": path.name, "sha256": file_sha256(path)} for name, path in files.items()
-    }
+    summary["inputs"] = {name: _table_input(path) for name, path in files.items()}
     summary["parameters"] = {
         "qc_rule": config.qc_rule,
         "cxr_release": release.kind,
@@ -156,43 +169,16 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
     return summary
 
 
-def _ecg_quality_control(con, record_list: Path, config: MimicCohortConfig) -> list[dict]:
-    """QC every listed record; creates ``ecg_list`` and ``ecg_rejected``; returns quarantine rows."""
-    import pyarrow as pa
-
-    load_table(con, "ecg_list", record_list, ECG_RECORD_LIST, file_row=True)
-    listed = con.execute(
-        "SELECT file_row, subject_id, path FROM ecg_list ORDER BY file_row"
-    ).fetchall()
-    readable = [row for row in listed if row[2]]
-    reasons = scan_ecg_records(
-        config.ecg, [row[2] for row in readable], rule=config.qc_rule, workers=config.workers
-    )
-    verdict = {row[0]: reason for row, reason in zip(readable, reasons)}
-    rejected = []
-    for file_row, subject_id, path in listed:
-        reason = verdict[file_row] if path else "ECG record has no path in record_list.csv"
-        if reason is not None:
-            rejected.append((file_row, subject_id, path or f"record_list row {file_row}", reason))
-    table = pa.table(
-        {
-            "file_row": pa.array([r[0] for r in rejected], pa.int64()),
-            "reason": pa.array([r[3] for r in rejected], pa.string()),
-        }
-    )
-    con.register("ecg_rejected_arrow", table)
-    con.execute("CREATE OR REPLACE TABLE ecg_rejected AS SELECT * FROM ecg_rejected_arrow")
-    con.unregister("ecg_rejected_arrow")
-    return [
-        {
-            "level": "ecg_record",
-            "id": path,
-            "subject_id": subject_id,
-            "reason": reason,
-            "stage": "ecg_qc",
-        }
-        for _, subject_id, path, reason in rejected
+def _ecg_quality_control(con, config: MimicCohortConfig, pool: RecordPool) -> tuple[list[dict], EcgScan]:
+    """QC the ECG candidates the rule consumes; creates ``ecg_candidates`` and ``ecg_rejected``;
+    returns the quarantine rows and the scan counts."""
+    rules.build_ecg_candidates(con)
+    scan = scan_ecg_candidates(con, config.ecg, pool, config.qc_rule)
+    quarantine = [
+        {"level": "ecg_record", "id": path, "subject_id": subject_id, "reason": reason, "stage": "ecg_qc"}
+        for _, subject_id, path, reason in scan.rejected
     ]
+    return quarantine, scan
 
 
 def _non_finite_labs(con, labevents_name: str) -> list[dict]:
@@ -210,13 +196,14 @@ def _non_finite_labs(con, labevents_name: str) -> list[dict]:
     ]
 
 
-def _cxr_images(con, release, workers: int) -> list[dict]:
-    """Index radiographs; creates ``cxr_index`` and ``cxr_absent``; returns quarantine rows."""
+def _cxr_images(con, release, pool: RecordPool) -> tuple[list[dict], int]:
+    """Index radiographs; creates ``cxr_index`` and ``cxr_absent``; returns the quarantine rows
+    and the number of image files opened (DICOM headers; the JPG release's files are only
+    checked for existence, and only those inside an admission's window)."""
     import pyarrow as pa
 
-    quarantine = [
-        {**row, "stage": "cxr_index"} for row in register_cxr_tables(con, release, workers=workers)
-    ]
+    quarantine = [{**row, "stage": "cxr_index"} for row in register_cxr_tables(con, release, pool)]
+    opened = _count(con, "cxr_meta") + len(quarantine) if release.kind == "dicom" else 0
     rules.build_cxr_index(con)
     quarantine += [
         {
@@ -247,10 +234,40 @@ def _cxr_images(con, release, workers: int) -> list[dict]:
     con.register("cxr_absent_arrow", pa.table({"file_row": pa.array(absent_rows, pa.int64())}))
     con.execute("CREATE OR REPLACE TABLE cxr_absent AS SELECT * FROM cxr_absent_arrow")
     con.unregister("cxr_absent_arrow")
-    return quarantine
+    return quarantine, opened
 
 
-def _write_outputs(con, out: Path, quarantine: list[dict]) -> dict:
+def _count(con, table: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+
+def _attrition_notes(scan: EcgScan, cxr_kind: str, images_opened: int) -> list[str]:
+    """What the exclusions table lists and what it cannot list (records never opened)."""
+    images = (
+        f"{images_opened} DICOM headers read (every listed image of a subject with an admission)"
+        if cxr_kind == "dicom"
+        else "JPG images: only those inside an admission's CXR window are checked for existence"
+    )
+    return [
+        f"ECG records: {scan.opened} of {scan.listed} listed records opened "
+        f"({scan.candidates} inside some admission's window, checked in {scan.rounds} rounds).",
+        "Records are opened in the order the rule consumes them and no further: records outside "
+        "every window, and candidates after an admission's first valid ECG, are never opened and "
+        "are not listed as excluded.",
+        f"CXR: {images}.",
+    ]
+
+
+def _table_input(path: Path) -> dict[str, str]:
+    """A table's entry in the summary; also noted as read while a stage records (one hash)."""
+    digest = file_sha256(path)
+    read_set = active()
+    if read_set is not None:
+        read_set.add_opened(path.parent, [opened_file(path, path.name, digest)])
+    return {"file": path.name, "sha256": digest}
+
+
+def _write_outputs(con, out: Path, quarantine: list[dict], notes: list[str]) -> dict:
     import pyarrow as pa
 
     cohort = con.sql(rules.cohort_select_sql()).to_arrow_table()
@@ -271,7 +288,7 @@ def _write_outputs(con, out: Path, quarantine: list[dict]) -> dict:
     _write_parquet(exclusions, out / "exclusions.parquet")
 
     attrition = rules.attrition_counts(con)
-    write_attrition(attrition, out)
+    write_attrition(attrition, out, notes)
     n_in = attrition[0][1]
     if n_in != cohort.num_rows + dropped.num_rows:
         raise RuntimeError(
@@ -287,8 +304,8 @@ def _write_outputs(con, out: Path, quarantine: list[dict]) -> dict:
         "excluded_admissions": dropped.num_rows,
         "attrition": {criterion: count for criterion, count in attrition},
         "quarantined_records": levels,
-        "ecg_records_listed": con.execute("SELECT count(*) FROM ecg_list").fetchall()[0][0],
-        "cxr_images_indexed": con.execute("SELECT count(*) FROM cxr_index").fetchall()[0][0],
+        "ecg_records_listed": _count(con, "ecg_list"),
+        "cxr_images_indexed": _count(con, "cxr_index"),
         "patients_in_cohort": len(set(cohort.column("subject_id").to_pylist())),
     }
 

@@ -8,7 +8,8 @@ Inputs (views/tables on the connection, created by the readers):
 
 - ``admissions``, ``patients`` (:mod:`gated_symile.records.mimic_tables`);
 - ``cxr_meta`` (:data:`gated_symile.data.mimic.cxr_index.CXR_META_COLUMNS`), ``chexpert`` (+ ``file_row``);
-- ``ecg_list`` (``record_list.csv`` + ``file_row``), ``ecg_rejected(file_row, reason)`` from ECG QC;
+- ``ecg_list`` (``record_list.csv`` + ``file_row``), ``ecg_candidates`` (:func:`build_ecg_candidates`),
+  ``ecg_rejected(file_row, reason)`` from ECG QC of the candidates the rule consumed;
 - ``cxr_absent(file_row)``: images whose file is missing.
 
 Determinism: every "earliest" orders by (event time, ``file_row``), so ties go to the first row in
@@ -28,6 +29,7 @@ __all__ = [
     "attrition_counts",
     "build_admissions",
     "build_cxr_index",
+    "build_ecg_candidates",
     "cohort_select_sql",
     "cxr_window_candidates",
     "decide_admissions",
@@ -164,17 +166,39 @@ def select_cxr(con) -> None:
         """)
 
 
-def select_ecg(con) -> None:
-    """Table ``sel_ecg``: per admission the earliest QC-passed ECG in [-24 h, +24 h]."""
-    con.execute(f"""
-        CREATE OR REPLACE TABLE sel_ecg AS
-        SELECT a.hadm_id, e.study_id AS ecg_study_id, e.file_name AS ecg_file_name,
-               e.ecg_time, e.path AS ecg_path
+def build_ecg_candidates(con) -> None:
+    """Table ``ecg_candidates``: every listed ECG inside an admission's [-24 h, +24 h] window, with
+    its ``rank`` in the order the rule consumes them (``ecg_time``, then file order).
+
+    Only these records can be chosen, so only they need QC; records outside every window are never
+    opened (:mod:`gated_symile.data.mimic.ecg_candidates`).
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE ecg_candidates AS
+        SELECT a.hadm_id, e.file_row, e.subject_id, e.path,
+               row_number() OVER (PARTITION BY a.hadm_id ORDER BY e.ecg_time, e.file_row) AS rank
         FROM adm a JOIN ecg_list e ON e.subject_id = a.subject_id
-        WHERE e.ecg_time >= a.admittime - INTERVAL {ECG_HOURS} HOUR
-          AND e.ecg_time <= a.admittime + INTERVAL {ECG_HOURS} HOUR
-          AND e.file_row NOT IN (SELECT file_row FROM ecg_rejected)
-        QUALIFY row_number() OVER (PARTITION BY a.hadm_id ORDER BY e.ecg_time, e.file_row) = 1
+        WHERE e.ecg_time >= a.admittime - to_hours(CAST($hours AS BIGINT))
+          AND e.ecg_time <= a.admittime + to_hours(CAST($hours AS BIGINT))
+        """,
+        {"hours": ECG_HOURS},
+    )
+
+
+def select_ecg(con) -> None:
+    """Table ``sel_ecg``: per admission the earliest QC-passed ECG in [-24 h, +24 h].
+
+    Needs ``ecg_candidates`` and ``ecg_rejected``: the first candidate not rejected.  Candidates
+    after it were never opened and are not in ``ecg_rejected``; they cannot matter.
+    """
+    con.execute("""
+        CREATE OR REPLACE TABLE sel_ecg AS
+        SELECT c.hadm_id, e.study_id AS ecg_study_id, e.file_name AS ecg_file_name,
+               e.ecg_time, e.path AS ecg_path
+        FROM ecg_candidates c JOIN ecg_list e USING (file_row)
+        WHERE c.file_row NOT IN (SELECT file_row FROM ecg_rejected)
+        QUALIFY row_number() OVER (PARTITION BY c.hadm_id ORDER BY c.rank) = 1
         """)
 
 

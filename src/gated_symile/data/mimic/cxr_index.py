@@ -10,11 +10,16 @@ except for the ``.jpg``/``.dcm`` extension of ``cxr_path``.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from gated_symile.errors import RecordError
-from gated_symile.data.mimic.parallel import ordered_map
+from gated_symile.data.mimic.parallel import RecordPool
+from gated_symile.provenance.read_set import OpenedFile, active
 from gated_symile.records.mimic_tables import (
     CXR_CHEXPERT,
     CXR_METADATA,
@@ -85,12 +90,13 @@ def _jpg_path_sql(extension: str) -> str:
     )
 
 
-def register_cxr_tables(con, release: CxrRelease, *, workers: int = 1) -> list[dict]:
+def register_cxr_tables(con, release: CxrRelease, pool: RecordPool | None = None) -> list[dict]:
     """Create the views ``cxr_meta`` and ``chexpert``; return quarantined images.
 
     The DICOM release reads the header of every listed image of a subject who has an admission
-    (table ``admissions`` must exist); a missing or unreadable file is returned as a quarantine row
-    (``level``, ``id``, ``subject_id``, ``reason``) and left out of ``cxr_meta``.
+    (table ``admissions`` must exist), on ``pool`` (this process when ``None``); a missing or
+    unreadable file is returned as a quarantine row (``level``, ``id``, ``subject_id``,
+    ``reason``) and left out of ``cxr_meta``.
     """
     load_table(con, "chexpert", release.chexpert_file, CXR_CHEXPERT, file_row=True)
     if release.kind == "jpg":
@@ -101,10 +107,11 @@ def register_cxr_tables(con, release: CxrRelease, *, workers: int = 1) -> list[d
             f"{_jpg_path_sql('.jpg')} AS cxr_path, file_row FROM cxr_metadata_raw"
         )
         return []
-    return _register_dicom_headers(con, release, workers)
+    with RecordPool(1) if pool is None else nullcontext(pool) as workers:
+        return _register_dicom_headers(con, release, workers)
 
 
-def _register_dicom_headers(con, release: CxrRelease, workers: int) -> list[dict]:
+def _register_dicom_headers(con, release: CxrRelease, pool: RecordPool) -> list[dict]:
     import pyarrow as pa
 
     load_table(con, "cxr_record_list", release.index_file, CXR_RECORD_LIST, file_row=True)
@@ -113,11 +120,14 @@ def _register_dicom_headers(con, release: CxrRelease, workers: int) -> list[dict
         "file_row FROM cxr_record_list "
         "WHERE subject_id IN (SELECT subject_id FROM admissions) ORDER BY file_row"
     ).fetchall()
-    headers = ordered_map(
-        _read_header_fields, [(str(release.root), row[3]) for row in listed], workers=workers
+    read_set = active()
+    headers = pool.map_chunks(
+        partial(_read_header_chunk, str(release.root), read_set is not None), [row[3] for row in listed]
     )
+    if read_set is not None:
+        read_set.add_opened(release.root, (opened for _, opened in headers if opened is not None))
     rows, quarantined = [], []
-    for (dicom_id, subject_id, study_id, path, file_row), fields in zip(listed, headers):
+    for (dicom_id, subject_id, study_id, path, file_row), (fields, _) in zip(listed, headers):
         if isinstance(fields, str):
             quarantined.append(
                 {"level": "cxr_image", "id": path, "subject_id": subject_id, "reason": fields}
@@ -146,8 +156,20 @@ def _register_dicom_headers(con, release: CxrRelease, workers: int) -> list[dict
     return quarantined
 
 
-def _read_header_fields(task: tuple[str, str]) -> dict[str, str | None] | str:
-    """The metadata-CSV fields of one DICOM file, or the reason it cannot be used.
+HeaderFields = dict[str, str | None]
+
+
+def _read_header_chunk(
+    root: str, hash_bytes: bool, paths: list[str]
+) -> list[tuple[HeaderFields | str, OpenedFile | None]]:
+    return [_read_header_fields(root, path, hash_bytes) for path in paths]
+
+
+def _read_header_fields(
+    root: str, path: str, hash_bytes: bool = False
+) -> tuple[HeaderFields | str, OpenedFile | None]:
+    """The metadata-CSV fields of one DICOM file, or the reason it cannot be used; with
+    ``hash_bytes`` also the file as read (:func:`_hash_header`).
 
     The header reader checks the file is a complete image (not empty, not truncated, pixel data
     present), so a file cut after its file meta is quarantined as an unreadable image instead of
@@ -156,17 +178,32 @@ def _read_header_fields(task: tuple[str, str]) -> dict[str, str | None] | str:
     from gated_symile.records.dicom_header import read_dicom_header
     from gated_symile.records.errors import MissingRecord
 
-    root, path = task
+    full = os.path.join(root, path)
     try:
-        tags = read_dicom_header(Path(root) / path)
+        tags = read_dicom_header(full)
     except MissingRecord:
-        return "CXR file missing"
+        return "CXR file missing", None
     except RecordError as exc:
-        return f"unreadable image: {exc.problem}"
-    return {
+        return f"unreadable image: {exc.problem}", None
+    fields = {
         name: _text_or_none(tags[name])
         for name in ("ViewPosition", "ViewCodeSequence_CodeMeaning", "StudyDate", "StudyTime")
     }
+    return fields, _hash_header(full, path) if hash_bytes else None
+
+
+def _hash_header(full: str, rel: str) -> OpenedFile:
+    """The file as the index used it: the sha256 of the header bytes up to the pixel data (the
+    parser stops there), so the audit names a changed header without hashing every image."""
+    import pydicom
+
+    with open(full, "rb") as handle:
+        pydicom.dcmread(handle, stop_before_pixels=True)
+        nbytes = handle.tell()
+        st = os.fstat(handle.fileno())
+        handle.seek(0)
+        digest = hashlib.sha256(handle.read(nbytes)).hexdigest()
+    return OpenedFile(rel, st.st_size, st.st_mtime_ns, digest, nbytes)
 
 
 def _text_or_none(value) -> str | None:
@@ -176,6 +213,11 @@ def _text_or_none(value) -> str | None:
 
 
 def file_presence(root: str | Path, paths: list[str]) -> list[bool]:
-    """Whether each ``root / path`` is an existing file (the JPG release's "missing image" rule)."""
+    """Whether each ``root / path`` is an existing file (the JPG release's "missing image" rule);
+    noted as existence checks in the read set while a stage records."""
     root = Path(root)
-    return [(root / path).is_file() for path in paths]
+    present = [(root / path).is_file() for path in paths]
+    read_set = active()
+    if read_set is not None:
+        read_set.add_checked(root, paths, present)
+    return present

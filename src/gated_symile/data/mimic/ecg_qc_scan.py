@@ -1,19 +1,27 @@
-"""ECG quality control of every record listed in ``record_list.csv`` (docs/data.md §4 "ECG QC").
+"""ECG quality control of the records the cohort rule consumes (docs/data.md §4 "ECG QC").
 
-Why before selection: the reference drops bad records first, so a NaN or all-zero earliest ECG lets
-the next valid one in the window be chosen.  An unreadable or missing record is not a crash: it is
-quarantined with its reason like a failed QC, and the cohort goes on without it.
+Why QC decides the selection: the reference drops bad records first, so a NaN or all-zero earliest
+ECG lets the next valid one in the window be chosen.  An unreadable or missing record is not a
+crash: it is quarantined with its reason like a failed QC, and the cohort goes on without it.
+Which records are checked, and in which order, is :mod:`gated_symile.data.mimic.ecg_candidates`'s job.
+
+Each check can also return what the stage read of the record (path, size, mtime and sha256 of the
+header and the signal file), hashed right after the read while the bytes are in the page cache,
+so that the stage's provenance manifest costs no second pass over the release.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from gated_symile.data.mimic.parallel import ordered_map
+from gated_symile.data.mimic.parallel import RecordPool
+from gated_symile.provenance.read_set import OpenedFile
 
-__all__ = ["EcgQcTask", "qc_record", "scan_ecg_records"]
+__all__ = ["EcgCheck", "EcgQcTask", "check_records", "qc_record", "record_files_read"]
 
 
 @dataclass(frozen=True)
@@ -25,27 +33,72 @@ class EcgQcTask:
     rule: str = "symile"
 
 
+@dataclass(frozen=True)
+class EcgCheck:
+    """QC verdict of one record (``reason`` None = passes) and the files read for it."""
+
+    reason: str | None
+    opened: tuple[OpenedFile, ...] = ()
+
+
 def qc_record(task: EcgQcTask) -> str | None:
     """Reason the record is excluded, or ``None`` when it passes QC under ``task.rule``."""
+    return _check(task.root, task.rule, False, task.path).reason
+
+
+def _check(root: str, rule: str, hash_files: bool, path: str) -> EcgCheck:
     from gated_symile.errors import RecordError
     from gated_symile.records.ecg_qc import qc_ecg
     from gated_symile.records.errors import MissingRecord
     from gated_symile.records.wfdb_ecg import read_wfdb_ecg
 
+    data_files: Sequence[str] = (os.path.basename(path) + ".dat",)  # if the header is unreadable
     try:
-        record = read_wfdb_ecg(Path(task.root) / task.path)
+        record = read_wfdb_ecg(Path(root) / path)
+        data_files = tuple(str(name) for name in record.details.get("file_name", ())) or data_files
+        reason = qc_ecg(record.signal).reject_reason(rule=rule)
     except MissingRecord:
-        return f"ECG record missing: {task.path}"
+        reason = f"ECG record missing: {path}"
     except RecordError as exc:
-        return f"ECG record unreadable: {exc.problem}"
+        reason = f"ECG record unreadable: {exc.problem}"
     except Exception as exc:  # noqa: BLE001 -- a broken file must quarantine, never stop the cohort
-        return f"ECG record unreadable: {type(exc).__name__}: {exc}"
-    return qc_ecg(record.signal).reject_reason(rule=task.rule)
+        reason = f"ECG record unreadable: {type(exc).__name__}: {exc}"
+    if not hash_files:
+        return EcgCheck(reason)
+    return EcgCheck(reason, record_files_read(root, path, data_files))
 
 
-def scan_ecg_records(
-    root: str | Path, paths: Sequence[str], *, rule: str = "symile", workers: int = 1
-) -> list[str | None]:
-    """QC every record of ``paths`` (relative to ``root``); one reason or ``None`` per path, in order."""
-    tasks = [EcgQcTask(str(root), str(path), rule) for path in paths]
-    return ordered_map(qc_record, tasks, workers=workers)
+def record_files_read(root: str, path: str, data_files: Sequence[str]) -> tuple[OpenedFile, ...]:
+    """Hash the record's header and signal files (names in the header's folder) that exist; a
+    missing one is simply absent from the result."""
+    from gated_symile.provenance.hashing import file_sha256
+
+    folder = os.path.dirname(path)
+    names = [path + ".hea", *(os.path.join(folder, name) for name in data_files)]
+    opened = []
+    for rel in dict.fromkeys(os.path.normpath(name) for name in names):
+        full = os.path.join(root, rel)
+        try:
+            st = os.stat(full)
+            digest = file_sha256(full)
+        except OSError:
+            continue
+        opened.append(OpenedFile(rel, st.st_size, st.st_mtime_ns, digest))
+    return tuple(opened)
+
+
+def _check_chunk(root: str, rule: str, hash_files: bool, paths: list[str]) -> list[EcgCheck]:
+    return [_check(root, rule, hash_files, path) for path in paths]
+
+
+def check_records(
+    pool: RecordPool,
+    root: str | Path,
+    paths: Sequence[str],
+    *,
+    rule: str = "symile",
+    hash_files: bool = False,
+) -> list[EcgCheck]:
+    """QC the records ``paths`` (relative to ``root``) on ``pool``; one :class:`EcgCheck` per path,
+    in order.  ``hash_files`` also hashes the files each check read."""
+    return pool.map_chunks(partial(_check_chunk, str(root), rule, hash_files), list(paths))

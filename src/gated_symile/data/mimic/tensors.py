@@ -14,6 +14,7 @@ byte-identical whatever the number of workers or their scheduling.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,12 @@ import numpy as np
 import pandas as pd
 
 from gated_symile.errors import RecordError
+from gated_symile.data.mimic.ecg_qc_scan import record_files_read
 from gated_symile.data.mimic.lab_percentiles import mask_column, percentile_column
 from gated_symile.data.mimic.parallel import ordered_map
 from gated_symile.data.mimic.splits import SPLIT_NAMES
 from gated_symile.provenance.hashing import file_sha256
+from gated_symile.provenance.read_set import OpenedFile, active, opened_file
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS
 
 __all__ = [
@@ -81,18 +84,31 @@ def read_cxr_gray(path: Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """Rows ``start:start+len(ecg_paths)`` of one split, decoded by one worker call."""
+    """Rows ``start:start+len(ecg_paths)`` of one split, decoded by one worker call; the paths are
+    relative to the release roots."""
 
     split_dir: str
     start: int
+    ecg_root: str
+    cxr_root: str
     ecg_paths: tuple[str, ...]
     cxr_paths: tuple[str, ...]
     cxr_size: int
     crop_seed: int | None  # None -> centre crop
+    hash_files: bool = False  # also return what was read, hashed (for the stage's manifest)
 
 
-def _decode_chunk(chunk: _Chunk) -> tuple[str, str] | None:
-    """Worker: decode the chunk's rows into the split's memory maps; (path, problem) on error.
+@dataclass(frozen=True)
+class _Decoded:
+    """A chunk's outcome: the first failure (path, problem) or None, and the files it read."""
+
+    failure: tuple[str, str] | None
+    ecg_read: tuple[OpenedFile, ...] = ()
+    cxr_read: tuple[OpenedFile, ...] = ()
+
+
+def _decode_chunk(chunk: _Chunk) -> _Decoded:
+    """Worker: decode the chunk's rows into the split's memory maps.
 
     Errors travel back as plain strings because exception classes with extra constructor arguments
     do not survive pickling between processes.
@@ -103,29 +119,35 @@ def _decode_chunk(chunk: _Chunk) -> tuple[str, str] | None:
     folder = Path(chunk.split_dir)
     ecg_out = np.load(folder / "ecg.npy", mmap_mode="r+")
     cxr_out = np.load(folder / "cxr.npy", mmap_mode="r+")
-    for offset, (ecg_path, cxr_path) in enumerate(zip(chunk.ecg_paths, chunk.cxr_paths)):
+    ecg_read: list[OpenedFile] = []
+    cxr_read: list[OpenedFile] = []
+    for offset, (ecg_rel, cxr_rel) in enumerate(zip(chunk.ecg_paths, chunk.cxr_paths)):
         row = chunk.start + offset
+        ecg_path, cxr_path = os.path.join(chunk.ecg_root, ecg_rel), os.path.join(chunk.cxr_root, cxr_rel)
         current = ecg_path
         try:
-            signal = read_wfdb_ecg(ecg_path).signal
+            record = read_wfdb_ecg(ecg_path)
+            signal = record.signal
             if signal.shape != ECG_SHAPE:
-                return ecg_path, f"ECG signal has shape {signal.shape}, expected {ECG_SHAPE}"
+                return _Decoded((ecg_path, f"ECG signal has shape {signal.shape}, expected {ECG_SHAPE}"))
             if not np.isfinite(signal).all():
-                return (
-                    ecg_path,
-                    "ECG has missing (NaN) samples; the cohort QC should have excluded it",
+                return _Decoded(
+                    (ecg_path, "ECG has missing (NaN) samples; the cohort QC should have excluded it")
                 )
             ecg_out[row] = normalize_ecg(signal)
             current = cxr_path
             rng = None if chunk.crop_seed is None else np.random.default_rng([chunk.crop_seed, row])
             cxr_out[row] = prepare_cxr(read_cxr_gray(Path(cxr_path)), chunk.cxr_size, rng)
         except RecordError as exc:
-            return exc.path, exc.problem
+            return _Decoded((str(exc.path), exc.problem))
         except Exception as exc:  # noqa: BLE001 - any decoder failure must name the file
-            return current, f"cannot decode: {type(exc).__name__}: {exc}"
+            return _Decoded((current, f"cannot decode: {type(exc).__name__}: {exc}"))
+        if chunk.hash_files:
+            ecg_read += record_files_read(chunk.ecg_root, ecg_rel, record.details.get("file_name", ()))
+            cxr_read.append(opened_file(cxr_path, cxr_rel, file_sha256(cxr_path)))
     ecg_out.flush()
     cxr_out.flush()
-    return None
+    return _Decoded(None, tuple(ecg_read), tuple(cxr_read))
 
 
 def _chunks(
@@ -138,8 +160,8 @@ def _chunks(
     train: bool,
 ) -> list[_Chunk]:
     """Row chunks of one split; training rows carry the crop seed (random crop), others centre."""
-    ecg_paths = [str(ecg_root / p) for p in frame["ecg_path"]]
-    cxr_paths = [str(cxr_root / p) for p in frame["cxr_path"]]
+    ecg_paths = [str(p) for p in frame["ecg_path"]]
+    cxr_paths = [str(p) for p in frame["cxr_path"]]
     # small enough that every worker gets several chunks (load balance), large enough to amortise
     # the per-chunk memory-map opening; the size never changes the output
     rows = max(1, min(MAX_CHUNK_ROWS, len(frame) // (4 * max(1, config.workers))))
@@ -147,20 +169,28 @@ def _chunks(
         _Chunk(
             split_dir=str(split_dir),
             start=start,
+            ecg_root=str(ecg_root),
+            cxr_root=str(cxr_root),
             ecg_paths=tuple(ecg_paths[start : start + rows]),
             cxr_paths=tuple(cxr_paths[start : start + rows]),
             cxr_size=config.cxr_size,
             crop_seed=config.seed if train else None,
+            hash_files=active() is not None,
         )
         for start in range(0, len(frame), rows)
     ]
 
 
 def _run_chunks(chunks: list[_Chunk], workers: int) -> None:
-    """Decode all chunks with ``workers`` processes; the first failing record (row order) raises."""
-    for failure in ordered_map(_decode_chunk, chunks, workers=workers):
-        if failure is not None:
-            raise RecordError(*failure)
+    """Decode all chunks with ``workers`` processes; the first failing record (row order) raises.
+    While a stage records its reads, the files each chunk read are noted in the read set."""
+    read_set = active()
+    for decoded in ordered_map(_decode_chunk, chunks, workers=workers):
+        if decoded.failure is not None:
+            raise RecordError(*decoded.failure)
+        if read_set is not None and chunks:
+            read_set.add_opened(chunks[0].ecg_root, decoded.ecg_read)
+            read_set.add_opened(chunks[0].cxr_root, decoded.cxr_read)
 
 
 def _allocate(path: Path, dtype: type, shape: tuple[int, ...]) -> None:

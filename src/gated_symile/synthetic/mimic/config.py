@@ -55,6 +55,10 @@ class MimicSynthConfig:
     """Main ECG at exactly -24 h or +24 h (inside: the window is closed)."""
     ecg_none_rate: float = 0.12
     """Main ECG moved outside the window: the admission has no usable ECG (excluded)."""
+    ecg_outside_per_admission: float = 0.0
+    """Mean number (Poisson) of extra valid ECGs listed per admission 2 to 730 days before the
+    subject's first admission, so outside every window: the real release lists mostly such ECGs
+    (ED and outpatient visits).  0 (default) draws nothing and leaves every other byte unchanged."""
 
     # CXR branches
     cxr_early_rate: float = 0.15
@@ -122,6 +126,10 @@ class MimicSynthConfig:
         if self.signal_strength < 0:
             raise ConfigError(
                 f"synth.mimic.signal_strength must be >= 0, got {self.signal_strength}"
+            )
+        if self.ecg_outside_per_admission < 0:
+            raise ConfigError(
+                f"synth.mimic.ecg_outside_per_admission must be >= 0, got {self.ecg_outside_per_admission}"
             )
         if self.labs_per_admission < 1:
             raise ConfigError(

@@ -135,6 +135,14 @@ def plan_ecgs(plan: Plan) -> tuple[pl.DataFrame, dict[str, int]]:
                 branch=f"fault_ecg_{kind}",
             )
             counts[f"fault_ecg_{kind}"] = int(mask.sum())
+    if cfg.ecg_outside_per_admission > 0:  # drawn last: the other draws stay as without it
+        outside = rng.poisson(cfg.ecg_outside_per_admission, n)
+        owner = np.repeat(adm, outside)
+        first_admit = plan.admit_s[np.r_[0, np.flatnonzero(np.diff(plan.subject_of)) + 1]][plan.subject_of]
+        before_first = first_admit[owner] - plan.admit_s[owner]
+        delta = before_first - uniform_int(rng, 2 * DAY, 730 * DAY, owner.size)
+        blocks.add(adm=owner, delta=delta, kind="ok", branch="ecg_outside_any_window")
+        counts["ecg_outside_any_window"] = int(owner.size)
 
     cols = blocks.columns()
     frame = pl.DataFrame(

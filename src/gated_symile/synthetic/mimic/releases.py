@@ -63,6 +63,20 @@ def generate_mimic(out: Path, cfg: MimicSynthConfig) -> dict:
     ecg, ecg_counts = plan_ecgs(plan)
     images, studies, cxr_counts = plan_cxrs(plan)
 
+    with _Rendering(out, plan, ecg, images) as rendering:  # workers render while tables are written
+        rows, lab_counts = _write_tables(out, plan, ecg, images, studies)
+        files = rendering.counts()
+    return {
+        "out": str(out),
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "rows": rows,
+        "files": files,
+        "branches": {**plan.branches, **ecg_counts, **cxr_counts, **lab_counts},
+    }
+
+
+def _write_tables(out: Path, plan: Plan, ecg: pl.DataFrame, images: pl.DataFrame, studies: pl.DataFrame):
+    """Every table of the three releases; returns (rows per table, lab branch counts)."""
     hosp = out / "mimic-iv" / "hosp"
     rows = {
         "patients": write_csv(plan.patients, hosp / "patients.csv.gz"),
@@ -94,16 +108,7 @@ def generate_mimic(out: Path, cfg: MimicSynthConfig) -> dict:
         ),
         jpg / "mimic-cxr-2.0.0-chexpert.csv.gz",
     )
-    files = dict.fromkeys(FILE_COUNTS, 0)
-    if not cfg.scale:
-        files.update(_render_all(out, plan, ecg, images))
-    return {
-        "out": str(out),
-        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
-        "rows": rows,
-        "files": files,
-        "branches": {**plan.branches, **ecg_counts, **cxr_counts, **lab_counts},
-    }
+    return rows, lab_counts
 
 
 def _record_list(ecg: pl.DataFrame) -> pl.DataFrame:
@@ -128,8 +133,43 @@ def _study_time(images: pl.DataFrame) -> pl.Expr:
     )
 
 
-def _render_all(out: Path, plan: Plan, ecg: pl.DataFrame, images: pl.DataFrame) -> dict:
-    """Write every ECG record, DICOM and JPG, split into tasks over ``cfg.workers`` processes."""
+class _Rendering:
+    """Every ECG record, DICOM and JPG, split into tasks over ``cfg.workers`` processes that start
+    on entry, so that they render while the parent writes the tables (every core busy).  With one
+    worker, or ``cfg.scale`` (no records), :meth:`counts` does the work itself."""
+
+    def __init__(self, out: Path, plan: Plan, ecg: pl.DataFrame, images: pl.DataFrame) -> None:
+        self.cfg = plan.cfg
+        self.tasks = [] if self.cfg.scale else _render_tasks(out, plan, ecg, images)
+        self.pool = self.pending = None
+
+    def __enter__(self) -> _Rendering:
+        if self.cfg.workers > 1 and self.tasks:
+            import multiprocessing
+
+            self.pool = multiprocessing.get_context("spawn").Pool(self.cfg.workers)
+            self.pending = self.pool.map_async(_render, self.tasks, chunksize=1)
+        return self
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        if self.pool is not None:
+            if exc_type is not None:
+                self.pool.terminate()
+            self.pool.close()
+            self.pool.join()
+
+    def counts(self) -> dict[str, int]:
+        """Wait for the records; files written per kind (:data:`FILE_COUNTS`)."""
+        results = self.pending.get() if self.pending is not None else [_render(t) for t in self.tasks]
+        total = dict.fromkeys(FILE_COUNTS, 0)
+        for result in results:
+            for key, value in result.items():
+                total[key] += value
+        return total
+
+
+def _render_tasks(out: Path, plan: Plan, ecg: pl.DataFrame, images: pl.DataFrame) -> list[tuple]:
+    """The records as ``workers x TASKS_PER_WORKER`` interleaved slices (balanced work)."""
     cfg, lat = plan.cfg, plan.latents
     ecg_jobs = [
         ("ecg", str(out / "mimic-iv-ecg" / r["path"]), r["study_id"], r["subject_id"], r["time_s"],
@@ -146,19 +186,7 @@ def _render_all(out: Path, plan: Plan, ecg: pl.DataFrame, images: pl.DataFrame) 
     ]  # fmt: skip
     jobs = ecg_jobs + cxr_jobs
     n_tasks = max(1, min(len(jobs), cfg.workers * TASKS_PER_WORKER))
-    tasks = [(cfg.seed, cfg.image_size, jobs[i::n_tasks]) for i in range(n_tasks)]
-    if cfg.workers == 1:
-        results = [_render(task) for task in tasks]
-    else:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(cfg.workers) as pool:
-            results = pool.map(_render, tasks, chunksize=1)
-    total: dict[str, int] = {}
-    for result in results:
-        for key, value in result.items():
-            total[key] = total.get(key, 0) + value
-    return total
+    return [(cfg.seed, cfg.image_size, jobs[i::n_tasks]) for i in range(n_tasks)]
 
 
 def _render(task) -> dict[str, int]:

@@ -1,0 +1,419 @@
+"""Scale curve of the Symile-MIMIC rebuild (cohort, splits, tensors) on synthetic releases.
+
+For each size it generates (or reuses) a full synthetic release with ECGs listed outside every
+admission window (``--ecg-outside``: the real release's bulk), then runs each stage through the
+CLI in a fresh child process -- provenance manifest included, with an *empty* hash cache -- and
+reports per stage: wall time, records opened, peak RSS (the stage process and its largest worker)
+and the bare-read floor: the time to read (and gunzip) once, on the same number of processes,
+exactly the bytes the stage read, taken from its manifest.  Per record it compares ECG read + QC
+with the bare read of the same files, and the tensors' JPG decode + resize with the bare read of
+the same JPGs.  Tables-only releases (``--lab-rows``) time the labevents scan up to MIMIC-IV's
+118 M rows.  A least-squares line of time against size per stage gives the projected time of a
+full real MIMIC rebuild on 2 and 16 cores (the parallel steps assumed to scale linearly).
+
+Prints a table and writes ``benchmarks/out/scale.json``.  Page cache: warm unless
+``--drop-caches`` (needs root; only on a machine nobody else uses).
+
+    python benchmarks/bench_scale.py --admissions 300 --lab-rows 100000          # smoke, minutes
+    python benchmarks/bench_scale.py --admissions 5000 20000 50000 --workers 16 \\
+        --lab-rows 2000000 20000000 118000000                                     # idle machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+OUT_JSON = Path(__file__).parent / "out" / "scale.json"
+FULL_MIMIC = {"admissions": 431_231, "lab_rows": 118_171_367, "ecg_listed": 800_035, "cxr_images": 377_110}
+"""MIMIC-IV v2.2 hosp admissions and labevents rows, MIMIC-IV-ECG v1.0 records, MIMIC-CXR-JPG images."""
+REAL_COHORT = 11_000
+"""Admissions of the real Symile-MIMIC cohort (about 11 000 ECG/CXR pairs are decoded)."""
+STEP = re.compile(r"^\[cohort\s+([\d.]+) s\] (.*)$")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--admissions", type=int, nargs="+", default=[300])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--ecg-outside", type=float, default=1.5, help="ECGs per admission outside all windows")
+    parser.add_argument("--image-size", type=int, default=64, help="synthetic radiograph edge (px)")
+    parser.add_argument("--cxr-size", type=int, default=320, help="tensors' radiograph edge (the paper's)")
+    parser.add_argument("--lab-rows", type=float, nargs="*", default=[], help="tables-only releases")
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/bench_scale"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check-everything", action="store_true", help="also time QC of every listed ECG")
+    parser.add_argument("--reference-cmd", default=None,
+                        help="the reference script, run side by side: a command with {mimic_iv} {ecg} {cxr} {out}")
+    parser.add_argument("--drop-caches", action="store_true", help="drop the page cache before each stage")
+    parser.add_argument("--json", type=Path, default=OUT_JSON)
+    parser.add_argument("--child", nargs=2, metavar=("CACHE", "ARGV_JSON"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# ------------------------------------------------------------------ measuring one stage
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (``VmHWM``, reset by exec, unlike ``ru_maxrss`` of a fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(cache: str, argv_json: str) -> int:
+    """Run one stage through the CLI (manifest included) and print its measurements: wall time,
+    this process's peak RSS and the peak of the summed RSS of it and its workers (sampled)."""
+    import threading
+
+    import psutil
+
+    os.environ["GATED_SYMILE_HASH_CACHE"] = cache
+    from gated_symile.cli import main
+
+    me, stop, peak = psutil.Process(), threading.Event(), [0]
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            try:
+                tree = [me, *me.children(recursive=True)]
+                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree))
+            except psutil.Error:
+                continue
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    code = main(json.loads(argv_json))
+    wall = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    print(json.dumps({"code": code, "wall_s": wall, "peak_rss_mb": peak_rss_mb(), "tree_peak_rss_mb": peak[0] / 2**20}))
+    return code
+
+
+def drop_caches() -> bool:
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+        return True
+    except OSError:
+        return False
+
+
+def run_stage(argv: list[str], work: Path, drop: bool) -> dict:
+    """One stage in a fresh process with an empty hash cache; its measurements and log steps."""
+    cache = work / f"cache-{argv[0]}.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{cache}{suffix}").unlink(missing_ok=True)
+    dropped = drop_caches() if drop else False
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", str(cache), json.dumps([str(a) for a in argv])],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, argv[:2]))} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    steps, last = [], 0.0  # (message, seconds since the previous message): the step it closes
+    for line in done.stderr.splitlines():
+        match = STEP.match(line)
+        if match:
+            at = float(match.group(1))
+            steps.append((match.group(2), round(at - last, 3)))
+            last = at
+    result.update(steps=steps, page_cache_dropped=dropped, manifest_and_startup_s=result["wall_s"] - last)
+    return result
+
+
+# ------------------------------------------------------------------ bare-read floors
+
+
+def _read_chunk(files: list[tuple[str, int | None]]) -> int:
+    """Read each file once (``nbytes``: only its start), gunzip ``.gz``; bytes delivered."""
+    total = 0
+    for path, nbytes in files:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    total += len(chunk)
+        else:
+            with open(path, "rb") as handle:
+                total += len(handle.read(-1 if nbytes is None else nbytes))
+    return total
+
+
+def _qc_chunk(root: str, paths: list[str]) -> int:
+    from gated_symile.data.mimic.ecg_qc_scan import EcgQcTask, qc_record
+
+    return sum(qc_record(EcgQcTask(root, path)) is None for path in paths)
+
+
+def _header_chunk(root: str, paths: list[str]) -> int:
+    from gated_symile.data.mimic.cxr_index import _read_header_chunk
+
+    return len(_read_header_chunk(root, True, paths))
+
+
+def _decode_chunk(size: int, paths: list[str]) -> int:
+    from gated_symile.data.imaging import prepare_cxr
+    from gated_symile.data.mimic.tensors import read_cxr_gray
+
+    return sum(int(prepare_cxr(read_cxr_gray(Path(p)), size, None).size > 0) for p in paths)
+
+
+def timed_map(func, items: list, workers: int) -> float:
+    """Wall seconds of the chunk function ``func`` over ``items`` on ``workers`` processes (the
+    stages' own :class:`RecordPool`, started before the clock)."""
+    from gated_symile.data.mimic.parallel import RecordPool
+
+    task = partial(_one_result_per_item, func)
+    with RecordPool(workers) as pool:
+        pool.map_chunks(task, items[: 8 * workers])  # imports in every worker, before the clock
+        start = time.perf_counter()
+        pool.map_chunks(task, items)
+        return time.perf_counter() - start
+
+
+def _one_result_per_item(func, chunk: list) -> list:
+    func(chunk)
+    return [None] * len(chunk)
+
+
+def files_read(manifest: Path) -> dict[str, list[tuple[str, int | None]]]:
+    """Per input folder of a stage manifest, the files it read (absolute path, bytes read)."""
+    from gated_symile.provenance.manifests import entry_files, read_manifest, resolve_entry
+
+    doc = read_manifest(manifest)
+    found = {}
+    for entry in doc["inputs"]:
+        root = resolve_entry(manifest, entry)
+        if entry["kind"] == "file":
+            found[entry["arg"]] = [(str(root), None)]
+            continue
+        partial_rels = set(entry.get("partial", ()))
+        found[entry["arg"]] = [
+            (str(root / rel), size if rel in partial_rels else None)
+            for rel, (size, _) in entry_files(manifest, entry).items()
+        ]
+    return found
+
+
+# ------------------------------------------------------------------ one release
+
+
+def generate(root: Path, args: argparse.Namespace, admissions: int, *, tables_only: bool = False,
+             labs_per_admission: int = 100) -> dict:  # fmt: skip
+    marker = root / "generator-summary.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())
+    from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
+
+    config = MimicSynthConfig(
+        admissions=admissions, seed=args.seed, image_size=args.image_size, workers=args.workers,
+        ecg_outside_per_admission=args.ecg_outside, scale=tables_only, labs_per_admission=labs_per_admission,
+    )  # fmt: skip
+    start = time.perf_counter()
+    summary = generate_mimic(root, config)
+    summary["generate_s"] = time.perf_counter() - start
+    marker.write_text(json.dumps(summary, default=str))
+    return summary
+
+
+def measure_release(args: argparse.Namespace, admissions: int) -> dict:
+    root = args.work_dir / f"adm{admissions}-out{args.ecg_outside:g}-img{args.image_size}-seed{args.seed}"
+    gen = generate(root, args, admissions)
+    raw, res = {k: root / v for k, v in (("mimic_iv", "mimic-iv"), ("ecg", "mimic-iv-ecg"),
+                                         ("cxr", "mimic-cxr-jpg"))}, root / "results"  # fmt: skip
+    w = str(args.workers)
+    stages = {
+        "cohort": ["cohort", "mimic", "--mimic-iv", raw["mimic_iv"], "--ecg", raw["ecg"], "--cxr", raw["cxr"],
+                   "--out", res / "cohort", "--workers", w],
+        "cohort_dicom": ["cohort", "mimic", "--mimic-iv", raw["mimic_iv"], "--ecg", raw["ecg"],
+                         "--cxr", root / "mimic-cxr", "--chexpert", raw["cxr"] / "mimic-cxr-2.0.0-chexpert.csv.gz",
+                         "--out", res / "cohort_dicom", "--workers", w],
+        "splits": ["splits", "mimic", "--cohort", res / "cohort" / "cohort.parquet", "--out", res / "splits"],
+        "tensors": ["tensors", "mimic", "--splits", res / "splits", "--ecg", raw["ecg"], "--cxr", raw["cxr"],
+                    "--out", res / "tensors", "--cxr-size", str(args.cxr_size), "--workers", w],
+    }  # fmt: skip
+    row: dict = {"admissions": admissions, "generate_s": gen.get("generate_s"), "rows": gen["rows"],
+                 "files": gen["files"], "stages": {}}  # fmt: skip
+    row["generate_admissions_per_s"] = admissions / row["generate_s"] if row["generate_s"] else None
+    for name, argv in stages.items():
+        result = row["stages"][name] = run_stage(argv, args.work_dir, args.drop_caches)
+        read = files_read((res / name / "provenance.json"))
+        every = [f for files in read.values() for f in files]
+        result["files_read"] = len(every)
+        result["bytes_read"] = sum(os.path.getsize(p) if n is None else n for p, n in every)
+        result["bare_read_floor_s"] = timed_map(_read_chunk, every, args.workers)
+    summary = json.loads((res / "cohort" / "summary.json").read_text())
+    row["stages"]["cohort"]["records_opened"] = summary["records_opened"]
+    dicom = json.loads((res / "cohort_dicom" / "summary.json").read_text())
+    row["stages"]["cohort_dicom"]["records_opened"] = dicom["records_opened"]
+    row["ecg_listed"], row["cohort_admissions"] = summary["ecg_records_listed"], summary["cohort"]
+    row["per_record"] = per_record_costs(args, root, res)
+    if args.reference_cmd:
+        command = args.reference_cmd.format(out=res / "reference", **raw)
+        start = time.perf_counter()
+        subprocess.run(shlex.split(command), check=True, capture_output=True)
+        row["reference_s"] = time.perf_counter() - start
+    return row
+
+
+def per_record_costs(args: argparse.Namespace, root: Path, res: Path) -> dict:
+    """ECG read + QC vs bare read of the same records; JPG decode + resize vs bare read."""
+    ecg_root = root / "mimic-iv-ecg"
+    read = files_read(res / "cohort" / "provenance.json")["ecg"]
+    stems = sorted({p[: -len(".dat")] for p, _ in read if p.endswith(".dat")})
+    rels = [os.path.relpath(s, ecg_root) for s in stems]
+    record_files = [(s + ext, None) for s in stems for ext in (".hea", ".dat")]
+    out = {
+        "ecg_records": len(rels),
+        "ecg_qc_s": timed_map(partial(_qc_chunk, str(ecg_root)), rels, args.workers),
+        "ecg_bare_read_s": timed_map(_read_chunk, record_files, args.workers),
+    }
+    out["ecg_qc_over_bare"] = out["ecg_qc_s"] / max(out["ecg_bare_read_s"], 1e-9)
+    if args.check_everything:
+        import csv
+
+        with open(ecg_root / "record_list.csv", newline="") as handle:
+            listed = [r["path"] for r in csv.DictReader(handle) if r["path"]]
+        out["ecg_check_everything_s"] = timed_map(partial(_qc_chunk, str(ecg_root)), listed, args.workers)
+    dicoms = [(p, n) for p, n in files_read(res / "cohort_dicom" / "provenance.json")["cxr"] if p.endswith(".dcm")]
+    dicom_root = str(root / "mimic-cxr")
+    out["dicom_headers"] = len(dicoms)
+    out["dicom_header_scan_s"] = timed_map(
+        partial(_header_chunk, dicom_root), [os.path.relpath(p, dicom_root) for p, _ in dicoms], args.workers
+    )
+    out["dicom_header_bare_read_s"] = timed_map(_read_chunk, dicoms, args.workers)
+    out["dicom_whole_file_bare_read_s"] = timed_map(_read_chunk, [(p, None) for p, _ in dicoms], args.workers)
+    jpgs = [p for p, _ in files_read(res / "tensors" / "provenance.json")["cxr"]]
+    out["jpgs"] = len(jpgs)
+    out["jpg_decode_resize_s"] = timed_map(partial(_decode_chunk, args.cxr_size), jpgs, args.workers)
+    out["jpg_bare_read_s"] = timed_map(_read_chunk, [(p, None) for p in jpgs], args.workers)
+    return out
+
+
+def measure_labs(args: argparse.Namespace, lab_rows: float) -> dict:
+    """The labevents scan on a tables-only release of ``lab_rows`` rows (200 rows per admission)."""
+    per_admission = 200
+    admissions = max(1, int(lab_rows // per_admission))
+    root = args.work_dir / f"tables-adm{admissions}-labs{per_admission}-seed{args.seed}"
+    gen = generate(root, args, admissions, tables_only=True, labs_per_admission=per_admission)
+    done = subprocess.run(  # the cohort's SQL layer alone (bench_cohort: no records on disk)
+        [sys.executable, str(Path(__file__).parent / "bench_cohort.py"), "--child", str(root),
+         "--threads", str(args.workers), "--memory-limit", "2GB"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    labevents = root / "mimic-iv" / "hosp" / "labevents.csv.gz"
+    floor = timed_map(_read_chunk, [(str(labevents), None)], 1)
+    return {"lab_rows": gen["rows"]["labevents"], "select_labs_s": result["select_labs_s"],
+            "total_s": result["total_s"], "peak_rss_mb": result["peak_rss_mb"], "gunzip_floor_s": floor}  # fmt: skip
+
+
+# ------------------------------------------------------------------ fit and projection
+
+
+def step_s(stage: dict, prefix: str) -> float:
+    """Seconds of the stage step whose closing log message starts with ``prefix`` (0 if none)."""
+    return sum(seconds for message, seconds in stage["steps"] if message.startswith(prefix))
+
+
+def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``y = a + b x`` with ``a, b >= 0`` (one point, or a slope the noise made
+    negative: a line through the origin and the largest point, which over- rather than
+    under-estimates)."""
+    if len(xs) >= 2:
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+        if b > 0 and my - b * mx >= 0:
+            return my - b * mx, b
+    x, y = max(zip(xs, ys)) if xs else (0.0, 0.0)
+    return 0.0, max(y, 0.0) / x if x else 0.0
+
+
+def project(rows: list[dict], labs: list[dict], workers: int) -> dict:
+    """Full-MIMIC times on 2 and 16 cores: each stage's fit at MIMIC's size, the labevents scan
+    from the tables-only fit at 118 M rows (else from the full releases), tensors at the real
+    cohort size; parallel steps scaled by ``workers / cores``."""
+    n = [r["admissions"] for r in rows]
+    lab_s = [step_s(r["stages"]["cohort"], "labevents streamed") for r in rows]
+    a, b = fit(n, [r["stages"]["cohort"]["wall_s"] - s for r, s in zip(rows, lab_s)])
+    if labs:
+        la, lb = fit([x["lab_rows"] for x in labs], [x["select_labs_s"] for x in labs])
+    else:
+        la, lb = fit([r["rows"]["labevents"] for r in rows], lab_s)
+    cohort = {"tables_and_records_s": a + b * FULL_MIMIC["admissions"], "labevents_s": la + lb * FULL_MIMIC["lab_rows"]}
+    sa, sb = fit([r["cohort_admissions"] for r in rows], [r["stages"]["splits"]["wall_s"] for r in rows])
+    ta, tb = fit([r["cohort_admissions"] for r in rows], [r["stages"]["tensors"]["wall_s"] for r in rows])
+    serial = {"splits_s": sa + sb * REAL_COHORT}
+    parallel = {**cohort, "tensors_s": ta + tb * REAL_COHORT}
+    out = {"assumes": f"measured on {workers} workers; parallel steps x {workers}/cores; real cohort {REAL_COHORT}",
+           "fits": {"cohort_without_labs_s_per_admission": b, "labevents_s_per_row": lb,
+                    "tensors_s_per_cohort_admission": tb}}  # fmt: skip
+    for cores in (2, 16):
+        out[f"{cores}_cores_s"] = sum(serial.values()) + sum(parallel.values()) * workers / cores
+    out["parts_at_measured_workers_s"] = {**serial, **parallel}
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+
+def print_table(rows: list[dict], labs: list[dict], projection: dict) -> None:
+    head = ("admissions", "stage", "wall_s", "floor_s", "opened", "files_read", "rss_mb", "tree_rss")
+    print(" | ".join(f"{h:>10}" for h in head))
+    for r in rows:
+        for name, s in r["stages"].items():
+            opened = "+".join(str(v) for v in s.get("records_opened", {}).values() if v)
+            print(" | ".join(f"{v:>10}" for v in (
+                r["admissions"], name, f"{s['wall_s']:.2f}", f"{s['bare_read_floor_s']:.2f}", opened,
+                s["files_read"], f"{s['peak_rss_mb']:.0f}", f"{s['tree_peak_rss_mb']:.0f}")))  # fmt: skip
+        cohort = r["stages"]["cohort"]
+        print(f"    cohort steps: ECG QC {step_s(cohort, 'ECG QC done'):.2f} s, labevents "
+              f"{step_s(cohort, 'labevents streamed'):.2f} s, manifest + start-up {cohort['manifest_and_startup_s']:.2f} s")
+        p = r["per_record"]
+        print(f"    ECG read+QC {p['ecg_qc_s']:.2f} s vs bare read {p['ecg_bare_read_s']:.2f} s "
+              f"({p['ecg_records']} records, x{p['ecg_qc_over_bare']:.1f}); JPG decode+resize "
+              f"{p['jpg_decode_resize_s']:.2f} s vs bare read {p['jpg_bare_read_s']:.2f} s ({p['jpgs']} JPGs); "
+              f"DICOM header scan {p['dicom_header_scan_s']:.2f} s vs bare read of the headers "
+              f"{p['dicom_header_bare_read_s']:.2f} s ({p['dicom_headers']} files)")
+    for x in labs:
+        print(f"labevents {x['lab_rows']:,} rows: scan {x['select_labs_s']:.2f} s, gunzip floor {x['gunzip_floor_s']:.2f} s, "
+              f"peak RSS {x['peak_rss_mb']:.0f} MB")
+    print(f"projected full MIMIC rebuild: {projection['2_cores_s'] / 60:.1f} min on 2 cores, "
+          f"{projection['16_cores_s'] / 60:.1f} min on 16 cores ({projection['assumes']})")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return child(*args.child)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    rows = [measure_release(args, n) for n in args.admissions]
+    labs = [measure_labs(args, x) for x in args.lab_rows]
+    projection = project(rows, labs, args.workers)
+    print_table(rows, labs, projection)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "command": " ".join(shlex.quote(a) for a in sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": {"cpus": os.cpu_count(), "workers": args.workers, "uname": " ".join(os.uname())},
+        "releases": rows, "tables_only": labs, "projection": projection}, indent=2, default=str) + "\n")  # fmt: skip
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

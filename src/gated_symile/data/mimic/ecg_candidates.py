@@ -1,0 +1,122 @@
+"""The ECG records the Symile-MIMIC rule consumes, checked in the rule's order and no further.
+
+The rule (docs/data.md §4) takes, per admission, the earliest ECG inside [-24 h, +24 h] that passes QC.
+The reference script QCs every listed record first (about 800 000 at real scale, most of them
+nowhere near an inpatient admission) and then selects.  Here the candidates are selected by time
+in SQL first (``cohort_rules.build_ecg_candidates``) and checked in *rounds*: round ``k`` checks
+the ``k``-th candidate of every admission whose earlier candidates all failed.  Each round is one
+parallel batch; a record shared by two admissions is checked once.  The records opened are exactly
+those the sequential rule reads, so the chosen ECG is the one the check-everything rule chooses,
+whatever the number of workers: every candidate before it was checked and failed, and it passed.
+
+Records outside every window, and candidates after an admission's first valid one, are never
+opened and so never appear in the exclusions table (the attrition notes say so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gated_symile.data.mimic.ecg_qc_scan import check_records
+from gated_symile.data.mimic.parallel import RecordPool
+from gated_symile.provenance.read_set import active
+
+__all__ = ["NO_PATH", "EcgScan", "consume_candidates", "scan_ecg_candidates"]
+
+NO_PATH = "ECG record has no path in record_list.csv"
+
+Verdicts = dict[int, str | None]
+
+
+def consume_candidates(
+    hadm_id: np.ndarray, file_row: np.ndarray, check: Callable[[list[int]], Sequence[str | None]]
+) -> tuple[Verdicts, int]:
+    """Check candidates in rank order until each admission has a valid one or none is left.
+
+    ``hadm_id`` / ``file_row`` list the candidates sorted by (admission, rank).  ``check`` gets
+    the not yet checked file rows of one round (ascending) and returns a reason per row (``None``
+    = valid).  Returns the verdict of every checked row and the number of rounds.
+    """
+    hadm_id, file_row = np.asarray(hadm_id), np.asarray(file_row, dtype=np.int64)
+    if hadm_id.size == 0:
+        return {}, 0
+    starts = np.flatnonzero(np.r_[True, hadm_id[1:] != hadm_id[:-1]])
+    counts = np.diff(np.r_[starts, hadm_id.size])
+    verdicts: Verdicts = {}
+    unresolved = np.ones(starts.size, dtype=bool)
+    rounds = 0
+    for rank in range(int(counts.max())):
+        live = np.flatnonzero(unresolved & (counts > rank))
+        if live.size == 0:
+            break
+        rows = file_row[starts[live] + rank]
+        new = [int(row) for row in np.unique(rows) if int(row) not in verdicts]
+        if new:
+            rounds += 1
+            verdicts.update(zip(new, check(new)))
+        passed = np.fromiter((verdicts[int(row)] is None for row in rows), bool, rows.size)
+        unresolved[live[passed]] = False
+    return verdicts, rounds
+
+
+@dataclass
+class EcgScan:
+    """Outcome of the ECG checks: rejected rows (file_row, subject_id, id, reason) in file order,
+    and the counts the attrition notes and the log report."""
+
+    rejected: list[tuple[int, int, str, str]] = field(default_factory=list)
+    listed: int = 0
+    candidates: int = 0
+    opened: int = 0
+    rounds: int = 0
+
+
+def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
+    """QC the candidates of table ``ecg_candidates`` as the rule consumes them; creates table
+    ``ecg_rejected(file_row, reason)``.  While a stage records its reads, each record's files are
+    hashed by the worker that read them and noted in the read set."""
+    import pyarrow as pa
+
+    ranked = con.execute(
+        "SELECT hadm_id, file_row FROM ecg_candidates ORDER BY hadm_id, rank"
+    ).fetchnumpy()
+    info = {
+        row: (subject_id, path)
+        for row, subject_id, path in con.execute(
+            "SELECT DISTINCT file_row, subject_id, path FROM ecg_candidates"
+        ).fetchall()
+    }
+    read_set = active()
+    scan = EcgScan(listed=con.execute("SELECT count(*) FROM ecg_list").fetchall()[0][0])
+    scan.candidates = len(info)
+
+    def check(rows: list[int]) -> list[str | None]:
+        readable = [row for row in rows if info[row][1]]
+        results = check_records(
+            pool, root, [info[row][1] for row in readable], rule=rule, hash_files=read_set is not None
+        )
+        scan.opened += len(readable)
+        if read_set is not None:
+            read_set.add_opened(root, (f for result in results for f in result.opened))
+        reasons = dict(zip(readable, (result.reason for result in results)))
+        return [reasons.get(row, NO_PATH) for row in rows]
+
+    verdicts, scan.rounds = consume_candidates(ranked["hadm_id"], ranked["file_row"], check)
+    scan.rejected = [
+        (row, info[row][0], info[row][1] or f"record_list row {row}", reason)
+        for row, reason in sorted(verdicts.items())
+        if reason is not None
+    ]
+    table = pa.table(
+        {
+            "file_row": pa.array([r[0] for r in scan.rejected], pa.int64()),
+            "reason": pa.array([r[3] for r in scan.rejected], pa.string()),
+        }
+    )
+    con.register("ecg_rejected_arrow", table)
+    con.execute("CREATE OR REPLACE TABLE ecg_rejected AS SELECT * FROM ecg_rejected_arrow")
+    con.unregister("ecg_rejected_arrow")
+    return scan
