@@ -1,0 +1,161 @@
+"""Real gloo process groups for the multi-process tests: spawn ranks, one training step per case.
+
+``run_ranks`` starts ``world_size`` processes (torch.multiprocessing spawn, file:// rendezvous in a
+test folder) that each run a module-level function; ``one_step`` is such a function: for every
+case it builds the same seeded model, embeds this rank's rows of the global batch through the
+DDP-wrapped ``ShardedObjective`` and saves the summed loss and every parameter gradient.
+``reference_step`` computes the same on the concatenated batch in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from gated_symile.config import RunConfig
+
+MODALITIES = ("a", "b", "c")
+FEATURES = {"a": 5, "b": 4, "c": 6}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One objective / negatives setting of the one-step gradient comparison."""
+
+    name: str
+    objective: str
+    negatives: str = "n"
+    reduction: str = "mean"
+    masks: bool = False
+    sparse: bool = False  # modality "a" observed in one row only: every term with it is skipped
+    batch: int = 12
+    dtype: torch.dtype = torch.float64
+    gate: dict[str, Any] = field(default_factory=dict)
+
+    def run_config(self) -> RunConfig:
+        return RunConfig.from_dict(
+            {
+                "dataset": "toy",
+                "method": self.objective,
+                "objective": self.objective,
+                "seed": 3,
+                "model": {
+                    "embed_dim": 8,
+                    "embedding_norm": "l2_dvs",
+                    "logit_scale": {"init": 0.5},
+                    "encoders": {m: {"arch": "mlp_relu", "hidden": [12]} for m in MODALITIES},
+                },
+                "loss": {"negatives": self.negatives, "clip_reduction": self.reduction, "pair_k": 4},
+                "gate": {"d_k": 6, **self.gate},
+            }
+        )
+
+
+def metadata() -> dict[str, Any]:
+    return {
+        "modalities": list(MODALITIES),
+        "target": "c",
+        "inputs": {m: {"kind": "float32", "shape": [f]} for m, f in FEATURES.items()},
+    }
+
+
+def build_model(case: Case):
+    from gated_symile.model import ContrastiveModel
+
+    return ContrastiveModel(metadata(), case.run_config()).to(case.dtype).train()
+
+
+def global_batch(case: Case) -> dict[str, torch.Tensor]:
+    """The concatenated batch, the same on every rank (seeded); masks keep >= 2 rows per modality
+    unless ``sparse``."""
+    gen = torch.Generator().manual_seed(1000 + case.batch)
+    batch = {
+        m: torch.randn(case.batch, f, generator=gen, dtype=torch.float64).to(case.dtype)
+        for m, f in FEATURES.items()
+    }
+    if case.masks:
+        for m in MODALITIES:
+            present = torch.rand(case.batch, generator=gen) > 0.35
+            present[:2] = True
+            batch[f"{m}_present"] = present
+        if case.sparse:
+            batch["a_present"] = torch.arange(case.batch) == case.batch - 1
+    return batch
+
+
+def loss_generator() -> torch.Generator:
+    return torch.Generator().manual_seed(11)
+
+
+def gradients(model) -> dict[str, torch.Tensor | None]:
+    return {
+        name: None if p.grad is None else p.grad.detach().clone()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+def reference_step(case: Case) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+    """Loss and gradients of one process on the concatenated batch (today's training step)."""
+    model = build_model(case)
+    batch = global_batch(case)
+    loss = model.loss(model.embed(batch), model.present_masks(batch), loss_generator())
+    loss.backward()
+    return loss.detach(), gradients(model)
+
+
+def one_step(rank: int, world_size: int, cases: list[Case], out_dir: str) -> None:
+    """Per rank: the DDP step on this rank's rows; saves {case: (summed loss, gradients)}."""
+    from gated_symile.training.global_batch import (
+        ShardedObjective,
+        shard_batch,
+        wrap_ddp,
+    )
+
+    gather_group = dist.new_group()
+    results = {}
+    for case in cases:
+        model = build_model(case)
+        shard = shard_batch(case.batch, world_size, rank)
+        local = {k: v[shard.rows] for k, v in global_batch(case).items()}
+        ddp = wrap_ddp(
+            ShardedObjective(model, gather_group), torch.device("cpu"), find_unused_parameters=case.masks
+        )
+        share = ddp(local, shard, loss_generator())
+        share.backward()
+        total = share.detach().clone()
+        dist.all_reduce(total)
+        results[case.name] = (total, gradients(model))
+    torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+
+
+def run_ranks(fn: Callable[..., None], world_size: int, folder: Path, *args: Any) -> None:
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` spawned processes with a gloo group."""
+    folder.mkdir(parents=True, exist_ok=True)
+    init = folder / f"rendezvous-{world_size}"
+    init.unlink(missing_ok=True)
+    mp.spawn(_entry, args=(world_size, str(init), fn, args), nprocs=world_size, join=True)
+
+
+def _entry(rank: int, world_size: int, init: str, fn: Callable[..., None], args: tuple) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world_size)
+    try:
+        fn(rank, world_size, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """‖actual − expected‖ / ‖expected‖ (absolute when the reference is zero)."""
+    diff = float((actual.double() - expected.double()).norm())
+    scale = float(expected.double().norm())
+    return diff / scale if scale > 0 else diff
