@@ -10,6 +10,9 @@ DDP-wrapped ``ShardedObjective`` and saves the summed loss and every parameter g
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,3 +162,43 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     diff = float((actual.double() - expected.double()).norm())
     scale = float(expected.double().norm())
     return diff / scale if scale > 0 else diff
+
+
+# ----------------------------------------------------------------------------- whole training jobs
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a rendezvous or an unreachable master)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rank_env(launcher: str, rank: int, world_size: int, port: int) -> dict[str, str]:
+    """The environment torchrun or srun gives rank ``rank`` of a one-node job."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    if launcher == "torchrun":
+        env.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    else:
+        env.update(SLURM_PROCID=str(rank), SLURM_NTASKS=str(world_size), SLURM_LOCALID=str(rank),
+                   SLURM_STEP_NODELIST="localhost", SLURM_JOB_ID="1", MASTER_PORT=str(port))
+    return env
+
+
+def start_ranks(argv: list[str], world_size: int, launcher: str, logs: Path) -> list[subprocess.Popen]:
+    """``gated-symile <argv>`` as ``world_size`` processes, as ``launcher`` would start them."""
+    port = free_port()
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for rank in range(world_size):
+        with (logs / f"rank{rank}.log").open("wb") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "gated_symile.cli", *argv],
+                env=rank_env(launcher, rank, world_size, port), stdout=log, stderr=subprocess.STDOUT,
+            ))
+    return procs
+
+
+def wait_ranks(procs: list[subprocess.Popen], timeout: float = 300) -> list[int]:
+    return [p.wait(timeout=timeout) for p in procs]

@@ -333,6 +333,8 @@ class GatedSymileScorer(nn.Module):
             raise ValueError(f"expected {self.n_modalities - 1} query modalities, got {len(queries)}")
         queries = [_as_fp32(q) for q in queries]
         candidates = _as_fp32(candidates)
+        if self.strength_logit.dtype == torch.float64:  # a float64 gate (train.precision fp64)
+            queries, candidates = [q.double() for q in queries], candidates.double()
         return queries, candidates, self._candidate_side(candidates, target)
 
     # ------------------------------------------------------------------ public scoring API

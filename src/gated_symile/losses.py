@@ -152,12 +152,11 @@ def clip_loss(
         u, v = _subset([embeddings[a], embeddings[b]], keep)
         shard = _kept_rows(keep, rows)
         logits = scale * (_take(u, shard) @ v.T)
-        logits_t = logits.T if shard is None else scale * (v[shard] @ u.T)
         labels = _row_labels(u.shape[0], shard, u.device)
-        terms.append(
-            0.5 * (_cross_entropy(logits, labels, u.shape[0], shard)
-                   + _cross_entropy(logits_t, labels, u.shape[0], shard))
-        )
+        u_to_v = _cross_entropy(logits, labels, u.shape[0], shard)
+        # (logits.T after the first term: autograd's order of summation, hence the bits, as before)
+        logits_t = logits.T if shard is None else scale * (v[shard] @ u.T)
+        terms.append(0.5 * (u_to_v + _cross_entropy(logits_t, labels, u.shape[0], shard)))
     if not terms:
         return _average_terms(terms, embeddings)
     stacked = torch.stack(terms)

@@ -106,8 +106,11 @@ class ContrastiveModel(nn.Module):
 
         With ``layernorm`` the encoder already ends in LayerNorm(D) and the output is used as is.
         """
-        e = self.encoders[modality](x)
-        e = e if e.dtype == torch.float64 else e.float()  # float64 models stay exact (tests)
+        encoder = self.encoders[modality]
+        if x.dtype == torch.float32 and self.log_logit_scale.dtype == torch.float64:
+            x = x.double()  # a float64 model (train.precision fp64) takes the float32 loader rows
+        e = encoder(x)
+        e = e if e.dtype == torch.float64 else e.float()  # float64 models stay float64
         if self.run_cfg.model.embedding_norm != "layernorm":
             e = F.normalize(e, dim=-1)
         return e

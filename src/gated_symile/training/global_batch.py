@@ -99,6 +99,14 @@ def gather_masks(local: Sequence[Tensor] | None, shard: Shard, group=None) -> li
     return list(_all_gather_rows(stacked, shard, group).bool().unbind(1))
 
 
+def embed_batch(model: nn.Module, batch: Mapping[str, Tensor], bf16: bool) -> list[Tensor]:
+    """The encoders' embeddings of a batch, under bf16 autocast when asked (the losses never are)."""
+    device = next(iter(batch.values())).device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with autocast:
+        return model.embed(batch)
+
+
 class ShardedObjective(nn.Module):
     """One rank's training step up to the loss: embed local rows, gather, local share.
 
@@ -116,14 +124,7 @@ class ShardedObjective(nn.Module):
     def forward(
         self, batch: Mapping[str, Tensor], shard: Shard, generator: torch.Generator | None
     ) -> Tensor:
-        device = next(iter(batch.values())).device
-        autocast = (
-            torch.autocast(device.type, dtype=torch.bfloat16)
-            if self.bf16
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            local = self.model.embed(batch)
+        local = embed_batch(self.model, batch, self.bf16)
         embeddings = gather_with_grad(local, shard, self.group)
         present = gather_masks(self.model.present_masks(batch), shard, self.group)
         return self.model.loss(embeddings, present, generator, rows=shard.rows)
