@@ -222,7 +222,7 @@ def process_group(run_cfg: RunConfig) -> Iterator[Processes]:
         )
     backend = "nccl" if select_device(train.device).type == "cuda" else "gloo"
     if backend == "nccl":
-        _bind_cuda_device(launch.local_rank, train.devices)
+        _bind_cuda_device(launch.local_rank, train)
     os.environ.update(
         MASTER_ADDR=launch.master_addr,
         MASTER_PORT=str(launch.master_port),
@@ -257,14 +257,18 @@ def select_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def _bind_cuda_device(local_rank: int, devices: int) -> None:
-    """cuda:local_rank, or cuda:0 when the launcher gave each task one visible GPU."""
+def _bind_cuda_device(local_rank: int, train: Any) -> None:
+    """cuda:local_rank; cuda:0 when srun showed each task its one GPU (``--gpus-per-task 1``).
+
+    torchrun's processes share their task's GPUs, which must be at least ``train.devices``
+    (on SLURM: the train rule's ``gpu`` resource, see docs/distributed.md).
+    """
     visible = torch.cuda.device_count()
-    index = 0 if visible == 1 else local_rank
+    index = 0 if train.launcher == "srun" and visible == 1 else local_rank
     if index >= visible:
         raise ConfigError(
-            f"train.devices: {devices} processes per node, but local rank {local_rank} sees only "
-            f"{visible} CUDA devices"
+            f"train.devices: {train.devices} processes per node, but local rank {local_rank} sees "
+            f"only {visible} CUDA devices (request {train.devices} GPUs per node for the job)"
         )
     torch.cuda.set_device(index)
 

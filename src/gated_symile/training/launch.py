@@ -1,0 +1,65 @@
+"""How the workflow starts one training cell: the command prefix and its SLURM resources.
+
+Imported by the Snakemake rule (no torch here, so parsing the workflow stays fast). The choice
+per ``train.launcher`` (docs/distributed.md, "Snakemake and SLURM"):
+
+* ``none``: ``gated-symile``, one process.
+* ``torchrun``: one task that starts ``train.devices`` processes on its node
+  (``torchrun --standalone``). Under snakemake-executor-plugin-slurm 2.8.0 a GPU job without
+  ``tasks``/``tasks_per_gpu`` is one task holding all its GPUs and the command runs once
+  (``srun -n1``); ``tasks_per_gpu: 0`` keeps it so: a positive value, or ``tasks`` on a GPU
+  job, becomes ``--ntasks-per-gpu``, and plugin releases up to 2.7.0 defaulted it to 1, so that
+  ``gpu: 2`` ran the command twice with one GPU each (plugin issues #316, #459).
+* ``srun``: ``train.devices × train.nodes`` tasks, one per GPU. The rule becomes an MPI-style
+  job (``mpi`` resource): the plugin submits ``--ntasks`` with ``--ntasks-per-gpu=1`` and runs the
+  command directly in the batch step, where our ``srun`` starts the ranks (with
+  ``--kill-on-bad-exit`` so a failing rank ends the step).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gated_symile.config import TrainConfig
+from gated_symile.errors import ConfigError
+
+ENTRY = "gated-symile"
+
+
+def launch_prefix(train: TrainConfig, gpus: int = 0) -> str:
+    """The command that replaces ``gated-symile`` for one cell; ``gpus``: GPUs of the job."""
+    if train.launcher == "none":
+        return ENTRY
+    if train.launcher == "torchrun":
+        if train.nodes > 1:
+            raise ConfigError(
+                f"train.nodes: the workflow starts torchrun on one node, got {train.nodes}; "
+                f"use train.launcher: srun for several nodes"
+            )
+        return f"torchrun --standalone --nnodes 1 --nproc-per-node {train.devices} -m gated_symile.cli"
+    gpu_flag = " --gpus-per-task 1" if gpus > 0 else ""
+    return (
+        f"srun --ntasks {train.world_size} --ntasks-per-node {train.devices} --nodes {train.nodes}"
+        f" --kill-on-bad-exit=1{gpu_flag} {ENTRY}"
+    )
+
+
+def slurm_resources(launcher: str) -> dict[str, Any]:
+    """Rule resources for snakemake-executor-plugin-slurm 2.8.0 that give ``launch_prefix`` its tasks.
+
+    Values are callables of the cell's ``TrainConfig`` (the rule wraps them per wildcards). The
+    ``mpi`` key makes the plugin run the command without its own ``srun -n1``; it is present only
+    for ``srun`` (the plugin refuses ``mpi`` with a single task).
+    """
+    if launcher == "srun":
+        return {
+            "mpi": lambda train: "srun",
+            "tasks": lambda train: train.world_size,
+            "tasks_per_gpu": lambda train: 1,
+            "nodes": lambda train: train.nodes,
+        }
+    return {
+        "tasks": lambda train: 1,
+        "tasks_per_gpu": lambda train: 0,  # never --ntasks-per-gpu: one task holds the GPUs
+        "nodes": lambda train: 1,
+    }
