@@ -69,10 +69,10 @@ def metadata() -> dict[str, Any]:
     }
 
 
-def build_model(case: Case):
+def build_model(case: Case, device: torch.device | str = "cpu"):
     from gated_symile.model import ContrastiveModel
 
-    return ContrastiveModel(metadata(), case.run_config()).to(case.dtype).train()
+    return ContrastiveModel(metadata(), case.run_config()).to(device, case.dtype).train()
 
 
 def global_batch(case: Case) -> dict[str, torch.Tensor]:
@@ -99,58 +99,77 @@ def loss_generator() -> torch.Generator:
 
 def gradients(model) -> dict[str, torch.Tensor | None]:
     return {
-        name: None if p.grad is None else p.grad.detach().clone()
+        name: None if p.grad is None else p.grad.detach().cpu().clone()
         for name, p in model.named_parameters()
         if p.requires_grad
     }
 
 
-def reference_step(case: Case) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+def reference_step(
+    case: Case, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
     """Loss and gradients of one process on the concatenated batch (today's training step)."""
-    model = build_model(case)
-    batch = global_batch(case)
+    model = build_model(case, device)
+    batch = {k: v.to(device) for k, v in global_batch(case).items()}
     loss = model.loss(model.embed(batch), model.present_masks(batch), loss_generator())
     loss.backward()
-    return loss.detach(), gradients(model)
+    return loss.detach().cpu(), gradients(model)
 
 
 def one_step(rank: int, world_size: int, cases: list[Case], out_dir: str) -> None:
-    """Per rank: the DDP step on this rank's rows; saves {case: (summed loss, gradients)}."""
+    """Per rank: the DDP step on this rank's rows; saves {case: (summed loss, gradients)}.
+
+    On CPU with gloo, on ``cuda:rank`` with NCCL (the backend of the process group decides).
+    """
     from gated_symile.training.global_batch import (
         ShardedObjective,
         shard_batch,
         wrap_ddp,
     )
 
+    nccl = dist.get_backend() == "nccl"
+    device = torch.device("cuda", rank) if nccl else torch.device("cpu")
     gather_group = dist.new_group()
     results = {}
     for case in cases:
-        model = build_model(case)
+        model = build_model(case, device)
         shard = shard_batch(case.batch, world_size, rank)
-        local = {k: v[shard.rows] for k, v in global_batch(case).items()}
-        ddp = wrap_ddp(
-            ShardedObjective(model, gather_group), torch.device("cpu"), find_unused_parameters=case.masks
-        )
+        local = {k: v[shard.rows].to(device) for k, v in global_batch(case).items()}
+        ddp = wrap_ddp(ShardedObjective(model, gather_group), device, find_unused_parameters=case.masks)
         share = ddp(local, shard, loss_generator())
         share.backward()
         total = share.detach().clone()
         dist.all_reduce(total)
-        results[case.name] = (total, gradients(model))
+        results[case.name] = (total.cpu(), gradients(model))
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
 
 
-def run_ranks(fn: Callable[..., None], world_size: int, folder: Path, *args: Any) -> None:
-    """Run ``fn(rank, world_size, *args)`` in ``world_size`` spawned processes with a gloo group."""
+def run_ranks(
+    fn: Callable[..., None], world_size: int, folder: Path, *args: Any, backend: str = "gloo"
+) -> None:
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` spawned processes with a process
+    group (gloo on CPU; nccl: rank r on cuda:r, TF32 off so that GPU matmuls stay fp32)."""
     folder.mkdir(parents=True, exist_ok=True)
     init = folder / f"rendezvous-{world_size}"
     init.unlink(missing_ok=True)
-    mp.spawn(_entry, args=(world_size, str(init), fn, args), nprocs=world_size, join=True)
+    mp.spawn(_entry, args=(world_size, str(init), backend, fn, args), nprocs=world_size, join=True)
 
 
-def _entry(rank: int, world_size: int, init: str, fn: Callable[..., None], args: tuple) -> None:
+def no_tf32() -> None:
+    """Full fp32 matmuls and convolutions on GPU (TF32 would round inputs to 10 mantissa bits)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def _entry(
+    rank: int, world_size: int, init: str, backend: str, fn: Callable[..., None], args: tuple
+) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world_size)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        no_tf32()
+    dist.init_process_group(backend, init_method=f"file://{init}", rank=rank, world_size=world_size)
     try:
         fn(rank, world_size, *args)
     finally:

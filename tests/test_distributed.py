@@ -15,6 +15,7 @@ from gated_symile.gate import GatedSymileScorer, gated_symile_loss
 from gated_symile.training.global_batch import shard_batch
 from tests.distributed_helpers import (
     Case,
+    no_tf32,
     one_step,
     reference_step,
     relative_error,
@@ -55,14 +56,30 @@ def _cases(dtype: torch.dtype) -> list[Case]:
 CASES = _cases(F64) + _cases(F32)
 
 
+GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_ranks_match_one_process_on_the_concatenated_batch(tmp_path, world_size):
     run_ranks(one_step, world_size, tmp_path, CASES, str(tmp_path))
-    per_rank = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
+    assert not _mismatches(tmp_path, world_size, "cpu")
+
+
+@pytest.mark.skipif(GPUS < 2, reason="needs two CUDA GPUs")
+def test_nccl_ranks_on_gpus_match_one_gpu(tmp_path):
+    """The same check on GPUs: NCCL, rank r on cuda:r, against one process on cuda:0."""
+    no_tf32()
+    run_ranks(one_step, 2, tmp_path, CASES, str(tmp_path), backend="nccl")
+    assert not _mismatches(tmp_path, 2, "cuda:0")
+
+
+def _mismatches(folder, world_size, device) -> list:
+    """(case, rank, what, error) of every loss or gradient off the one-process reference."""
+    per_rank = [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
     failures = []
     for case in CASES:
         tol = 1e-10 if case.dtype == F64 else 1e-5
-        loss, grads = reference_step(case)
+        loss, grads = reference_step(case, device)
         for rank, results in enumerate(per_rank):
             got_loss, got_grads = results[case.name]
             if relative_error(got_loss, loss) > tol:
@@ -74,7 +91,7 @@ def test_ranks_match_one_process_on_the_concatenated_batch(tmp_path, world_size)
                     failures.append((case.name, rank, name, "gradient presence differs"))
                 elif expected is not None and relative_error(got, expected) > tol:
                     failures.append((case.name, rank, name, relative_error(got, expected)))
-    assert not failures, failures
+    return failures
 
 
 @pytest.mark.parametrize(
@@ -144,3 +161,19 @@ def test_loss_shares_of_a_row_partition_add_up_to_the_batch_loss(n, m, cut_seeds
         for a, b in zip(part_grads, whole_grads):
             assert (a is None) == (b is None), name
             assert b is None or relative_error(a, b) <= 1e-12, name
+
+
+@pytest.mark.skipif(GPUS < 1, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("masked", [False, True])
+def test_loss_shares_add_up_on_gpu(masked):
+    no_tf32()
+    gen = torch.Generator().manual_seed(3)
+    embeddings = [torch.randn(12, 8, generator=gen, dtype=F32).cuda() for _ in range(3)]
+    present = [(torch.rand(12, generator=gen) > 0.3).cuda() for _ in range(3)] if masked else None
+    scorer = GatedSymileScorer(8, 3, d_k=4).cuda()
+    for name, fn in _loss_functions(scorer).items():
+        whole, whole_grads = _shares(lambda e, r, fn=fn: fn(e, None, present), embeddings, [0, 12])
+        parts, part_grads = _shares(lambda e, r, fn=fn: fn(e, r, present), embeddings, [0, 5, 12])
+        assert relative_error(parts, whole) <= 1e-5, name
+        for a, b in zip(part_grads, whole_grads):
+            assert (a is None) == (b is None) and (b is None or relative_error(a, b) <= 1e-5), name

@@ -254,3 +254,39 @@ def test_launch_keys_do_not_change_the_config_hash():
         {**one.to_dict(), "train": {**one.to_dict()["train"], "devices": 2, "launcher": "torchrun"}}
     )
     assert config_hash(one) == config_hash(many)
+
+
+@pytest.mark.parametrize(
+    ("train", "gpus", "command"),
+    [
+        ({}, 1, "gated-symile"),
+        ({"devices": 4, "launcher": "torchrun"}, 4,
+         "torchrun --standalone --nnodes 1 --nproc-per-node 4 -m gated_symile.cli"),
+        ({"devices": 4, "nodes": 2, "launcher": "srun"}, 8,
+         "srun --ntasks 8 --ntasks-per-node 4 --nodes 2 --kill-on-bad-exit=1 --gpus-per-task 1 gated-symile"),
+        ({"devices": 2, "launcher": "srun"}, 0,
+         "srun --ntasks 2 --ntasks-per-node 2 --nodes 1 --kill-on-bad-exit=1 gated-symile"),
+    ],
+)
+def test_the_workflow_starts_a_cell_with_its_launcher(train, gpus, command):
+    from gated_symile.training.launch import launch_prefix
+
+    assert launch_prefix(tiny_run_config("clip", **train).train, gpus) == command
+
+
+def test_slurm_task_layout_never_makes_a_task_per_gpu_for_one_process_launchers():
+    from gated_symile.training.launch import slurm_resources
+
+    cfg = tiny_run_config("clip", devices=4, nodes=2, launcher="srun").train
+    srun = {k: f(cfg) for k, f in slurm_resources("srun").items()}
+    assert srun == {"mpi": "srun", "tasks": 8, "tasks_per_gpu": 1, "nodes": 2}
+    for launcher in ("none", "torchrun"):
+        single = {k: f(cfg) for k, f in slurm_resources(launcher).items()}
+        assert single == {"tasks": 1, "tasks_per_gpu": 0, "nodes": 1}
+
+
+def test_torchrun_across_nodes_is_not_started_by_the_workflow():
+    from gated_symile.training.launch import launch_prefix
+
+    with pytest.raises(ConfigError, match="train.nodes: the workflow starts torchrun on one node"):
+        launch_prefix(tiny_run_config("clip", devices=2, nodes=2, launcher="torchrun").train)

@@ -18,6 +18,7 @@ per ``train.launcher`` (docs/distributed.md, "Snakemake and SLURM"):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gated_symile.config import TrainConfig
@@ -63,3 +64,39 @@ def slurm_resources(launcher: str) -> dict[str, Any]:
         "tasks_per_gpu": lambda train: 0,  # never --ntasks-per-gpu: one task holds the GPUs
         "nodes": lambda train: 1,
     }
+
+
+def rule_resources(launcher: str, train_of: Callable[[Any], TrainConfig]) -> dict[str, Callable]:
+    """The train rule's resources: ``gpu`` = devices × nodes of the cell, and the task layout.
+
+    ``launcher`` is the workflow's default ``train.launcher`` (the layout is per rule);
+    ``train_of(wildcards)`` resolves a cell's ``TrainConfig``.
+    """
+    layout = slurm_resources(launcher)
+    resources = {name: _per_cell(value, train_of) for name, value in layout.items()}
+    resources["gpu"] = _per_cell(lambda train: train.world_size, train_of)
+    return resources
+
+
+def _per_cell(value: Callable[[TrainConfig], Any], train_of: Callable[[Any], TrainConfig]) -> Callable:
+    return lambda wildcards: value(train_of(wildcards))
+
+
+def rule_launcher(launcher: str, train_of: Callable[[Any], TrainConfig]) -> Callable[[Any, Any], str]:
+    """The train rule's ``launcher`` param: the cell's command prefix for its job's GPUs.
+
+    A cell may choose none or torchrun freely; ``srun`` changes the rule's task layout, so it
+    must be the workflow default (``launcher``) and then holds for every cell.
+    """
+
+    def prefix(wildcards: Any, resources: Any) -> str:
+        train = train_of(wildcards)
+        if (train.launcher == "srun") != (launcher == "srun"):
+            raise ConfigError(
+                f"train.launcher: {train.launcher!r} for {wildcards.dataset}/{wildcards.method}, "
+                f"but the train defaults say {launcher!r}; srun (the task layout of the whole "
+                f"rule) must be set in the train defaults, for every cell"
+            )
+        return launch_prefix(train, int(resources.get("gpu", 0)))
+
+    return prefix
