@@ -6,6 +6,10 @@ validation top-1), ``resolved_config.yaml`` and ``history.jsonl``. Randomness co
 seed only (python/numpy/torch seeded once, one generator for data order, one for loss negatives)
 and every RNG is checkpointed, so on CPU a resumed run ends with exactly the weights and metrics of
 an uninterrupted one.
+
+Several processes (``procs``, docs/distributed.md) each load their rows of every global batch
+and step a DDP-wrapped ``ShardedObjective``; rank 0 validates, writes the files and logs, and
+the validation metrics are broadcast so that every rank takes the same early-stopping decision.
 """
 
 from __future__ import annotations
