@@ -290,3 +290,15 @@ def test_torchrun_across_nodes_is_not_started_by_the_workflow():
 
     with pytest.raises(ConfigError, match="train.nodes: the workflow starts torchrun on one node"):
         launch_prefix(tiny_run_config("clip", devices=2, nodes=2, launcher="torchrun").train)
+
+
+def test_the_rule_asks_for_one_gpu_per_process_unless_on_the_cpu():
+    from gated_symile.training.launch import rule_resources
+
+    def gpus(**train):
+        cfg = tiny_run_config("clip", **train).train
+        return rule_resources(cfg.launcher, lambda wildcards: cfg)["gpu"](None)
+
+    assert gpus() == 1
+    assert gpus(devices=4, nodes=2, launcher="srun") == 8
+    assert gpus(devices=2, launcher="torchrun", device="cpu") == 0

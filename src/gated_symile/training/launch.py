@@ -1,7 +1,7 @@
 """How the workflow starts one training cell: the command prefix and its SLURM resources.
 
-Imported by the Snakemake rule (no torch here, so parsing the workflow stays fast). The choice
-per ``train.launcher`` (docs/distributed.md, "Snakemake and SLURM"):
+Imported by the Snakemake rule; plain string logic on the resolved config. The choice per
+``train.launcher`` (docs/distributed.md, "Snakemake and SLURM"):
 
 * ``none``: ``gated-symile``, one process.
 * ``torchrun``: one task that starts ``train.devices`` processes on its node
@@ -69,13 +69,19 @@ def slurm_resources(launcher: str) -> dict[str, Any]:
 def rule_resources(launcher: str, train_of: Callable[[Any], TrainConfig]) -> dict[str, Callable]:
     """The train rule's resources: ``gpu`` = devices × nodes of the cell, and the task layout.
 
-    ``launcher`` is the workflow's default ``train.launcher`` (the layout is per rule);
-    ``train_of(wildcards)`` resolves a cell's ``TrainConfig``.
+    ``gpu`` is 0 for ``train.device: cpu`` (a CPU job on SLURM); locally it is what
+    ``--resources gpu=N`` counts. ``launcher`` is the workflow's default ``train.launcher`` (the
+    layout is per rule); ``train_of(wildcards)`` resolves a cell's ``TrainConfig``.
     """
     layout = slurm_resources(launcher)
     resources = {name: _per_cell(value, train_of) for name, value in layout.items()}
-    resources["gpu"] = _per_cell(lambda train: train.world_size, train_of)
+    resources["gpu"] = _per_cell(gpus_of, train_of)
     return resources
+
+
+def gpus_of(train: TrainConfig) -> int:
+    """GPUs a cell asks for: one per process, none when it trains on the CPU."""
+    return 0 if train.device == "cpu" else train.world_size
 
 
 def _per_cell(value: Callable[[TrainConfig], Any], train_of: Callable[[Any], TrainConfig]) -> Callable:
