@@ -37,10 +37,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from _memory import PeakRSS, pin_mmap_threshold
 
-from gated_symile import losses
+from gated_symile.method import losses
 from gated_symile.config import RunConfig
-from gated_symile.gate import GatedSymileScorer, gated_symile_loss
-from gated_symile.model import ContrastiveModel
+from gated_symile.method.gate import GatedSymileScorer, gated_symile_loss
+from gated_symile.method.model import ContrastiveModel
 from gated_symile.training.global_batch import (
     ShardedObjective,
     embed_batch,

@@ -70,7 +70,7 @@ def metadata() -> dict[str, Any]:
 
 
 def build_model(case: Case, device: torch.device | str = "cpu"):
-    from gated_symile.model import ContrastiveModel
+    from gated_symile.method.model import ContrastiveModel
 
     return ContrastiveModel(metadata(), case.run_config()).to(device, case.dtype).train()
 

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gated_symile import losses as L
-from gated_symile.gate import GatedSymileScorer, gated_symile_loss
+from gated_symile.method import losses as L
+from gated_symile.method.gate import GatedSymileScorer, gated_symile_loss
 from gated_symile.training.global_batch import shard_batch
 from tests.distributed_helpers import (
     Case,

@@ -1,4 +1,4 @@
-"""The Gated Symile gate and its exact factorised per-candidate scoring (method.md §6-§9).
+"""The Gated Symile gate and its exact factorised per-candidate scoring (docs/method.md §6-§9).
 
 Why factorised: gating depends on the (query, candidate) pair, so a naive implementation
 builds B·N gated D-dimensional tuples (O(B·N·D) memory, 4 GB at B = N = 2048, D = 256).
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gated_symile.losses import candidate_conditioned_loss
+from gated_symile.method.losses import candidate_conditioned_loss
 
 GATE_TYPES = ("sigmoid", "softmax")
 GATE_MODES = ("attention", "matrix")
@@ -433,7 +433,7 @@ def gated_symile_loss(
     ``scale`` = s·κ (applied to the unscaled gated MIPs). Rows whose target is missing are
     excluded from that target's term, and candidates come only from samples with it (§9);
     missing query modalities become hard neutrals. ``rows``: a shard's share of the loss
-    (its query rows against all candidates; see ``gated_symile.losses``).
+    (its query rows against all candidates; see ``gated_symile.method.losses``).
     """
     return candidate_conditioned_loss(
         scorer.candidate_scores, embeddings, scale, negatives, k, generator, present, rows

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from gated_symile.manifests import declare
+    from gated_symile.provenance.manifests import declare
 
     parser.add_argument("--tensors", type=Path, required=True, help="tensor dataset folder")
     parser.add_argument(
@@ -112,9 +112,9 @@ def _distributed_tags(run_cfg: RunConfig, procs: Processes) -> dict[str, str]:
 
 
 def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> int:
-    from gated_symile.datasets import load_tensor_dataset
-    from gated_symile.manifests import inputs_digest
-    from gated_symile.tracking import TrainingRun, parse_tags
+    from gated_symile.data.datasets import load_tensor_dataset
+    from gated_symile.provenance.manifests import inputs_digest
+    from gated_symile.provenance.track import TrainingRun, parse_tags
     from gated_symile.training.loop import fit, show_progress
 
     uri = args.tracking_uri if args.tracking_uri is not None else run_cfg.tracking.uri

@@ -3,7 +3,7 @@
 Each process embeds its own rows of the global batch. The embeddings of all processes are
 all-gathered *with gradient*, every process scores its local rows (queries, anchors) against
 all global candidates and returns its *share* of the single-batch loss (``rows`` of
-``gated_symile.losses``: its rows' cross entropies divided by the global row count). The
+``gated_symile.method.losses``: its rows' cross entropies divided by the global row count). The
 shares of all processes add up to the loss of one process on the concatenated batch, so
 
 * the backward of the gather sums, over processes, the gradient each share sends to a
