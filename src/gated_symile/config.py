@@ -87,8 +87,15 @@ class GateConfig:
 class TrainConfig:
     """Optimiser, schedule and loop settings (docs/method.md §14, §16).
 
-    ``patience`` 0 disables early stopping. ``precision`` auto = bf16 autocast on CUDA, fp32 on CPU.
-    ``num_threads`` 0 leaves torch's default. ``progress`` auto = progress bar only on a TTY.
+    ``patience`` 0 disables early stopping. ``precision`` auto = bf16 autocast on CUDA, fp32 on CPU;
+    fp64 trains in float64 (exactness checks). ``num_threads`` 0 leaves torch's default.
+    ``progress`` auto = progress bar only on a TTY.
+
+    Multi-process training (docs/distributed.md): ``devices`` processes per node (one per GPU) on
+    ``nodes`` nodes, started by ``launcher`` (none = one process; torchrun or srun: read rank and
+    world size from their environment). ``collective_timeout_s`` bounds every wait on another
+    process (rendezvous included), so a dead rank ends the job instead of hanging it.
+    ``batch_size`` is the global batch, split across the processes.
     """
 
     optimizer: Literal["adamw", "schedulefree_adamw"] = "adamw"
@@ -104,9 +111,22 @@ class TrainConfig:
     patience: int = 5
     drop_last: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp64"] = "auto"
     num_threads: int = 0
     progress: Literal["auto", "always", "never"] = "auto"
+    devices: int = 1
+    nodes: int = 1
+    launcher: Literal["none", "torchrun", "srun"] = "none"
+    collective_timeout_s: int = 1800
+
+    @property
+    def world_size(self) -> int:
+        """Processes in the job: ``devices`` × ``nodes``."""
+        return self.devices * self.nodes
+
+
+#: How a run is launched, not what it trains: left out of ``config_hash`` (like ``tracking``).
+LAUNCH_KEYS = ("devices", "nodes", "launcher", "collective_timeout_s")
 
 
 @dataclass(frozen=True)
@@ -204,9 +224,12 @@ def config_hash(run_cfg: RunConfig) -> str:
     """sha256 hex of the canonical JSON (sorted keys, no whitespace) of the resolved config.
 
     The ``tracking`` section is left out: where results are logged does not change what is
-    trained, so moving the MLflow store neither changes the hash nor blocks ``--resume``.
+    trained, so moving the MLflow store neither changes the hash nor blocks ``--resume``. So are
+    the ``LAUNCH_KEYS``: N processes train on the same global batches as one (the checkpoint
+    records its world size, and ``--resume`` insists on the same).
     """
     settings = {k: v for k, v in run_cfg.to_dict().items() if k != "tracking"}
+    settings["train"] = {k: v for k, v in settings["train"].items() if k not in LAUNCH_KEYS}
     text = json.dumps(settings, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -233,6 +256,9 @@ def _validate(cfg: RunConfig) -> None:
         "loss.pair_k": cfg.loss.pair_k,
         "gate.d_k": cfg.gate.d_k,
         "train.epochs": cfg.train.epochs,
+        "train.devices": cfg.train.devices,
+        "train.nodes": cfg.train.nodes,
+        "train.collective_timeout_s": cfg.train.collective_timeout_s,
     }
     for key, value in positive_ints.items():
         if value < 1:
@@ -251,6 +277,7 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(
             f"train.batch_size: needs >= 2 samples for in-batch negatives, got {cfg.train.batch_size}"
         )
+    _validate_launch(cfg.train)
     if cfg.evaluate.batch_size < 1:
         raise ConfigError(f"evaluate.batch_size: must be >= 1, got {cfg.evaluate.batch_size}")
     for key, value in (
@@ -279,6 +306,20 @@ def _validate(cfg: RunConfig) -> None:
             raise ConfigError(
                 f"loss.negatives: gated_symile supports 'full' or 'pair', got {cfg.loss.negatives!r}"
             )
+
+
+def _validate_launch(train: TrainConfig) -> None:
+    """One process without a launcher; the global batch splits evenly over the processes."""
+    if train.launcher == "none" and train.world_size > 1:
+        raise ConfigError(
+            f"train.launcher: 'none' runs one process, but train.devices x train.nodes = "
+            f"{train.world_size}; set it to torchrun or srun"
+        )
+    if train.batch_size % train.world_size:
+        raise ConfigError(
+            f"train.batch_size: {train.batch_size} is not divisible by the world size "
+            f"{train.world_size} (train.devices x train.nodes)"
+        )
 
 
 # ----------------------------------------------------------------------------- typed parsing

@@ -333,6 +333,8 @@ class GatedSymileScorer(nn.Module):
             raise ValueError(f"expected {self.n_modalities - 1} query modalities, got {len(queries)}")
         queries = [_as_fp32(q) for q in queries]
         candidates = _as_fp32(candidates)
+        if self.strength_logit.dtype == torch.float64:  # a float64 gate (train.precision fp64)
+            queries, candidates = [q.double() for q in queries], candidates.double()
         return queries, candidates, self._candidate_side(candidates, target)
 
     # ------------------------------------------------------------------ public scoring API
@@ -353,7 +355,7 @@ class GatedSymileScorer(nn.Module):
             b, n = queries[0].shape[0], candidates.shape[0]
             rows = max(1, self.score_chunk_elements // max(n, 1))
             chunks = []
-            for start in range(0, b, rows):
+            for start in range(0, max(b, 1), rows):  # a shard's query rows may be empty
                 sl = slice(start, start + rows)
                 present = None if query_present is None else [
                     None if p is None else p[sl] for p in query_present
@@ -421,6 +423,7 @@ def gated_symile_loss(
     k: int = 128,
     generator: torch.Generator | None = None,
     present: QueryPresent = None,
+    rows: slice | None = None,
 ) -> Tensor:
     """Candidate-conditioned Gated Symile loss (§7): mean over the M targets of row-mean CE.
 
@@ -429,8 +432,9 @@ def gated_symile_loss(
     ``losses.sample_pair_candidates``), scored exactly on the union of sampled candidates.
     ``scale`` = s·κ (applied to the unscaled gated MIPs). Rows whose target is missing are
     excluded from that target's term, and candidates come only from samples with it (§9);
-    missing query modalities become hard neutrals.
+    missing query modalities become hard neutrals. ``rows``: a shard's share of the loss
+    (its query rows against all candidates; see ``gated_symile.method.losses``).
     """
     return candidate_conditioned_loss(
-        scorer.candidate_scores, embeddings, scale, negatives, k, generator, present
+        scorer.candidate_scores, embeddings, scale, negatives, k, generator, present, rows
     )

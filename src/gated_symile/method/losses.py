@@ -12,6 +12,13 @@ Missing modalities (§9): ``present`` is a sequence with one entry per modality,
 (N,) tensor (True = observed) or None (all observed). A Symile/gated term for anchor or
 target t keeps only the samples whose t is present, both as rows and as candidates; a term
 with fewer than two such samples is skipped and the loss averages the remaining terms.
+
+Shards (multi-process training, docs/distributed.md): every loss takes ``rows``, a slice of
+global batch rows. The embeddings are then the whole (gathered) batch, only the rows in
+``rows`` are scored as queries/anchors against all candidates, and the loss returned is this
+shard's *share*: its rows' cross entropies summed and divided by the global row count. The
+shares of any partition of the batch into row slices add up to the single-batch loss, value
+and gradient. ``rows=None`` is the single-batch loss itself.
 """
 
 from __future__ import annotations
@@ -76,6 +83,41 @@ def _count(keep: Tensor | None, n: int) -> int:
     return n if keep is None else int(keep.sum())
 
 
+def _kept_rows(keep: Tensor | None, rows: slice | None) -> slice | None:
+    """A shard's global ``rows`` in the coordinates of the kept (present) subset.
+
+    Kept rows stay in batch order, so a contiguous slice of the batch maps to a contiguous
+    slice of the subset.
+    """
+    if rows is None or keep is None:
+        return rows
+    lo = int(keep[: rows.start].sum())
+    return slice(lo, lo + int(keep[rows].sum()))
+
+
+def _take(t: Tensor, rows: slice | None) -> Tensor:
+    return t if rows is None else t[rows]
+
+
+def _row_labels(n: int, rows: slice | None, device: torch.device) -> Tensor:
+    """Labels of in-batch positives: the global index of each scored row."""
+    return torch.arange(n, device=device) if rows is None else torch.arange(
+        rows.start, rows.stop, device=device
+    )
+
+
+def _cross_entropy(logits: Tensor, labels: Tensor, n_rows: int, rows: slice | None) -> Tensor:
+    """Row-mean CE over all ``n_rows`` rows, or a shard's share (its rows' sum / ``n_rows``)."""
+    if rows is None:
+        return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits, labels, reduction="sum") / n_rows
+
+
+def _row_mean(values: Tensor, n_rows: int, rows: slice | None) -> Tensor:
+    """``values.mean()``, or a shard's share of the mean over ``n_rows`` rows."""
+    return values.mean() if rows is None else values.sum() / n_rows
+
+
 def _average_terms(terms: list[Tensor], embeddings: Sequence[Tensor]) -> Tensor:
     """Mean of the computed terms; a graph-connected zero when every term was skipped."""
     if not terms:
@@ -88,12 +130,14 @@ def clip_loss(
     scale: float | Tensor,
     reduction: str = "sum",
     present: Present = None,
+    rows: slice | None = None,
 ) -> Tensor:
     """Symmetric InfoNCE over every modality pair (§5); no κ.
 
     reduction ``sum`` adds the pair terms ([ref-S], ≈3x a Symile loss); ``mean`` averages
     the pair terms that were computed ([ref-G]). A pair term uses only the rows where both
-    modalities are present and is skipped when fewer than two remain (§9).
+    modalities are present and is skipped when fewer than two remain (§9). ``rows``: this
+    shard's share (module docstring).
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"clip reduction must be 'sum' or 'mean', got {reduction!r}")
@@ -106,9 +150,13 @@ def clip_loss(
         if _count(keep, n) < 2:
             continue
         u, v = _subset([embeddings[a], embeddings[b]], keep)
-        logits = scale * (u @ v.T)
-        labels = torch.arange(u.shape[0], device=u.device)
-        terms.append(0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)))
+        shard = _kept_rows(keep, rows)
+        logits = scale * (_take(u, shard) @ v.T)
+        labels = _row_labels(u.shape[0], shard, u.device)
+        u_to_v = _cross_entropy(logits, labels, u.shape[0], shard)
+        # (logits.T after the first term: autograd's order of summation, hence the bits, as before)
+        logits_t = logits.T if shard is None else scale * (v[shard] @ u.T)
+        terms.append(0.5 * (u_to_v + _cross_entropy(logits_t, labels, u.shape[0], shard)))
     if not terms:
         return _average_terms(terms, embeddings)
     stacked = torch.stack(terms)
@@ -125,13 +173,17 @@ def _pair_mask(present: Present, a: int, b: int) -> Tensor | None:
 
 
 def symile_n_logits(
-    anchor: Tensor, others: Sequence[Tensor], generator: torch.Generator | None = None
+    anchor: Tensor,
+    others: Sequence[Tensor],
+    generator: torch.Generator | None = None,
+    rows: slice | None = None,
 ) -> Tensor:
     """Unscaled `n`-mode logits (§4): (N, N), positives on the diagonal.
 
     One independent permutation per non-anchor modality (drawn in modality order from
     ``generator``); column j pairs the anchors with the same shuffled tuple, and the
-    diagonal is overwritten with the true positive MIP(x_i, y_i, z_i, ...).
+    diagonal is overwritten with the true positive MIP(x_i, y_i, z_i, ...). With ``rows``
+    only those anchors: (len(rows), N), the positive of row i in column rows.start + i.
     """
     n = anchor.shape[0]
     shuffled = torch.ones_like(anchor)
@@ -140,9 +192,15 @@ def symile_n_logits(
             n, generator=generator, device=generator.device if generator else "cpu"
         ).to(anchor.device)
         shuffled = shuffled * other[perm]
-    logits = anchor @ shuffled.T
-    eye = torch.eye(n, dtype=torch.bool, device=anchor.device)
-    return torch.where(eye, mip(anchor, *others)[:, None], logits)
+    queries = _take(anchor, rows)
+    logits = queries @ shuffled.T
+    if rows is None:
+        is_positive = torch.eye(n, dtype=torch.bool, device=anchor.device)
+    else:
+        columns = torch.arange(n, device=anchor.device)
+        is_positive = _row_labels(n, rows, anchor.device)[:, None] == columns[None, :]
+    positives = mip(queries, *[_take(o, rows) for o in others])
+    return torch.where(is_positive, positives[:, None], logits)
 
 
 def symile_n_squared_logits(anchor: Tensor, others: Sequence[Tensor]) -> Tensor:
@@ -189,11 +247,15 @@ def _anchor_chunk_logsumexp(
     rows = anchor[start:stop]
     products = (rows[:, None, :] * table[None, :, :]).reshape(-1, anchor.shape[1])
     logits = scale * (products @ last.T)  # (rows·|table|, N)
-    return torch.logsumexp(logits.reshape(rows.shape[0], -1), dim=1)
+    return torch.logsumexp(logits.reshape(rows.shape[0], table.shape[0] * last.shape[0]), dim=1)
 
 
 def _n_squared_term(
-    anchor: Tensor, others: Sequence[Tensor], scale: Tensor, chunk_budget: int
+    anchor: Tensor,
+    others: Sequence[Tensor],
+    scale: Tensor,
+    chunk_budget: int,
+    rows: slice | None = None,
 ) -> Tensor:
     """CE of one anchor term over all N^(M-1) tuples with a chunked log-sum-exp.
 
@@ -206,24 +268,32 @@ def _n_squared_term(
     elements (products + logits) and are recomputed in the backward pass (activation
     checkpointing): for M = 3 memory is O(c·N·(D + N)) for c anchors per chunk instead of
     N^2·D, and values and gradients equal the direct formula. (For M >= 4 the table of
-    the first M-2 others is materialised once, N^(M-2)·D.)
+    the first M-2 others is materialised once, N^(M-2)·D.) With ``rows`` only those
+    anchors are scored (against all N^(M-1) tuples) and the share of the mean is returned:
+    memory O(B·N + c·N·(D + N)) for B anchors in the shard.
     """
     n, d = anchor.shape
+    anchors = _take(anchor, rows)
     table = _cartesian_product_rows(others[:-1], anchor)
     per_chunk = max(1, chunk_budget // (table.shape[0] * (d + n)))
     # a single chunk already fits the budget: no point recomputing it in the backward pass
-    needs_checkpoint = per_chunk < n and torch.is_grad_enabled() and any(
+    needs_checkpoint = per_chunk < anchors.shape[0] and torch.is_grad_enabled() and any(
         t.requires_grad for t in (anchor, scale, *others)
     )
     partial_lse = []
-    for start in range(0, n, per_chunk):
-        fn = partial(_anchor_chunk_logsumexp, start=start, stop=min(n, start + per_chunk))
+    for start in range(0, max(1, anchors.shape[0]), per_chunk):  # a shard may have no rows
+        fn = partial(
+            _anchor_chunk_logsumexp, start=start, stop=min(anchors.shape[0], start + per_chunk)
+        )
         if needs_checkpoint:
-            partial_lse.append(checkpoint(fn, anchor, scale, table, others[-1], use_reentrant=False))
+            partial_lse.append(
+                checkpoint(fn, anchors, scale, table, others[-1], use_reentrant=False)
+            )
         else:
-            partial_lse.append(fn(anchor, scale, table, others[-1]))
+            partial_lse.append(fn(anchors, scale, table, others[-1]))
     lse = torch.cat(partial_lse)
-    return (lse - scale * mip(anchor, *others)).mean()
+    positives = mip(anchors, *[_take(o, rows) for o in others])
+    return _row_mean(lse - scale * positives, n, rows)
 
 
 def symile_loss(
@@ -234,6 +304,7 @@ def symile_loss(
     present: Present = None,
     chunk_budget: int = N_SQUARED_CHUNK_BUDGET,
     k: int = 128,
+    rows: slice | None = None,
 ) -> Tensor:
     """Symile loss for M >= 2 modalities (§4), the mean over M cross-entropy terms.
 
@@ -245,13 +316,14 @@ def symile_loss(
                     with M = 2 this is symmetric CLIP InfoNCE.
       ``full``      target-indexed: query pair fixed, all in-batch candidates (§4, [proj]).
       ``pair``      target-indexed: K sampled candidates per row (§7), K = ``k``.
-    ``scale`` is s (times κ for l2_dvs, applied by the caller).
+    ``scale`` is s (times κ for l2_dvs, applied by the caller). ``rows``: this shard's share
+    (module docstring); the random draws are those of the whole batch.
     """
     if len(embeddings) < 2:
         raise ValueError("symile_loss needs at least two modalities")
     if negatives in ("full", "pair"):
         return candidate_conditioned_loss(
-            _ungated_scores, embeddings, scale, negatives, k, generator, present
+            _ungated_scores, embeddings, scale, negatives, k, generator, present, rows
         )
     if negatives not in ("n", "n_squared"):
         raise ValueError(f"unknown negatives {negatives!r} (n, n_squared, full, pair)")
@@ -264,12 +336,13 @@ def symile_loss(
             continue
         subset = _subset(embeddings, keep)
         anchor, others = subset[a], [e for m, e in enumerate(subset) if m != a]
+        shard = _kept_rows(keep, rows)
         if negatives == "n":
-            logits = scale_t * symile_n_logits(anchor, others, generator)
-            labels = torch.arange(anchor.shape[0], device=anchor.device)
-            terms.append(F.cross_entropy(logits, labels))
+            logits = scale_t * symile_n_logits(anchor, others, generator, shard)
+            labels = _row_labels(anchor.shape[0], shard, anchor.device)
+            terms.append(_cross_entropy(logits, labels, anchor.shape[0], shard))
         else:
-            terms.append(_n_squared_term(anchor, others, scale_t, chunk_budget))
+            terms.append(_n_squared_term(anchor, others, scale_t, chunk_budget, shard))
     return _average_terms(terms, embeddings)
 
 
@@ -306,6 +379,7 @@ def candidate_conditioned_loss(
     k: int = 128,
     generator: torch.Generator | None = None,
     present: Present = None,
+    rows: slice | None = None,
 ) -> Tensor:
     """Target-indexed contrastive loss (§7), shared by ungated Symile and Gated Symile.
 
@@ -315,7 +389,9 @@ def candidate_conditioned_loss(
     (positive in column 0) and scores the *union* of sampled candidates with ``score_fn``
     before gathering, which is exact because every (query, candidate) score is independent
     of which other candidates are scored. Loss = mean over the computed targets of the
-    row-mean cross entropy.
+    row-mean cross entropy. ``rows``: this shard's share (module docstring); its queries
+    are scored against all candidates, and ``pair`` draws every row's candidates (the same
+    draws as the whole batch) and keeps the shard's.
     """
     if negatives not in ("full", "pair"):
         raise ValueError(f"candidate-conditioned negatives must be full or pair, got {negatives!r}")
@@ -327,23 +403,24 @@ def candidate_conditioned_loss(
         if n_keep < 2:
             continue
         subset = _subset(embeddings, keep)
-        queries = [e for m, e in enumerate(subset) if m != t]
+        shard = _kept_rows(keep, rows)
+        queries = [_take(e, shard) for m, e in enumerate(subset) if m != t]
         query_present = None
         if present is not None:
             query_present = [
-                None if p is None else (p if keep is None else p[keep])
+                None if p is None else _take(p if keep is None else p[keep], shard)
                 for m, p in enumerate(present)
                 if m != t
             ]
         candidates = subset[t]
         if negatives == "full":
             logits = scale * score_fn(queries, candidates, t, query_present)
-            labels = torch.arange(n_keep, device=candidates.device)
+            labels = _row_labels(n_keep, shard, candidates.device)
         else:
-            index = sample_pair_candidates(n_keep, k, generator, candidates.device)
+            index = _take(sample_pair_candidates(n_keep, k, generator, candidates.device), shard)
             union, position = torch.unique(index, sorted=True, return_inverse=True)
             scores = score_fn(queries, candidates[union], t, query_present)
             logits = scale * scores.gather(1, position)
-            labels = torch.zeros(n_keep, dtype=torch.long, device=candidates.device)
-        terms.append(F.cross_entropy(logits, labels))
+            labels = torch.zeros(index.shape[0], dtype=torch.long, device=candidates.device)
+        terms.append(_cross_entropy(logits, labels, n_keep, shard))
     return _average_terms(terms, embeddings)

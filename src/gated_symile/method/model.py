@@ -106,7 +106,11 @@ class ContrastiveModel(nn.Module):
 
         With ``layernorm`` the encoder already ends in LayerNorm(D) and the output is used as is.
         """
-        e = self.encoders[modality](x).float()
+        encoder = self.encoders[modality]
+        if x.dtype == torch.float32 and self.log_logit_scale.dtype == torch.float64:
+            x = x.double()  # a float64 model (train.precision fp64) takes the float32 loader rows
+        e = encoder(x)
+        e = e if e.dtype == torch.float64 else e.float()  # float64 models stay float64
         if self.run_cfg.model.embedding_norm != "layernorm":
             e = F.normalize(e, dim=-1)
         return e
@@ -134,8 +138,13 @@ class ContrastiveModel(nn.Module):
         embeddings: Sequence[torch.Tensor],
         present: Sequence[torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
+        rows: slice | None = None,
     ) -> torch.Tensor:
-        """Training loss of the configured objective on one batch of embeddings."""
+        """Training loss of the configured objective on one batch of embeddings.
+
+        ``rows``: multi-process training passes the whole (gathered) batch and the slice of
+        rows this process owns, and gets that shard's share of the loss (``gated_symile.method.losses``).
+        """
         from gated_symile.method import losses
 
         embeddings = list(embeddings)
@@ -144,7 +153,7 @@ class ContrastiveModel(nn.Module):
         loss_cfg = self.run_cfg.loss
         if self.objective == "clip":
             return losses.clip_loss(
-                embeddings, multiplier, loss_cfg.clip_reduction, present=present
+                embeddings, multiplier, loss_cfg.clip_reduction, present=present, rows=rows
             )
         if self.objective == "symile":
             return losses.symile_loss(
@@ -154,6 +163,7 @@ class ContrastiveModel(nn.Module):
                 generator=generator,
                 present=present,
                 k=loss_cfg.pair_k,
+                rows=rows,
             )
         from gated_symile.method.gate import gated_symile_loss
 
@@ -168,6 +178,7 @@ class ContrastiveModel(nn.Module):
             k=loss_cfg.pair_k,
             generator=generator,
             present=present,
+            rows=rows,
         )
 
     def candidate_scores(

@@ -4,6 +4,9 @@
 or JSON file, or inline JSON (the Snakemake rule passes it inline). Writes RUN_DIR/checkpoints/
 {last,best}.pt, resolved_config.yaml, history.jsonl, train_summary.json and, when tracked,
 mlflow_run_id.txt. ``--resume`` continues a killed run from last.pt with identical results on CPU.
+
+Started N times by torchrun or srun (``train.launcher``), the processes train together on the
+same global batches (docs/distributed.md); rank 0 writes the run folder and logs to MLflow.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gated_symile.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gated_symile.config import RunConfig
+    from gated_symile.training.distributed import Processes
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -77,31 +84,57 @@ def load_run_config_arg(value: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gated_symile.training.distributed import process_group
+
+    run_cfg = load_run_config_arg(args.run_config)
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise ConfigError(f"--max-epochs: must be >= 1, got {args.max_epochs}")
+    with process_group(run_cfg) as procs:
+        status = _train(args, run_cfg, procs)
+        procs.barrier()  # rank 0's files are complete before any rank reports success
+    return status
+
+
+def _distributed_tags(run_cfg: RunConfig, procs: Processes) -> dict[str, str]:
+    """MLflow tags of a multi-process run (world size, backend, every rank's device); a
+    collective, so every rank calls it."""
+    if not procs.distributed:
+        return {}
+    from gated_symile.training.distributed import device_names, training_device
+
+    device = training_device(procs, run_cfg.train.device)
+    return {
+        "distributed.world_size": str(procs.world_size),
+        "distributed.backend": str(procs.backend),
+        "distributed.launcher": run_cfg.train.launcher,
+        "distributed.devices": device_names(procs, device),
+    }
+
+
+def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> int:
     from gated_symile.data.datasets import load_tensor_dataset
     from gated_symile.provenance.manifests import inputs_digest
     from gated_symile.provenance.track import TrainingRun, parse_tags
     from gated_symile.training.loop import fit, show_progress
 
-    run_cfg = load_run_config_arg(args.run_config)
-    if args.max_epochs is not None and args.max_epochs < 1:
-        raise ConfigError(f"--max-epochs: must be >= 1, got {args.max_epochs}")
     uri = args.tracking_uri if args.tracking_uri is not None else run_cfg.tracking.uri
     if uri is not None and uri.lower() in ("", "none", "off"):
         uri = None
     experiment = args.experiment or run_cfg.tracking.experiment
     dataset = load_tensor_dataset(args.tensors, misalignment=args.misalignment)
     out: Path = args.out
-    if not args.resume:
+    if not args.resume and procs.is_main:
         _clear_previous(out)
+    procs.barrier()  # no rank starts before the previous run's files are gone
 
+    tags = {**parse_tags(args.tag), **_distributed_tags(run_cfg, procs)}
     tracker = None
-    if uri is not None:
+    if uri is not None and procs.is_main:
         parent = None
         if args.parent_run_id_file is not None:
             if not args.parent_run_id_file.is_file():
                 raise ConfigError(f"{args.parent_run_id_file}: parent run id file not found")
             parent = args.parent_run_id_file.read_text().strip() or None
-        tags = parse_tags(args.tag)
         manifests_sha = inputs_digest([args.tensors, args.misalignment])
         if manifests_sha is not None:
             tags["provenance.inputs.sha256"] = manifests_sha
@@ -125,11 +158,14 @@ def run(args: argparse.Namespace) -> int:
             max_epochs=args.max_epochs,
             logger=tracker,
             progress=progress,
+            procs=procs,
         )
     except BaseException:
         if tracker is not None:
             tracker.client.set_terminated(tracker.run_id, status="FAILED")
         raise
+    if not procs.is_main:
+        return 0
     summary["misalignment"] = None if args.misalignment is None else str(args.misalignment)
     if tracker is not None:
         summary["mlflow_run_id"] = tracker.run_id

@@ -6,6 +6,10 @@ validation top-1), ``resolved_config.yaml`` and ``history.jsonl``. Randomness co
 seed only (python/numpy/torch seeded once, one generator for data order, one for loss negatives)
 and every RNG is checkpointed, so on CPU a resumed run ends with exactly the weights and metrics of
 an uninterrupted one.
+
+Several processes (``procs``, docs/distributed.md) each load their rows of every global batch
+and step a DDP-wrapped ``ShardedObjective``; rank 0 validates, writes the files and logs, and
+the validation metrics are broadcast so that every rank takes the same early-stopping decision.
 """
 
 from __future__ import annotations
@@ -32,7 +36,19 @@ from gated_symile.training.checkpoint import (
     load_checkpoint,
     restore_rng,
 )
-from gated_symile.training.optim import apply_warmup, build_optimizer, set_optimizer_mode
+from gated_symile.training.distributed import (
+    Processes,
+    check_same_job,
+    select_device,  # noqa: F401 - used from here by stages.evaluate
+    sharded_objective,
+    training_device,
+)
+from gated_symile.training.global_batch import embed_batch
+from gated_symile.training.optim import (
+    apply_warmup,
+    build_optimizer,
+    set_optimizer_mode,
+)
 
 _LOSS_SEED_OFFSET = 7919  # the loss-negatives generator must not replay the data-order stream
 _TIMING_KEYS = ("time_s", "eval_s", "samples_per_s")
@@ -55,15 +71,6 @@ class LoopState:
     patience_counter: int = 0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def select_device(requested: str) -> torch.device:
-    """``auto``: CUDA when available, else CPU; asking for CUDA without one is an error."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def configure_torch(run_cfg: RunConfig, device: torch.device) -> None:
@@ -107,11 +114,19 @@ def fit(
     max_epochs: int | None = None,
     logger: EpochLogger | None = None,
     progress: bool | None = None,
+    procs: Processes | None = None,
 ) -> dict[str, Any]:
-    """Train (or continue) one run; returns the summary also written to ``train_summary.json``."""
-    device = select_device(run_cfg.train.device)
-    with torch_settings(run_cfg, device):
-        return _fit(dataset, run_cfg, Path(run_dir), device, resume, max_epochs, logger, progress)
+    """Train (or continue) one run; returns the summary also written to ``train_summary.json``.
+
+    ``procs``: this process's place in a multi-process job (``distributed.process_group``); the
+    ranks train on shards of the same global batches, rank 0 evaluates, writes and logs.
+    """
+    procs = procs if procs is not None else Processes()
+    device = training_device(procs, run_cfg.train.device)
+    with torch_settings(run_cfg, device), procs.failures("training"):
+        return _fit(
+            dataset, run_cfg, Path(run_dir), device, resume, max_epochs, logger, progress, procs
+        )
 
 
 def _fit(
@@ -123,16 +138,27 @@ def _fit(
     max_epochs: int | None,
     logger: EpochLogger | None,
     progress: bool | None,
+    procs: Processes,
 ) -> dict[str, Any]:
     from gated_symile.method.model import ContrastiveModel
 
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
-    seed_everything(run_cfg.seed)
+    seed_everything(procs.rank_seed(run_cfg.seed))
     cfg_sha = config_hash(run_cfg)
     metadata = dict(dataset.metadata)
+    train_split = dataset.split("train")
+    val_split = dataset.split("val")
+    check_same_job(procs, run_cfg, train_split.n)
+    use_bf16 = run_cfg.train.precision == "bf16" or (
+        run_cfg.train.precision == "auto" and device.type == "cuda"
+    )
 
     model = ContrastiveModel(metadata, run_cfg).to(device)
+    if run_cfg.train.precision == "fp64":
+        model.double()
+    has_missing = any(not np.all(p) for p in train_split.present.values())
+    objective = sharded_objective(model, procs, device, use_bf16, has_missing)
     optimizer = build_optimizer(model, run_cfg)
     data_gen = torch.Generator().manual_seed(run_cfg.seed)
     loss_gen = torch.Generator(device=device).manual_seed(run_cfg.seed + _LOSS_SEED_OFFSET)
@@ -140,29 +166,15 @@ def _fit(
     state = LoopState()
 
     if resume and last_path.is_file():
-        ckpt = load_checkpoint(last_path)  # CPU: RNG states must stay CPU tensors
-        if ckpt["config_sha256"] != cfg_sha:
-            raise ConfigError(
-                f"{last_path}: was written with config {ckpt['config_sha256'][:12]}, not "
-                f"{cfg_sha[:12]}; use a new --out folder or drop --resume"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state = LoopState(**ckpt["state"])
-        restore_rng(ckpt["rng"], generators)
-        print(f"resuming from {last_path} after epoch {state.epoch}", file=sys.stderr)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_resolved_config(run_dir, run_cfg)
-    _rewrite_history(run_dir / "history.jsonl", state.history)
+        state = _resume(last_path, cfg_sha, model, optimizer, generators, procs)
+    if procs.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_resolved_config(run_dir, run_cfg)
+        _rewrite_history(run_dir / "history.jsonl", state.history)
 
     n_epochs = run_cfg.train.epochs if max_epochs is None else min(run_cfg.train.epochs, max_epochs)
-    train_split = dataset.split("train")
-    val_split = dataset.split("val")
     batches = _batches_per_epoch(train_split.n, run_cfg)
-    show = show_progress(run_cfg.train.progress) if progress is None else progress
-    use_bf16 = run_cfg.train.precision == "bf16" or (
-        run_cfg.train.precision == "auto" and device.type == "cuda"
-    )
+    show = procs.is_main and (show_progress(run_cfg.train.progress) if progress is None else progress)
     params = [p for p in model.parameters() if p.requires_grad]
     started = time.perf_counter()
 
@@ -178,23 +190,21 @@ def _fit(
             idx = order[b * run_cfg.train.batch_size : (b + 1) * run_cfg.train.batch_size]
             if idx.numel() < 2:  # a trailing single sample has no negatives
                 continue
-            batch = train_split.batch(idx.numpy(), device)
+            shard = procs.shard(idx.numel())  # this process's rows of the global batch
+            batch = train_split.batch(idx[shard.rows].numpy(), device)
             apply_warmup(optimizer, state.global_step, run_cfg.train.warmup_steps)
-            autocast = (
-                torch.autocast(device.type, dtype=torch.bfloat16)
-                if use_bf16
-                else contextlib.nullcontext()
-            )
-            with autocast:
-                embeddings = model.embed(batch)
-            loss = model.loss(embeddings, model.present_masks(batch), loss_gen)
+            if objective is None:
+                embeddings = embed_batch(model, batch, use_bf16)
+                loss = model.loss(embeddings, model.present_masks(batch), loss_gen)
+            else:  # this rank's share of the global-batch loss
+                loss = objective(batch, shard, loss_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if run_cfg.train.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, run_cfg.train.grad_clip)
             optimizer.step()
             state.global_step += 1
-            value = float(loss.detach())
+            value = procs.total(loss.detach())
             if not math.isfinite(value):
                 raise GatedSymileError(
                     f"training diverged: loss {value} at epoch {epoch}, step {state.global_step} "
@@ -212,7 +222,9 @@ def _fit(
         model.eval()
         set_optimizer_mode(optimizer, False)
         t1 = time.perf_counter()
-        val = _validate(model, val_split, metadata, run_cfg, device)
+        val = procs.broadcast(
+            _validate(model, val_split, metadata, run_cfg, device) if procs.is_main else None
+        )
         model.train()
         record = {
             "epoch": epoch,
@@ -241,7 +253,9 @@ def _fit(
         state.stopped_early = (
             patience > 0 and state.patience_counter >= patience and epoch < run_cfg.train.epochs
         )
-        ckpt = _checkpoint(model, optimizer, state, generators, run_cfg, cfg_sha, metadata)
+        ckpt = _checkpoint(model, optimizer, state, generators, run_cfg, cfg_sha, metadata, procs)
+        if not procs.is_main:
+            continue
         if improved:
             atomic_torch_save(ckpt, ckpt_dir / "best.pt")
         atomic_torch_save(ckpt, last_path)
@@ -252,9 +266,12 @@ def _fit(
             logger.log_epoch(record)
 
     summary = _summary(run_cfg, cfg_sha, state, n_epochs, device, time.perf_counter() - started)
-    (run_dir / "train_summary.json").write_text(
-        json.dumps(summary, indent=2, sort_keys=True) + "\n"
-    )
+    if procs.distributed:
+        summary["world_size"] = procs.world_size
+    if procs.is_main:
+        (run_dir / "train_summary.json").write_text(
+            json.dumps(summary, indent=2, sort_keys=True) + "\n"
+        )
     return summary
 
 
@@ -299,10 +316,44 @@ def _validate(
     }
 
 
+def _resume(
+    last_path: Path, cfg_sha: str, model, optimizer, generators, procs: Processes
+) -> LoopState:
+    """Weights, optimiser, loop state and this rank's RNGs from ``last.pt`` (read by every rank)."""
+    ckpt = load_checkpoint(last_path)  # CPU: RNG states must stay CPU tensors
+    if ckpt["config_sha256"] != cfg_sha:
+        raise ConfigError(
+            f"{last_path}: was written with config {ckpt['config_sha256'][:12]}, not "
+            f"{cfg_sha[:12]}; use a new --out folder or drop --resume"
+        )
+    written_by = ckpt.get("world_size", 1)
+    if written_by != procs.world_size:
+        raise ConfigError(
+            f"train.devices: {last_path} was written by {written_by} processes, this run has "
+            f"{procs.world_size} (train.devices x train.nodes); resume with the same number"
+        )
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    restore_rng(ckpt["rank_rng"][procs.rank] if procs.distributed else ckpt["rng"], generators)
+    if procs.is_main:
+        print(f"resuming from {last_path} after epoch {ckpt['state']['epoch']}", file=sys.stderr)
+    return LoopState(**ckpt["state"])
+
+
 def _checkpoint(
-    model, optimizer, state: LoopState, generators, run_cfg: RunConfig, cfg_sha: str, metadata: dict
+    model,
+    optimizer,
+    state: LoopState,
+    generators,
+    run_cfg: RunConfig,
+    cfg_sha: str,
+    metadata: dict,
+    procs: Processes,
 ) -> dict[str, Any]:
-    return {
+    """Everything ``--resume`` needs; a multi-process run adds its world size and every rank's RNGs
+    (a collective: every rank calls it)."""
+    rng = capture_rng(generators)
+    ckpt = {
         "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -315,11 +366,15 @@ def _checkpoint(
             "stopped_early": state.stopped_early,
             "history": list(state.history),
         },
-        "rng": capture_rng(generators),
+        "rng": rng,
         "run_config": run_cfg.to_dict(),
         "config_sha256": cfg_sha,
         "metadata": metadata,
     }
+    if procs.distributed:
+        ckpt["world_size"] = procs.world_size
+        ckpt["rank_rng"] = procs.gather(rng)
+    return ckpt
 
 
 def _write_resolved_config(run_dir: Path, run_cfg: RunConfig) -> None:
