@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from gated_symile import layout
 from gated_symile.config import resolve_run_config
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -25,7 +26,7 @@ wildcard_constraints:
     method="[a-z][a-z0-9_-]*",
     p="[0-9]+(\\.[0-9]+)?",
     fold="[0-9]+",
-    cell="p[0-9]+(\\.[0-9]+)?(/fold[0-9]+)?/seed[0-9]+",
+    cell=layout.CELL_PATTERN,
     source="(mimic|xor)|(ukb|ukb_union)/fold[0-9]+",
 
 
@@ -57,18 +58,6 @@ def dataset_folds(dataset):
     return config["ukb"]["folds"] if dataset in UKB_VARIANTS else [None]
 
 
-def cell_name(p, fold, seed):
-    """Readable run folder below results/runs/{dataset}/{method}/."""
-    return f"p{p}/seed{seed}" if fold is None else f"p{p}/fold{fold}/seed{seed}"
-
-
-def parse_cell(cell):
-    """(p, fold or None, seed) of a cell name."""
-    match = re.fullmatch(r"p([0-9.]+)(?:/fold([0-9]+))?/seed([0-9]+)", cell)
-    p, fold, seed = match.groups()
-    return p, fold, int(seed)
-
-
 def tensors_dir(dataset, p, fold):
     """The clean tensor dataset a run trains on (docs/tensor-format.md)."""
     if dataset in GENERATOR_MISALIGNED:
@@ -90,7 +79,7 @@ def run_targets(name):
     """One file per cell of the grid datasets x methods x p (x folds) x seeds."""
     exp = config["experiment"]
     return [
-        f"results/runs/{dataset}/{method}/{cell_name(p, fold, seed)}/{name}"
+        f"{layout.run_dir(dataset, method, p, fold, seed)}/{name}"
         for dataset in exp["datasets"]
         for method in exp["methods"]
         for p in dataset_ps(dataset)
@@ -101,10 +90,10 @@ def run_targets(name):
 
 def run_inputs(wildcards):
     """Tensors, misalignment manifest and MLflow parent run of one cell."""
-    p, fold, _ = parse_cell(wildcards.cell)
+    p, fold, _ = layout.parse_cell(wildcards.cell)
     inputs = {
         "tensors": tensors_dir(wildcards.dataset, p, fold),
-        "parent": f"results/runs/{wildcards.dataset}/{wildcards.method}/p{p}/parent_run_id.txt",
+        "parent": layout.parent_run_file(wildcards.dataset, wildcards.method, p),
     }
     manifest = misalignment_dir(wildcards.dataset, p, fold)
     if manifest:
@@ -119,12 +108,12 @@ def misalignment_arg(wildcards, input):
 
 
 def run_dir(wildcards):
-    return f"results/runs/{wildcards.dataset}/{wildcards.method}/{wildcards.cell}"
+    return layout.RUN_PATTERN.format(**wildcards)
 
 
 def run_config_json(wildcards):
     """Resolved training config of one cell, passed inline so that a change reruns the cell."""
-    _, _, seed = parse_cell(wildcards.cell)
+    _, _, seed = layout.parse_cell(wildcards.cell)
     run_cfg = resolve_run_config(config, wildcards.dataset, wildcards.method, seed)
     return json.dumps(run_cfg.to_dict(), sort_keys=True)
 

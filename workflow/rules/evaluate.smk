@@ -5,10 +5,12 @@
 rule evaluate:
     input:
         unpack(run_inputs),
-        best="results/runs/{dataset}/{method}/{cell}/checkpoints/best.pt",
+        best=layout.RUN_PATTERN + "/checkpoints/best.pt",
+        summary=layout.RUN_PATTERN + "/train_summary.json",  # names the MLflow run
+        manifest=layout.RUN_PATTERN + "/provenance.json",  # logged beside the metrics
     output:
-        metrics="results/runs/{dataset}/{method}/{cell}/metrics.json",
-        ranks="results/runs/{dataset}/{method}/{cell}/ranks.parquet",
+        metrics=layout.RUN_PATTERN + "/metrics.json",
+        ranks=layout.RUN_PATTERN + "/ranks.parquet",
     log:
         "logs/evaluate/{dataset}/{method}/{cell}.log",
     benchmark:

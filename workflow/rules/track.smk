@@ -28,7 +28,7 @@ rule track_parent:
     input:
         store="results/mlflow/store.json",
     output:
-        "results/runs/{dataset}/{method}/p{p}/parent_run_id.txt",
+        layout.parent_run_file("{dataset}", "{method}", "{p}"),
     log:
         "logs/track/parent_{dataset}_{method}_p{p}.log",
     benchmark:

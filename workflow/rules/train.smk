@@ -7,7 +7,7 @@
 from gated_symile.training import launch
 
 CELL_TRAIN = lambda wildcards: resolve_run_config(
-    config, wildcards.dataset, wildcards.method, parse_cell(wildcards.cell)[2]
+    config, wildcards.dataset, wildcards.method, layout.parse_cell(wildcards.cell)[2]
 ).train
 DEFAULT_LAUNCHER = config["train"].get("launcher", "none")
 
@@ -16,8 +16,9 @@ rule train:
     input:
         unpack(run_inputs),
     output:
-        summary="results/runs/{dataset}/{method}/{cell}/train_summary.json",
-        best="results/runs/{dataset}/{method}/{cell}/checkpoints/best.pt",
+        summary=layout.RUN_PATTERN + "/train_summary.json",
+        best=layout.RUN_PATTERN + "/checkpoints/best.pt",
+        manifest=layout.RUN_PATTERN + "/provenance.json",
     log:
         "logs/train/{dataset}/{method}/{cell}.log",
     benchmark:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gated_symile.errors import GatedSymileError, RecordError
+from gated_symile.layout import parse_run_dir
 
 if TYPE_CHECKING:
     from gated_symile.evaluation.retrieval import QueryRanks
@@ -50,8 +51,6 @@ _RUN_LAYOUT = "{dataset}/{method}/p{p}/[fold{k}/]seed{seed}/metrics.json"
 _ORACLE_KEYS: tuple[str, ...] = (*ORACLE_COLUMNS, "oracle_top1_se", "pairwise_oracle_top1_se", "chance")
 GATE_COLUMNS: tuple[str, ...] = ("dataset", "method", "p", "group", "statistic", "mean", "se", "n_runs")
 _P_DIR = re.compile(r"^p(\d+(?:\.\d+)?)$")
-_SEED_DIR = re.compile(r"^seed(\d+)$")
-_FOLD_DIR = re.compile(r"^fold(\d+)$")
 _SCALE_SUFFIX = re.compile(r"-(?:bs|batch|pool|k|n)\d+$")
 
 
@@ -97,15 +96,15 @@ def cell_key(run: Run) -> tuple[Any, ...]:
 
 
 def parse_run_path(file: Path) -> tuple[str, str, float, int | None, int]:
-    """(dataset, method, p, fold or None, seed) of a metrics file from its path (module doc)."""
-    parts = Path(file).parts
-    seed = _SEED_DIR.match(parts[-2]) if len(parts) >= 5 else None
-    fold = _FOLD_DIR.match(parts[-3]) if len(parts) >= 6 and _P_DIR.match(parts[-4]) else None
-    p = _P_DIR.match(parts[-4] if fold else parts[-3]) if seed else None
-    if Path(file).name != METRICS_FILE or seed is None or p is None:
-        raise GatedSymileError(f"{file}: not a run's metrics file (expected .../{_RUN_LAYOUT})")
-    dataset, method = parts[-6:-4] if fold else parts[-5:-3]
-    return dataset, method, float(p.group(1)), int(fold.group(1)) if fold else None, int(seed.group(1))
+    """(dataset, method, p, fold or None, seed) of a metrics file from its path
+    (:mod:`gated_symile.layout`)."""
+    try:
+        if Path(file).name != METRICS_FILE:
+            raise ValueError(file)
+        dataset, method, p, fold, seed = parse_run_dir(Path(file).parent)
+    except ValueError:
+        raise GatedSymileError(f"{file}: not a run's metrics file (expected .../{_RUN_LAYOUT})") from None
+    return dataset, method, float(p), fold, seed
 
 
 def load_runs(

@@ -9,7 +9,7 @@ positive pairs. The validation split is evaluated too (headline metrics only) as
 
 The JSON is deterministic for the same run, tensors, split and seed: everything that varies
 between identical invocations (wall times) sits under the ``timing`` key. When the run folder
-holds ``mlflow_run_id.txt`` and a tracking URI is known (``--tracking-uri`` or the run config),
+names an MLflow run in ``train_summary.json`` and a tracking URI is known (``--tracking-uri`` or the run config),
 the headline metrics (prefixed with the split name) and the JSON are logged into that run.
 """
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 METRICS_FORMAT = "gated-symile-metrics/1"
 HEADLINE_KEYS: tuple[str, ...] = ("top1", "top3", "top5", "mrr", "mean_rank", "chance")
-RUN_ID_FILE = "mlflow_run_id.txt"
+TRAIN_SUMMARY = "train_summary.json"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -88,18 +88,32 @@ def run(args: argparse.Namespace) -> int:
     uri = args.tracking_uri if args.tracking_uri is not None else run_cfg.tracking.uri
     if uri is not None and uri.lower() in ("", "none", "off"):
         uri = None
-    run_id_file = Path(args.run) / RUN_ID_FILE
-    if uri and run_id_file.is_file():
+    run_id = _mlflow_run_id(Path(args.run) / TRAIN_SUMMARY)
+    if uri and run_id:
         from gated_symile.provenance.hashing import MANIFEST_NAME
         from gated_symile.provenance.track import log_final_metrics
 
-        run_id = run_id_file.read_text().strip()
         # the training manifest (which tensor and misalignment builds the run saw), renamed: a
         # copy named provenance.json in the artifact store would look like a stage manifest
         manifest = Path(args.run) / MANIFEST_NAME
         texts = {"provenance/training_manifest.json": manifest.read_text()} if manifest.is_file() else {}
         log_final_metrics(uri, run_id, flat_metrics(result), [Path(args.out)], texts)
     return 0
+
+
+def _mlflow_run_id(summary_file: Path) -> str | None:
+    """The MLflow run the training job logged to, from its ``train_summary.json`` (None: untracked)."""
+    from gated_symile.errors import RecordError
+
+    if not summary_file.is_file():
+        return None
+    try:
+        summary = json.loads(summary_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RecordError(summary_file, f"not a readable JSON file ({exc})") from None
+    if not isinstance(summary, dict):
+        raise RecordError(summary_file, "expected a JSON object")
+    return summary.get("mlflow_run_id")
 
 
 def evaluate_run(

@@ -116,7 +116,8 @@ def fit(
     progress: bool | None = None,
     procs: Processes | None = None,
 ) -> dict[str, Any]:
-    """Train (or continue) one run; returns the summary also written to ``train_summary.json``.
+    """Train (or continue) one run; returns the summary that the train stage writes to
+    ``train_summary.json`` (with what only the stage knows: misalignment, MLflow run).
 
     ``procs``: this process's place in a multi-process job (``distributed.process_group``); the
     ranks train on shards of the same global batches, rank 0 evaluates, writes and logs.
@@ -268,10 +269,6 @@ def _fit(
     summary = _summary(run_cfg, cfg_sha, state, n_epochs, device, time.perf_counter() - started)
     if procs.distributed:
         summary["world_size"] = procs.world_size
-    if procs.is_main:
-        (run_dir / "train_summary.json").write_text(
-            json.dumps(summary, indent=2, sort_keys=True) + "\n"
-        )
     return summary
 
 
