@@ -23,6 +23,11 @@ PARENT_RUN_FILE = "parent_run_id.txt"
 _CELL = re.compile(r"p([0-9]+(?:\.[0-9]+)?)(?:/fold([0-9]+))?/seed([0-9]+)")
 
 
+def run_file(name: str) -> str:
+    """A file of every run folder as a Snakemake pattern (``{dataset}``, ``{method}``, ``{cell}``)."""
+    return f"{RUN_PATTERN}/{name}"
+
+
 def cell_name(p: str | float, fold: int | str | None, seed: int | str) -> str:
     """The readable cell folder below ``{dataset}/{method}``."""
     return f"p{p}/seed{seed}" if fold is None else f"p{p}/fold{fold}/seed{seed}"

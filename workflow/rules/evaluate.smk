@@ -5,12 +5,12 @@
 rule evaluate:
     input:
         unpack(run_inputs),
-        best=layout.RUN_PATTERN + "/checkpoints/best.pt",
-        summary=layout.RUN_PATTERN + "/train_summary.json",  # names the MLflow run
-        manifest=layout.RUN_PATTERN + "/provenance.json",  # logged beside the metrics
+        best=layout.run_file("checkpoints/best.pt"),
+        summary=layout.run_file("train_summary.json"),  # names the MLflow run
+        manifest=layout.run_file("provenance.json"),  # logged beside the metrics
     output:
-        metrics=layout.RUN_PATTERN + "/metrics.json",
-        ranks=layout.RUN_PATTERN + "/ranks.parquet",
+        metrics=layout.run_file("metrics.json"),
+        ranks=layout.run_file("ranks.parquet"),
     log:
         "logs/evaluate/{dataset}/{method}/{cell}.log",
     benchmark:

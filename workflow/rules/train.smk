@@ -16,9 +16,9 @@ rule train:
     input:
         unpack(run_inputs),
     output:
-        summary=layout.RUN_PATTERN + "/train_summary.json",
-        best=layout.RUN_PATTERN + "/checkpoints/best.pt",
-        manifest=layout.RUN_PATTERN + "/provenance.json",
+        summary=layout.run_file("train_summary.json"),
+        best=layout.run_file("checkpoints/best.pt"),
+        manifest=layout.run_file("provenance.json"),
     log:
         "logs/train/{dataset}/{method}/{cell}.log",
     benchmark:
