@@ -32,7 +32,7 @@ from gated_symile.data.ukb.ehr import EhrConfig
 from gated_symile.data.ukb.tensors import UkbTensorConfig
 from gated_symile.errors import ConfigError
 from gated_symile.method.encoders.build import EncoderConfig
-from gated_symile.schemas import config_schema
+from gated_symile.schemas import config_schema, resolve
 from gated_symile.stages.flags import field_default
 from gated_symile.synthetic.mimic import MimicSynthConfig
 from gated_symile.synthetic.ukb import UkbSynthConfig
@@ -116,22 +116,12 @@ NOT_IN_SCHEMA: dict[type, dict[str, str]] = {
 WORKFLOW_ONLY = {("ukb", "folds")}
 
 
-def _resolve(node: dict[str, Any]) -> dict[str, Any]:
-    """A schema node with its ``$ref`` followed (sibling keywords kept)."""
-    while "$ref" in node:
-        target = config_schema()
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
-
-
 def section(path: tuple[str, ...]) -> dict[str, Any]:
     if path[0] == "$defs":
-        return _resolve(config_schema()["$defs"][path[1]])
+        return resolve(config_schema()["$defs"][path[1]])
     node = config_schema()
     for part in path:
-        node = _resolve(node["properties"][part])
+        node = resolve(node["properties"][part])
     return node
 
 
@@ -167,7 +157,7 @@ def test_choices_and_defaults_agree_with_the_schema(cls):
     properties = section(SECTIONS[cls])["properties"]
     hints = typing.get_type_hints(cls)
     for f in _setting_fields(cls):
-        prop = _resolve(properties[f.name])
+        prop = resolve(properties[f.name])
         if typing.get_origin(hints[f.name]) is Literal:
             assert set(typing.get_args(hints[f.name])) == set(prop.get("enum", ())), (
                 f"{cls.__name__}.{f.name}: choices {typing.get_args(hints[f.name])} vs schema "
@@ -238,3 +228,14 @@ def test_schema_is_package_data_read_by_the_workflow():
     common = (REPO / "workflow/rules/common.smk").read_text()
     assert "validate(config, schema=str(SCHEMA_FILE)" in common
     assert not (REPO / "workflow/schemas/config.schema.yaml").exists()
+
+
+def test_stage_flags_meet_the_schema_limits(tmp_path):
+    """A flag given on the command line meets the workflow key's limit (one schema)."""
+    parser = build_parser()
+    args = parser.parse_args(
+        ["splits", "mimic", "--cohort", str(tmp_path / "none.parquet"), "--out", str(tmp_path),
+         "--candidate-n", "1"]  # fmt: skip
+    )
+    with pytest.raises(ConfigError, match=r"^mimic\.split\.candidate_n: must be >= 2, got 1$"):
+        args.func(args)

@@ -11,6 +11,7 @@ the schema and the dataclasses name the same settings and that any ``default`` h
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,39 @@ def check(values: Mapping[str, Any], definition: str, where: str = "") -> None:
 
     ``where`` prefixes the dotted key (``train.batch_size: must be >= 2, got 1``).
     """
+    _raise_first_error({"$ref": f"#/$defs/{definition}"}, values, where)
+
+
+def check_section(values: Mapping[str, Any], dotted: str) -> None:
+    """Validate the settings of workflow section ``dotted`` (``mimic.split``) found in ``values``.
+
+    A stage calls it with its settings dataclass as a dict, so a flag given on the command line
+    meets the same limits as the workflow's key; keys the section does not know are left out (paths,
+    resources), and so is ``required`` (the stage's dataclass fills what was not given).
+    """
+    node: dict[str, Any] = {"$ref": "#"}
+    for part in dotted.split("."):
+        node = resolve(node)["properties"][part]
+    node = {k: v for k, v in resolve(node).items() if k != "required"}
+    plain = json.loads(json.dumps(dict(values), default=str))  # tuples -> lists, paths -> text
+    _raise_first_error(node, {k: v for k, v in plain.items() if k in node["properties"]}, dotted)
+
+
+def resolve(node: Mapping[str, Any]) -> dict[str, Any]:
+    """``node`` with its ``$ref`` (into this schema) followed; sibling keywords are kept."""
+    node = dict(node)
+    while "$ref" in node:
+        target: Any = config_schema()
+        for part in node.pop("$ref").removeprefix("#").strip("/").split("/"):
+            target = target[part] if part else target
+        node = {**target, **node}
+    return node
+
+
+def _raise_first_error(schema: Mapping[str, Any], values: Any, where: str) -> None:
     import jsonschema
 
-    schema = {"$defs": config_schema()["$defs"], "$ref": f"#/$defs/{definition}"}
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator({"$defs": config_schema()["$defs"], **schema})
     errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         raise ConfigError(describe(errors[0], where))
