@@ -63,6 +63,12 @@ def test_encoders_are_typed_and_defaults_fill_missing_sections():
         (("model", "encoders", "a", "arch"), "vit", "model.encoders.a: encoder arch 'vit'"),
         (("loss", "negatives"), "all", "loss.negatives: expected one of n, n_squared, full, pair"),
         (("train", "patience"), -1, "train.patience: must be >= 0"),
+        # limits come from the settings schema (gated_symile/schemas/config.schema.yaml)
+        (("train", "batch_size"), 1, "train.batch_size: must be >= 2, got 1"),
+        (("train", "betas"), [0.9, 1.0], "train.betas[1]: must be < 1, got 1.0"),
+        (("train", "grad_clip"), 0.0, "train.grad_clip: must be > 0, got 0.0"),
+        (("gate", "mean_momentum"), 1.0, "gate.mean_momentum: must be < 1, got 1.0"),
+        (("model", "encoders", "a", "dropout"), 1.0, "model.encoders.a: encoder dropout"),
         (("bogus",), 1, "bogus: unknown key"),
     ],
 )

@@ -100,13 +100,15 @@ def test_paper_scale_configs_validate_and_resolve(name):
     """Each shipped config, merged over config.yaml as --configfile does, passes the schema and
     resolves a RunConfig for every cell."""
     import jsonschema
+
+    from gated_symile.schemas import config_schema
     from snakemake.utils import update_config
 
     from gated_symile.config import resolve_run_config
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     update_config(config, yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text()))
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    schema = config_schema()
     jsonschema.Draft202012Validator(schema).validate(config)
     for dataset in config["experiment"]["datasets"]:
         for method in config["experiment"]["methods"]:
@@ -116,10 +118,12 @@ def test_paper_scale_configs_validate_and_resolve(name):
 def test_default_config_passes_schema_and_dataclasses():
     import jsonschema
 
+    from gated_symile.schemas import config_schema
+
     from gated_symile.config import resolve_run_config
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    schema = config_schema()
     jsonschema.Draft202012Validator(schema).validate(config)
     for dataset in config["datasets"]:
         for method in config["methods"]:

@@ -6,9 +6,12 @@ merges them for one (dataset, method, seed) into a frozen ``RunConfig``; the Sna
 that resolved dict to ``gated-symile train`` as inline JSON, so the job never re-reads the
 workflow config and its hash (``config_hash``) identifies exactly what was trained.
 
-Every key is checked against the dataclass field types; a wrong type or an unknown key raises a
+Every key is checked against the dataclass field types, then against the settings schema
+(``gated_symile/schemas/config.schema.yaml``, the same file the workflow validates its config
+with: it owns every limit); a wrong type, an unknown key or a value out of range raises a
 ``ConfigError`` naming the dotted key (``train.lr: expected a number, got 'abc'``), because a typo
-in a sweep must stop the run instead of silently training with a default.
+in a sweep must stop the run instead of silently training with a default. The defaults are the
+dataclass field defaults below, written nowhere else.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Literal, Union
 
 from gated_symile.errors import ConfigError
 from gated_symile.method.encoders.build import EncoderConfig
+from gated_symile.schemas import check
 
 Objective = Literal["clip", "symile", "gated_symile"]
 _SECTIONS = ("model", "loss", "gate", "train", "evaluate", "tracking")
@@ -168,8 +172,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
-        """Parse and validate a (resolved) run config dict."""
+        """Parse and validate a (resolved) run config dict.
+
+        The typed parse comes first (it names a wrong type or unknown key and reads YAML's '3e-3'
+        strings as numbers); the parsed values then pass the settings schema, which owns every
+        limit, and last the cross-field rules.
+        """
         cfg = _build(cls, values, "")
+        check(cfg.to_dict(), "run_config")
         _validate(cfg)
         return cfg
 
@@ -250,51 +260,11 @@ def flatten_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 
 def _validate(cfg: RunConfig) -> None:
-    """Rules that involve more than one field (docs/method.md §2, §6.2, §7)."""
-    positive_ints = {
-        "model.embed_dim": cfg.model.embed_dim,
-        "loss.pair_k": cfg.loss.pair_k,
-        "gate.d_k": cfg.gate.d_k,
-        "train.epochs": cfg.train.epochs,
-        "train.devices": cfg.train.devices,
-        "train.nodes": cfg.train.nodes,
-        "train.collective_timeout_s": cfg.train.collective_timeout_s,
-    }
-    for key, value in positive_ints.items():
-        if value < 1:
-            raise ConfigError(f"{key}: must be >= 1, got {value}")
-    non_negative = {
-        "train.patience": cfg.train.patience,
-        "train.warmup_steps": cfg.train.warmup_steps,
-        "train.num_threads": cfg.train.num_threads,
-        "train.weight_decay": cfg.train.weight_decay,
-        "evaluate.bootstrap_n": cfg.evaluate.bootstrap_n,
-    }
-    for key, value in non_negative.items():
-        if value < 0:
-            raise ConfigError(f"{key}: must be >= 0, got {value}")
-    if cfg.train.batch_size < 2:
-        raise ConfigError(
-            f"train.batch_size: needs >= 2 samples for in-batch negatives, got {cfg.train.batch_size}"
-        )
+    """Rules that involve more than one field (docs/method.md §2, §6.2, §7).
+
+    Single-field types, choices and limits are the schema's (``$defs/run_config``), checked first.
+    """
     _validate_launch(cfg.train)
-    if cfg.evaluate.batch_size < 1:
-        raise ConfigError(f"evaluate.batch_size: must be >= 1, got {cfg.evaluate.batch_size}")
-    for key, value in (
-        ("train.lr", cfg.train.lr),
-        ("train.eps", cfg.train.eps),
-        ("train.lr_gate_mul", cfg.train.lr_gate_mul),
-    ):
-        if not value > 0:
-            raise ConfigError(f"{key}: must be > 0, got {value}")
-    if cfg.train.grad_clip is not None and not cfg.train.grad_clip > 0:
-        raise ConfigError(f"train.grad_clip: must be > 0 or null, got {cfg.train.grad_clip}")
-    if not all(0.0 <= b < 1.0 for b in cfg.train.betas):
-        raise ConfigError(f"train.betas: each must be in [0, 1), got {list(cfg.train.betas)}")
-    if not 0.0 <= cfg.gate.mean_momentum < 1.0:
-        raise ConfigError(f"gate.mean_momentum: must be in [0, 1), got {cfg.gate.mean_momentum}")
-    if not cfg.gate.temp > 0:
-        raise ConfigError(f"gate.temp: must be > 0, got {cfg.gate.temp}")
     if cfg.objective == "gated_symile":
         if cfg.model.embedding_norm == "layernorm":
             raise ConfigError(

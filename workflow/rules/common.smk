@@ -7,8 +7,11 @@ from snakemake.utils import validate
 
 from gated_symile import layout
 from gated_symile.config import resolve_run_config
+from gated_symile.schemas import SCHEMA_FILE
 
-validate(config, schema="../schemas/config.schema.yaml")
+# The package's settings schema: the same file validates run configs (gated_symile.schemas).
+# set_default=False: the schema states no defaults; config.yaml states the workflow's values.
+validate(config, schema=str(SCHEMA_FILE), set_default=False)
 
 SYNTHETIC_MIMIC = "resources/raw/mimic"
 SYNTHETIC_UKB = "resources/raw/ukb"

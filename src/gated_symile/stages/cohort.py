@@ -10,6 +10,7 @@ within 24 h.  Writes ``cohort.parquet``, ``exclusions.parquet``, ``attrition.csv
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -38,12 +39,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="CheXpert labels csv(.gz) (default: <cxr>/mimic-cxr-2.0.0-chexpert.csv.gz)",
     )
-    mimic.add_argument(
-        "--workers", type=int, default=1, help="processes for ECG QC / DICOM headers"
-    )
+    mimic.add_argument("--workers", type=int, help="processes for ECG QC / DICOM headers")
     mimic.add_argument(
         "--qc-rule",
-        default="symile",
         choices=["symile", "strict"],
         help="ECG QC rule: symile = drop NaN or all-zero records (reference); strict = also flat "
         "leads and implausible amplitudes",
@@ -51,9 +49,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     mimic.add_argument(
         "--duckdb-threads", type=int, default=None, help="DuckDB threads (default: --workers)"
     )
-    mimic.add_argument(
-        "--memory-limit", default="2GB", help="DuckDB memory limit; larger joins spill to disk"
-    )
+    mimic.add_argument("--memory-limit", help="DuckDB memory limit; larger joins spill to disk")
     # the stage opens only the tables, the listing files and the records its rules consume, and
     # notes them (gated_symile.provenance.read_set): the manifest hashes those, not the whole releases
     declare(mimic, selective=["mimic_iv", "ecg", "cxr"])
@@ -62,10 +58,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     ukb = kinds.add_parser("ukb", help="UK-Biobank-style cohort: presence, folds, feature tables")
     ukb.add_argument("--raw", type=Path, required=True, help="folder of ukb_main.csv, olink, hesin")
     ukb.add_argument("--out", type=Path, required=True, help="output folder")
-    ukb.add_argument("--n-folds", type=int, default=5, help="participant folds (fold k = test)")
-    ukb.add_argument("--val-frac", type=float, default=0.1, help="validation share of the rest")
-    ukb.add_argument("--seed", type=int, default=0, help="seeds the folds and validation draws")
-    ukb.add_argument("--threads", type=int, default=1, help="DuckDB threads for the Olink pivot")
+    ukb.add_argument("--n-folds", type=int, help="participant folds (fold k = test)")
+    ukb.add_argument("--val-frac", type=float, help="validation share of the rest")
+    ukb.add_argument("--seed", type=int, help="seeds the folds and validation draws")
+    ukb.add_argument("--threads", type=int, help="DuckDB threads for the Olink pivot")
     ukb.add_argument(
         "--ehr-requires-episodes", action="store_true",
         help="EHR missing (not all-zero) for participants without any hospital episode",
@@ -75,18 +71,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _run_mimic(args: argparse.Namespace) -> int:
     from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort
+    from gated_symile.stages.flags import given
 
-    config = MimicCohortConfig(
-        mimic_iv=args.mimic_iv,
-        ecg=args.ecg,
-        cxr=args.cxr,
-        out=args.out,
-        chexpert=args.chexpert,
-        workers=args.workers,
-        qc_rule=args.qc_rule,
-        duckdb_threads=args.duckdb_threads or max(1, args.workers),
-        memory_limit=args.memory_limit,
+    settings = given(
+        args, "mimic_iv", "ecg", "cxr", "out", "chexpert", "workers", "qc_rule", "duckdb_threads",
+        "memory_limit",
     )
+    config = MimicCohortConfig(**settings)
+    if not args.duckdb_threads:  # DuckDB gets as many threads as the stage has workers
+        config = dataclasses.replace(config, duckdb_threads=max(1, config.workers))
     summary = build_mimic_cohort(config)
     print(json.dumps({k: summary[k] for k in ("admissions", "cohort", "attrition")}, indent=2))
     return 0
@@ -94,10 +87,11 @@ def _run_mimic(args: argparse.Namespace) -> int:
 
 def _run_ukb(args: argparse.Namespace) -> int:
     from gated_symile.data.ukb.cohort import UkbCohortConfig, build_ukb_cohort
+    from gated_symile.stages.flags import given
 
     config = UkbCohortConfig(
-        raw=args.raw, out=args.out, n_folds=args.n_folds, val_frac=args.val_frac, seed=args.seed,
-        threads=args.threads, ehr_requires_episodes=args.ehr_requires_episodes,
+        **given(args, "raw", "out", "n_folds", "val_frac", "seed", "threads"),
+        ehr_requires_episodes=args.ehr_requires_episodes,
     )
     summary = build_ukb_cohort(config)
     print(json.dumps({k: summary[k] for k in ("counts", "folds")}, indent=2, sort_keys=True))

@@ -17,19 +17,21 @@ from typing import Any
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from gated_symile.data.misalign.draw import DEFAULT_SPLITS, EXCLUSIVE, MODES
+    from gated_symile.data.misalign.draw import EXCLUSIVE, MODES, MisalignConfig
+    from gated_symile.stages.flags import field_default
 
     parser.add_argument("--tensors", type=Path, required=True, help="clean tensor dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="misalignment folder to write")
     parser.add_argument("--p", type=float, required=True, help="per-sample corruption probability")
     parser.add_argument("--mode", choices=MODES, required=True,
                         help="swap (misleading), noise (uninformative) or drop (marked missing)")
-    parser.add_argument("--modalities", default=EXCLUSIVE,
+    default_splits = ",".join(field_default(MisalignConfig, "splits"))
+    parser.add_argument("--modalities",
                         help=f"{EXCLUSIVE!r} (one non-target modality per corrupted sample, default) "
                         "or comma-separated names, each corrupted independently with probability p")
-    parser.add_argument("--splits", default=",".join(DEFAULT_SPLITS),
-                        help="comma-separated splits to corrupt (default train,val,test; e.g. train)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--splits",
+                        help=f"comma-separated splits to corrupt (default {default_splits}; e.g. train)")
+    parser.add_argument("--seed", type=int)
     parser.add_argument("--exclude-same-subject", action="store_true",
                         help="swap donors never share the sample's subject_id (index column)")
     parser.set_defaults(func=run)
@@ -37,15 +39,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gated_symile.data.misalign.draw import MisalignConfig
+    from gated_symile.stages.flags import given
 
-    cfg = MisalignConfig(
-        p=args.p,
-        mode=args.mode,
-        modalities=_names(args.modalities),
-        splits=_names(args.splits),
-        seed=args.seed,
-        exclude_same_subject=args.exclude_same_subject,
-    )
+    settings = given(args, "p", "mode", "seed")
+    settings.update({k: _names(v) for k, v in given(args, "modalities", "splits").items()})
+    cfg = MisalignConfig(**settings, exclude_same_subject=args.exclude_same_subject)
     spec = write_misalignment(args.tensors, args.out, cfg)
     print(json.dumps({"out": str(args.out), "counts": spec["counts"]}, indent=2, sort_keys=True))
     return 0

@@ -8,6 +8,7 @@ scale down for small cohorts (rule in ``gated_symile.data.mimic.splits``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,25 +20,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--cohort", type=Path, required=True, help="cohort.parquet of the cohort stage"
     )
     mimic.add_argument("--out", type=Path, required=True, help="output folder")
-    mimic.add_argument("--seed", type=int, default=0)
-    mimic.add_argument("--train-n", type=int, default=10000, help="requested training admissions")
-    mimic.add_argument("--val-n", type=int, default=750, help="requested validation admissions")
-    mimic.add_argument(
-        "--candidate-n", type=int, default=10, help="retrieval candidates per query (1 positive)"
-    )
+    mimic.add_argument("--seed", type=int)
+    mimic.add_argument("--train-n", type=int, help="requested training admissions")
+    mimic.add_argument("--val-n", type=int, help="requested validation admissions")
+    mimic.add_argument("--candidate-n", type=int, help="retrieval candidates per query (1 positive)")
     mimic.set_defaults(func=_run_mimic)
 
 
 def _run_mimic(args: argparse.Namespace) -> int:
-    from gated_symile.errors import ConfigError
     from gated_symile.data.mimic.splits import SplitConfig, write_splits
+    from gated_symile.schemas import check_section
+    from gated_symile.stages.flags import given
 
-    for flag in ("train_n", "val_n", "candidate_n"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    config = SplitConfig(
-        seed=args.seed, train_n=args.train_n, val_n=args.val_n, candidate_n=args.candidate_n
-    )
+    config = SplitConfig(**given(args, "seed", "train_n", "val_n", "candidate_n"))
+    check_section(dataclasses.asdict(config), "mimic.split")
     metadata = write_splits(args.cohort, args.out, config)
     summary = {
         "splits": {name: info["admissions"] for name, info in metadata["splits"].items()},

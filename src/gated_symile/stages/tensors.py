@@ -9,6 +9,7 @@ radiographs) per split, plus ``index.parquet``, the candidate sets and ``metadat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,12 +25,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--cxr", type=Path, required=True, help="MIMIC-CXR-JPG or MIMIC-CXR (DICOM) root"
     )
     mimic.add_argument("--out", type=Path, required=True, help="tensor dataset folder")
-    mimic.add_argument("--cxr-size", type=int, default=320, help="radiograph edge after crop")
-    mimic.add_argument("--seed", type=int, default=0, help="seeds the training random crop")
-    mimic.add_argument("--workers", type=int, default=1, help="parallel decoding processes")
-    mimic.add_argument(
-        "--eval-batch", type=int, default=128, help="evaluation batch size written to metadata"
-    )
+    mimic.add_argument("--cxr-size", type=int, help="radiograph edge after crop (paper: 320)")
+    mimic.add_argument("--seed", type=int, help="seeds the training random crop")
+    mimic.add_argument("--workers", type=int, help="parallel decoding processes")
+    mimic.add_argument("--eval-batch", type=int, help="evaluation batch size written to metadata")
     # reads only the records of the split rows and notes them: the manifest hashes those
     declare(mimic, selective=["ecg", "cxr"])
     mimic.set_defaults(func=_run_mimic)
@@ -39,24 +38,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     ukb.add_argument("--variant", choices=["intersect", "union"], required=True)
     ukb.add_argument("--fold", type=int, required=True, help="test fold k")
     ukb.add_argument("--out", type=Path, required=True, help="tensor dataset folder")
-    ukb.add_argument("--seed", type=int, default=0, help="recorded in metadata (nothing is drawn)")
-    ukb.add_argument("--ehr-featurizer", default="codebag", help="registered EHR featuriser")
-    ukb.add_argument("--ehr-min-count", type=int, default=20, help="min training participants/code")
-    ukb.add_argument("--ehr-max-codes", type=int, default=2048, help="vocabulary cap")
-    ukb.add_argument("--ehr-dim", type=int, default=0, help="TF-IDF + SVD width (0 = multi-hot)")
+    ukb.add_argument("--seed", type=int, help="recorded in metadata (nothing is drawn)")
+    ukb.add_argument("--ehr-featurizer", help="registered EHR featuriser")
+    ukb.add_argument("--ehr-min-count", type=int, help="min training participants/code")
+    ukb.add_argument("--ehr-max-codes", type=int, help="vocabulary cap")
+    ukb.add_argument("--ehr-dim", type=int, help="TF-IDF + SVD width (0 = multi-hot)")
     ukb.set_defaults(func=_run_ukb)
 
 
 def _run_mimic(args: argparse.Namespace) -> int:
     from gated_symile.errors import ConfigError
     from gated_symile.data.mimic.tensors import TensorConfig, build_tensors
+    from gated_symile.schemas import check_section
+    from gated_symile.stages.flags import given
 
-    for flag in ("cxr_size", "workers", "eval_batch"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    config = TensorConfig(
-        cxr_size=args.cxr_size, seed=args.seed, workers=args.workers, eval_batch=args.eval_batch
-    )
+    config = TensorConfig(**given(args, "cxr_size", "seed", "workers", "eval_batch"))
+    check_section(dataclasses.asdict(config), "mimic.tensors")  # cxr_size, seed
+    for flag in ("workers", "eval_batch"):  # not workflow settings: the stage's own limit
+        if getattr(config, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(config, flag)}")
     metadata = build_tensors(args.splits, args.ecg, args.cxr, args.out, config)
     print(json.dumps({"splits": metadata["splits"], "out": str(args.out)}, sort_keys=True))
     return 0
@@ -66,11 +66,10 @@ def _run_ukb(args: argparse.Namespace) -> int:
     from gated_symile.data.ukb.ehr import EhrConfig
     from gated_symile.data.ukb.tensors import UkbTensorConfig, build_ukb_tensors
 
-    ehr = EhrConfig(
-        featurizer=args.ehr_featurizer, min_count=args.ehr_min_count,
-        max_codes=args.ehr_max_codes, dim=args.ehr_dim,
-    )
-    config = UkbTensorConfig(variant=args.variant, fold=args.fold, seed=args.seed, ehr=ehr)
+    from gated_symile.stages.flags import given
+
+    ehr = EhrConfig(**given(args, "featurizer", "min_count", "max_codes", "dim", prefix="ehr_"))
+    config = UkbTensorConfig(**given(args, "variant", "fold", "seed"), ehr=ehr)
     metadata = build_ukb_tensors(args.cohort, args.out, config)
     print(json.dumps({"splits": metadata["splits"], "out": str(args.out)}, sort_keys=True))
     return 0
