@@ -14,7 +14,6 @@ the validation metrics are broadcast so that every rank takes the same early-sto
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -36,10 +35,10 @@ from gated_symile.training.checkpoint import (
     load_checkpoint,
     restore_rng,
 )
+from gated_symile.training.device import torch_settings
 from gated_symile.training.distributed import (
     Processes,
     check_same_job,
-    select_device,  # noqa: F401 - used from here by stages.evaluate
     sharded_objective,
     training_device,
 )
@@ -71,32 +70,6 @@ class LoopState:
     patience_counter: int = 0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def configure_torch(run_cfg: RunConfig, device: torch.device) -> None:
-    """Threads, denormal flushing (docs/method.md §16: CLIP ran 5x slower without it), determinism."""
-    if run_cfg.train.num_threads > 0:
-        torch.set_num_threads(run_cfg.train.num_threads)
-    torch.set_flush_denormal(True)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-@contextlib.contextmanager
-def torch_settings(run_cfg: RunConfig, device: torch.device):
-    """``configure_torch`` for the duration of a block, then the caller's threads and determinism
-    flags again (in-process callers such as tests must not inherit a training run's settings)."""
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    configure_torch(run_cfg, device)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-        # IEEE default again: flushing leaks into numpy/hypothesis code run later in-process.
-        torch.set_flush_denormal(False)
 
 
 def seed_everything(seed: int) -> None:
