@@ -96,7 +96,7 @@ def test_schedule_free_optimizer_trains_and_resumes(dataset, tmp_path):
     first = fit(dataset, cfg, tmp_path / "a", max_epochs=1)
     assert first["epochs_completed"] == 1
     resumed = fit(dataset, cfg, tmp_path / "a", resume=True)
-    straight = fit(dataset, cfg, tmp_path / "b")
+    fit(dataset, cfg, tmp_path / "b")
     assert resumed["epochs_completed"] == 2
     assert list(map(strip_timing, read_history(tmp_path / "a"))) == list(
         map(strip_timing, read_history(tmp_path / "b"))

@@ -23,7 +23,6 @@ from gated_symile.errors import RecordError
 from gated_symile.evaluation.retrieval import QueryRanks
 
 FORMAT = "gated-symile-query-ranks/1"
-FILE_NAME = "ranks.parquet"
 COLUMNS: tuple[str, ...] = ("query_row", "rank", "pool_size")
 _FORMAT_KEY = b"format"
 

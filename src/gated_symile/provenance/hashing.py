@@ -375,101 +375,132 @@ class Hasher:
         hash of a release, and which uses every core when the files are in the page cache.
         With a ``selection``, files outside it are listed by (size, mtime) and never read.
         """
-        real_root = os.path.realpath(root)
-        real_root_prefix = _folder_prefix(real_root)
+        return _TreeWalk(self, root, exclude, skip_owned, selection, sink).run(root)
+
+
+class _TreeWalk:
+    """One walk of :meth:`Hasher._tree`: the files met so far, their digests and what is pending."""
+
+    def __init__(
+        self, hasher: Hasher, root: Path, exclude: set[str], skip_owned: bool,
+        selection: Selection | None, sink: Callable[[str, int, int], None] | None,
+    ) -> None:  # fmt: skip
+        self.hasher, self.exclude, self.skip_owned = hasher, exclude, skip_owned
+        self.selection, self.sink = selection, sink
+        self.real_root = os.path.realpath(root)
+        self.real_root_prefix = _folder_prefix(self.real_root)
         # a listing reads no file: prefetching the cache rows of the folder would be wasted
         listing_only = selection is not None and not selection.files
-        known = self.cache.entries_under(real_root) if self.use_cache and not listing_only else None
-        files: dict[str, tuple[int, str]] = {}
-        listing: dict[str, tuple[int, int]] = {}  # selective: files not read
-        manifests: list[Path] = []
-        cached = 0  # files found in the cache; the others were read
-        seen_dirs: set[str] = set()
-        pending: list[tuple[str, str, str, os.stat_result]] = []  # (rel, path, real, stat) to read
-        pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="sha256")
+        self.known = (
+            hasher.cache.entries_under(self.real_root)
+            if hasher.use_cache and not listing_only
+            else None
+        )
+        self.files: dict[str, tuple[int, str]] = {}
+        self.listing: dict[str, tuple[int, int]] = {}  # selective: files not read
+        self.manifests: list[Path] = []
+        self.cached = 0  # files found in the cache; the others were read
+        self.seen_dirs: set[str] = set()
+        self.pending: list[tuple[str, str, str, os.stat_result]] = []  # (rel, path, real, stat) to read
+        self.pool: ThreadPoolExecutor | None = None
 
-        def read_pending() -> None:
-            paths = [p[1] for p in pending]
-            step = -(-len(paths) // READ_THREADS) or 1  # one task per thread: futures cost ~20 us each
-            tasks = pool.map(_read_sha256s, [paths[i : i + step] for i in range(0, len(paths), step)])
-            digests = [digest for task in tasks for digest in task]
-            for (rel, _, real, st), digest in zip(pending, digests):
-                files[rel] = (st.st_size, digest)  # fills the walk-order slot left below
-                self.cache.put(real, st.st_size, st.st_mtime_ns, digest)  # sqlite: this thread only
-            pending.clear()
+    def run(self, root: Path) -> Digest:
+        with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="sha256") as pool:
+            self.pool = pool
+            self.visit(os.path.abspath(root), self.real_root, "")
+            self.read_pending()
+        self.hasher.cache.flush()
+        return self.digest()
 
-        def visit(folder: str, real_dir: str, rel_dir: str) -> None:
-            nonlocal cached
-            if real_dir in seen_dirs:  # a symlink loop or a folder reachable twice
-                return
-            seen_dirs.add(real_dir)
+    def read_pending(self) -> None:
+        """Hash the pending files on the thread pool and fill their slots in walk order."""
+        pending = self.pending
+        paths = [p[1] for p in pending]
+        step = -(-len(paths) // READ_THREADS) or 1  # one task per thread: futures cost ~20 us each
+        tasks = self.pool.map(_read_sha256s, [paths[i : i + step] for i in range(0, len(paths), step)])
+        digests = [digest for task in tasks for digest in task]
+        for (rel, _, real, st), digest in zip(pending, digests):
+            self.files[rel] = (st.st_size, digest)  # fills the walk-order slot left by visit_file
+            self.hasher.cache.put(real, st.st_size, st.st_mtime_ns, digest)  # sqlite: this thread only
+        pending.clear()
+
+    def visit(self, folder: str, real_dir: str, rel_dir: str) -> None:
+        """One folder: its files in name order, then its sub-folders (each real folder once)."""
+        if real_dir in self.seen_dirs:  # a symlink loop or a folder reachable twice
+            return
+        self.seen_dirs.add(real_dir)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+        except OSError as exc:
+            raise GatedSymileError(f"{folder}: cannot list ({exc.strerror or exc})") from None
+        subfolders = []
+        names = {entry.name for entry in entries}
+        real_prefix = _folder_prefix(real_dir)
+        exclude, skip_owned = self.exclude, self.skip_owned
+        for entry in entries:
+            full, name = entry.path, entry.name
             try:
-                with os.scandir(folder) as it:
-                    entries = sorted(it, key=lambda entry: entry.name)
-            except OSError as exc:
-                raise GatedSymileError(f"{folder}: cannot list ({exc.strerror or exc})") from None
-            subfolders = []
-            names = {entry.name for entry in entries}
-            real_prefix = _folder_prefix(real_dir)
-            for entry in entries:
-                full, name = entry.path, entry.name
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    if full not in exclude and not (
-                        skip_owned and os.path.isfile(os.path.join(full, MANIFEST_NAME))
-                    ):
-                        subfolders.append(entry)
-                    continue
-                if is_manifest(name):
-                    manifests.append(Path(full))
-                    continue
-                if is_listing(name):
-                    continue
-                if full in exclude or (skip_owned and name + MANIFEST_SUFFIX in names):
-                    continue
-                real = _real_path(entry, real_prefix)
-                try:
-                    st = entry.stat()
-                except OSError as exc:
-                    raise GatedSymileError(f"{full}: cannot hash ({exc.strerror or exc})") from None
-                rel = rel_dir + name
-                if selection is not None:
-                    if sink is not None and rel not in selection.files:
-                        sink(rel, st.st_size, st.st_mtime_ns)
-                        continue
-                    listing[rel] = (st.st_size, st.st_mtime_ns)
-                    if rel not in selection.files:
-                        continue
-                    if selection.files[rel] is not None:  # a header: read its first bytes now
-                        nbytes = int(selection.files[rel])
-                        files[rel] = (nbytes, prefix_sha256(full, nbytes))
-                        continue
-                inside = real.startswith(real_root_prefix)  # else not prefetched: ask the cache
-                digest = self._cached(real, st, known if inside else None)
-                if digest is not None:
-                    cached += 1
-                elif st.st_size < THREADED_MIN_BYTES:  # GIL-bound: read here
-                    digest = self._read(full, real, st)
-                files[rel] = (st.st_size, digest)  # None: filled by read_pending
-                if digest is None:
-                    pending.append((rel, full, real, st))
-                    if len(pending) >= READ_BATCH:
-                        read_pending()
-            for entry in subfolders:
-                visit(entry.path, _real_path(entry, real_prefix), f"{rel_dir}{entry.name}/")
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if full not in exclude and not (
+                    skip_owned and os.path.isfile(os.path.join(full, MANIFEST_NAME))
+                ):
+                    subfolders.append(entry)
+                continue
+            if is_manifest(name):
+                self.manifests.append(Path(full))
+                continue
+            if is_listing(name):
+                continue
+            if full in exclude or (skip_owned and name + MANIFEST_SUFFIX in names):
+                continue
+            self.visit_file(entry, rel_dir + name, real_prefix)
+        for entry in subfolders:
+            self.visit(entry.path, _real_path(entry, real_prefix), f"{rel_dir}{entry.name}/")
 
-        with pool:
-            visit(os.path.abspath(root), real_root, "")
-            read_pending()
-        self.cache.flush()
+    def visit_file(self, entry: os.DirEntry, rel: str, real_prefix: str) -> None:
+        """List, hash from the cache, hash now (small files) or queue (large files) one file."""
+        full = entry.path
+        real = _real_path(entry, real_prefix)
+        try:
+            st = entry.stat()
+        except OSError as exc:
+            raise GatedSymileError(f"{full}: cannot hash ({exc.strerror or exc})") from None
+        selection = self.selection
+        if selection is not None:
+            if self.sink is not None and rel not in selection.files:
+                self.sink(rel, st.st_size, st.st_mtime_ns)
+                return
+            self.listing[rel] = (st.st_size, st.st_mtime_ns)
+            if rel not in selection.files:
+                return
+            if selection.files[rel] is not None:  # a header: read its first bytes now
+                nbytes = int(selection.files[rel])
+                self.files[rel] = (nbytes, prefix_sha256(full, nbytes))
+                return
+        inside = real.startswith(self.real_root_prefix)  # else not prefetched: ask the cache
+        digest = self.hasher._cached(real, st, self.known if inside else None)
+        if digest is not None:
+            self.cached += 1
+        elif st.st_size < THREADED_MIN_BYTES:  # GIL-bound: read here
+            digest = self.hasher._read(full, real, st)
+        self.files[rel] = (st.st_size, digest)  # None: filled by read_pending
+        if digest is None:
+            self.pending.append((rel, full, real, st))
+            if len(self.pending) >= READ_BATCH:
+                self.read_pending()
+
+    def digest(self) -> Digest:
+        """The folder's digest: selective (:func:`selective_digest`) or of every file."""
+        files, cached, selection = self.files, self.cached, self.selection
         if selection is not None:
             partial = [rel for rel, nbytes in selection.files.items() if nbytes is not None]
-            checked = {rel: rel in listing for rel in selection.checked}
-            found = selective_digest(listing, files, partial, checked)
-            found.manifests, found.read, found.cached = manifests, len(files) - cached, cached
+            checked = {rel: rel in self.listing for rel in selection.checked}
+            found = selective_digest(self.listing, files, partial, checked)
+            found.manifests, found.read, found.cached = self.manifests, len(files) - cached, cached
             return found
         size = sum(s for s, _ in files.values())
-        return Digest("dir", tree_digest(files), size, files, manifests, len(files) - cached, cached)
+        return Digest("dir", tree_digest(files), size, files, self.manifests, len(files) - cached, cached)

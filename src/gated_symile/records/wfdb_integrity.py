@@ -25,7 +25,6 @@ from gated_symile.records.wfdb_header import WfdbHeader
 __all__ = ["check_checksums", "check_signal_file_sizes", "signal_file_bytes"]
 
 _BYTES_PER_SAMPLE = {"8": 1, "80": 1, "16": 2, "61": 2, "160": 2, "24": 3, "32": 4}
-_PACKED = {"212", "310", "311"}
 _COMPRESSED = {"508", "516", "524"}
 _CHECKSUM_MODULUS = 1 << 16
 

@@ -18,7 +18,13 @@ from pathlib import Path
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+    _add_mimic(kinds)
+    _add_xnor(kinds)
+    _add_xor(kinds)
+    _add_ukb(kinds)
 
+
+def _add_mimic(kinds: argparse._SubParsersAction) -> None:
     mimic = kinds.add_parser("mimic", help="raw MIMIC-IV / MIMIC-IV-ECG / MIMIC-CXR(-JPG) records")
     mimic.add_argument("--out", type=Path, required=True, help="output root")
     mimic.add_argument("--admissions", type=int, required=True, help="number of admissions")
@@ -50,6 +56,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     mimic.set_defaults(func=_run_mimic)
 
+
+def _add_xnor(kinds: argparse._SubParsersAction) -> None:
     xnor = kinds.add_parser("xnor", help="Synthetic-XNOR misalignment benchmark (tensor format)")
     xnor.add_argument("--out", type=Path, required=True)
     xnor.add_argument("--n-samples", type=int)
@@ -70,6 +78,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     xnor.add_argument("--seed", type=int)
     xnor.set_defaults(func=_run_xnor)
 
+
+def _add_xor(kinds: argparse._SubParsersAction) -> None:
     xor = kinds.add_parser("xor", help="binary XOR dataset of the Symile paper (tensor format)")
     xor.add_argument("--out", type=Path, required=True)
     xor.add_argument("--d", type=int, help="bits per modality (2^d candidates)")
@@ -80,6 +90,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     xor.add_argument("--seed", type=int)
     xor.set_defaults(func=_run_xor)
 
+
+def _add_ukb(kinds: argparse._SubParsersAction) -> None:
     ukb = kinds.add_parser(
         "ukb", help="raw UK-Biobank-style release: main dataset, Olink, HES, CardioSoft ECG XML"
     )

@@ -36,6 +36,7 @@ from torch import nn
 
 from gated_symile.config import RunConfig
 from gated_symile.errors import ConfigError, GatedSymileError
+from gated_symile.training.device import select_device
 from gated_symile.training.global_batch import (
     Shard,
     ShardedObjective,
@@ -246,15 +247,6 @@ def process_group(run_cfg: RunConfig) -> Iterator[Processes]:
         yield procs
     finally:
         dist.destroy_process_group()
-
-
-def select_device(requested: str) -> torch.device:
-    """``auto``: CUDA when available, else CPU; asking for CUDA without one is an error."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def _bind_cuda_device(local_rank: int, train: Any) -> None:

@@ -14,7 +14,6 @@ the validation metrics are broadcast so that every rank takes the same early-sto
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -36,10 +35,10 @@ from gated_symile.training.checkpoint import (
     load_checkpoint,
     restore_rng,
 )
+from gated_symile.training.device import torch_settings
 from gated_symile.training.distributed import (
     Processes,
     check_same_job,
-    select_device,  # noqa: F401 - used from here by stages.evaluate
     sharded_objective,
     training_device,
 )
@@ -73,32 +72,6 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def configure_torch(run_cfg: RunConfig, device: torch.device) -> None:
-    """Threads, denormal flushing (docs/method.md §16: CLIP ran 5x slower without it), determinism."""
-    if run_cfg.train.num_threads > 0:
-        torch.set_num_threads(run_cfg.train.num_threads)
-    torch.set_flush_denormal(True)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-@contextlib.contextmanager
-def torch_settings(run_cfg: RunConfig, device: torch.device):
-    """``configure_torch`` for the duration of a block, then the caller's threads and determinism
-    flags again (in-process callers such as tests must not inherit a training run's settings)."""
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    configure_torch(run_cfg, device)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-        # IEEE default again: flushing leaks into numpy/hypothesis code run later in-process.
-        torch.set_flush_denormal(False)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -130,6 +103,19 @@ def fit(
         )
 
 
+@dataclass
+class _Trainer:
+    """What every epoch of one run steps: the model, its loss, the optimiser and the generators."""
+
+    model: Any
+    objective: Any  # the DDP-wrapped ShardedObjective of a multi-process run; None for one process
+    optimizer: Any
+    generators: dict[str, torch.Generator]  # "data": batch order, "loss": loss negatives
+    params: list[torch.nn.Parameter]  # the trainable ones (gradient clipping)
+    use_bf16: bool
+    device: torch.device
+
+
 def _fit(
     dataset: Any,
     run_cfg: RunConfig,
@@ -141,8 +127,6 @@ def _fit(
     progress: bool | None,
     procs: Processes,
 ) -> dict[str, Any]:
-    from gated_symile.method.model import ContrastiveModel
-
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
     seed_everything(procs.rank_seed(run_cfg.seed))
@@ -151,23 +135,13 @@ def _fit(
     train_split = dataset.split("train")
     val_split = dataset.split("val")
     check_same_job(procs, run_cfg, train_split.n)
-    use_bf16 = run_cfg.train.precision == "bf16" or (
-        run_cfg.train.precision == "auto" and device.type == "cuda"
-    )
-
-    model = ContrastiveModel(metadata, run_cfg).to(device)
-    if run_cfg.train.precision == "fp64":
-        model.double()
-    has_missing = any(not np.all(p) for p in train_split.present.values())
-    objective = sharded_objective(model, procs, device, use_bf16, has_missing)
-    optimizer = build_optimizer(model, run_cfg)
-    data_gen = torch.Generator().manual_seed(run_cfg.seed)
-    loss_gen = torch.Generator(device=device).manual_seed(run_cfg.seed + _LOSS_SEED_OFFSET)
-    generators = {"data": data_gen, "loss": loss_gen}
+    trainer = _build_trainer(metadata, run_cfg, train_split, device, procs)
     state = LoopState()
 
     if resume and last_path.is_file():
-        state = _resume(last_path, cfg_sha, model, optimizer, generators, procs)
+        state = _resume(
+            last_path, cfg_sha, trainer.model, trainer.optimizer, trainer.generators, procs
+        )
     if procs.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_resolved_config(run_dir, run_cfg)
@@ -176,85 +150,19 @@ def _fit(
     n_epochs = run_cfg.train.epochs if max_epochs is None else min(run_cfg.train.epochs, max_epochs)
     batches = _batches_per_epoch(train_split.n, run_cfg)
     show = procs.is_main and (show_progress(run_cfg.train.progress) if progress is None else progress)
-    params = [p for p in model.parameters() if p.requires_grad]
     started = time.perf_counter()
 
     while state.epoch < n_epochs and not state.stopped_early:
         epoch = state.epoch + 1
-        model.train()
-        set_optimizer_mode(optimizer, True)
-        t0 = time.perf_counter()
-        order = torch.randperm(train_split.n, generator=data_gen)
-        loss_sum, seen = 0.0, 0
-        bar = _progress_bar(batches, epoch, show)
-        for b in range(batches):
-            idx = order[b * run_cfg.train.batch_size : (b + 1) * run_cfg.train.batch_size]
-            if idx.numel() < 2:  # a trailing single sample has no negatives
-                continue
-            shard = procs.shard(idx.numel())  # this process's rows of the global batch
-            batch = train_split.batch(idx[shard.rows].numpy(), device)
-            apply_warmup(optimizer, state.global_step, run_cfg.train.warmup_steps)
-            if objective is None:
-                embeddings = embed_batch(model, batch, use_bf16)
-                loss = model.loss(embeddings, model.present_masks(batch), loss_gen)
-            else:  # this rank's share of the global-batch loss
-                loss = objective(batch, shard, loss_gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if run_cfg.train.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, run_cfg.train.grad_clip)
-            optimizer.step()
-            state.global_step += 1
-            value = procs.total(loss.detach())
-            if not math.isfinite(value):
-                raise GatedSymileError(
-                    f"training diverged: loss {value} at epoch {epoch}, step {state.global_step} "
-                    f"(lower train.lr or set train.grad_clip)"
-                )
-            loss_sum += value * idx.numel()
-            seen += idx.numel()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.4f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
-        if bar is not None:
-            bar.close()
-        train_s = time.perf_counter() - t0
-
-        model.eval()
-        set_optimizer_mode(optimizer, False)
-        t1 = time.perf_counter()
-        val = procs.broadcast(
-            _validate(model, val_split, metadata, run_cfg, device) if procs.is_main else None
+        trained = _train_epoch(trainer, train_split, run_cfg, state, epoch, batches, show, procs)
+        record = _validate_epoch(
+            trainer, val_split, metadata, run_cfg, procs, state, epoch, trained
         )
-        model.train()
-        record = {
-            "epoch": epoch,
-            "step": state.global_step,
-            "train_loss": loss_sum / max(seen, 1),
-            **{f"val_{k}": v for k, v in val.items()},
-            "lr": optimizer.param_groups[0]["lr"],
-            "logit_scale": float(model.logit_scale().detach()),
-        }
-        alpha = model.gate_strength()
-        if alpha is not None:
-            record["alpha"] = alpha
-        record.update(
-            time_s=train_s, eval_s=time.perf_counter() - t1, samples_per_s=seen / max(train_s, 1e-9)
-        )
-
-        state.epoch = epoch
-        state.history.append(record)
-        if val["top1"] > state.best_top1:
-            state.best_top1, state.best_epoch, state.patience_counter = val["top1"], epoch, 0
-            improved = True
-        else:
-            state.patience_counter += 1
-            improved = False
-        patience = run_cfg.train.patience
-        state.stopped_early = (
-            patience > 0 and state.patience_counter >= patience and epoch < run_cfg.train.epochs
-        )
-        ckpt = _checkpoint(model, optimizer, state, generators, run_cfg, cfg_sha, metadata, procs)
+        improved = _advance(state, record, run_cfg)
+        ckpt = _checkpoint(
+            trainer.model, trainer.optimizer, state, trainer.generators, run_cfg, cfg_sha,
+            metadata, procs,
+        )  # fmt: skip
         if not procs.is_main:
             continue
         if improved:
@@ -270,6 +178,142 @@ def _fit(
     if procs.distributed:
         summary["world_size"] = procs.world_size
     return summary
+
+
+def _build_trainer(
+    metadata: dict, run_cfg: RunConfig, train_split: Any, device: torch.device, procs: Processes
+) -> _Trainer:
+    """Model, objective, optimiser and generators, created in a fixed order (the seeded global
+    RNG draws the initial weights, so the order is part of the run's determinism)."""
+    from gated_symile.method.model import ContrastiveModel
+
+    use_bf16 = run_cfg.train.precision == "bf16" or (
+        run_cfg.train.precision == "auto" and device.type == "cuda"
+    )
+    model = ContrastiveModel(metadata, run_cfg).to(device)
+    if run_cfg.train.precision == "fp64":
+        model.double()
+    has_missing = any(not np.all(p) for p in train_split.present.values())
+    objective = sharded_objective(model, procs, device, use_bf16, has_missing)
+    optimizer = build_optimizer(model, run_cfg)
+    data_gen = torch.Generator().manual_seed(run_cfg.seed)
+    loss_gen = torch.Generator(device=device).manual_seed(run_cfg.seed + _LOSS_SEED_OFFSET)
+    params = [p for p in model.parameters() if p.requires_grad]
+    return _Trainer(
+        model, objective, optimizer, {"data": data_gen, "loss": loss_gen}, params, use_bf16, device
+    )
+
+
+def _train_epoch(
+    trainer: _Trainer,
+    train_split: Any,
+    run_cfg: RunConfig,
+    state: LoopState,
+    epoch: int,
+    batches: int,
+    show: bool,
+    procs: Processes,
+) -> tuple[float, int, float]:
+    """One pass over shuffled mini-batches (this process's rows of each global batch): the mean
+    training loss, the samples seen and the wall time; advances ``state.global_step``."""
+    model, optimizer, device = trainer.model, trainer.optimizer, trainer.device
+    loss_gen = trainer.generators["loss"]
+    model.train()
+    set_optimizer_mode(optimizer, True)
+    t0 = time.perf_counter()
+    order = torch.randperm(train_split.n, generator=trainer.generators["data"])
+    loss_sum, seen = 0.0, 0
+    bar = _progress_bar(batches, epoch, show)
+    for b in range(batches):
+        idx = order[b * run_cfg.train.batch_size : (b + 1) * run_cfg.train.batch_size]
+        if idx.numel() < 2:  # a trailing single sample has no negatives
+            continue
+        shard = procs.shard(idx.numel())  # this process's rows of the global batch
+        batch = train_split.batch(idx[shard.rows].numpy(), device)
+        apply_warmup(optimizer, state.global_step, run_cfg.train.warmup_steps)
+        if trainer.objective is None:
+            embeddings = embed_batch(model, batch, trainer.use_bf16)
+            loss = model.loss(embeddings, model.present_masks(batch), loss_gen)
+        else:  # this rank's share of the global-batch loss
+            loss = trainer.objective(batch, shard, loss_gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if run_cfg.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(trainer.params, run_cfg.train.grad_clip)
+        optimizer.step()
+        state.global_step += 1
+        value = procs.total(loss.detach())
+        if not math.isfinite(value):
+            raise GatedSymileError(
+                f"training diverged: loss {value} at epoch {epoch}, step {state.global_step} "
+                f"(lower train.lr or set train.grad_clip)"
+            )
+        loss_sum += value * idx.numel()
+        seen += idx.numel()
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
+    if bar is not None:
+        bar.close()
+    return loss_sum / max(seen, 1), seen, time.perf_counter() - t0
+
+
+def _validate_epoch(
+    trainer: _Trainer,
+    val_split: Any,
+    metadata: dict,
+    run_cfg: RunConfig,
+    procs: Processes,
+    state: LoopState,
+    epoch: int,
+    trained: tuple[float, int, float],
+) -> dict[str, Any]:
+    """The epoch's history record: ``trained`` (mean loss, samples, wall time of
+    :func:`_train_epoch`), validation metrics (computed by rank 0, broadcast so that every rank
+    takes the same early-stopping decision), learning rate, logit scale, gate strength."""
+    model, optimizer = trainer.model, trainer.optimizer
+    train_loss, seen, train_s = trained
+    model.eval()
+    set_optimizer_mode(optimizer, False)
+    t1 = time.perf_counter()
+    val = procs.broadcast(
+        _validate(model, val_split, metadata, run_cfg, trainer.device) if procs.is_main else None
+    )
+    model.train()
+    record = {
+        "epoch": epoch,
+        "step": state.global_step,
+        "train_loss": train_loss,
+        **{f"val_{k}": v for k, v in val.items()},
+        "lr": optimizer.param_groups[0]["lr"],
+        "logit_scale": float(model.logit_scale().detach()),
+    }
+    alpha = model.gate_strength()
+    if alpha is not None:
+        record["alpha"] = alpha
+    record.update(
+        time_s=train_s, eval_s=time.perf_counter() - t1, samples_per_s=seen / max(train_s, 1e-9)
+    )
+    return record
+
+
+def _advance(state: LoopState, record: dict[str, Any], run_cfg: RunConfig) -> bool:
+    """Append the epoch to ``state``, track the best validation top-1 and the patience counter,
+    decide early stopping; True when this epoch is the new best."""
+    epoch = record["epoch"]
+    state.epoch = epoch
+    state.history.append(record)
+    if record["val_top1"] > state.best_top1:
+        state.best_top1, state.best_epoch, state.patience_counter = record["val_top1"], epoch, 0
+        improved = True
+    else:
+        state.patience_counter += 1
+        improved = False
+    patience = run_cfg.train.patience
+    state.stopped_early = (
+        patience > 0 and state.patience_counter >= patience and epoch < run_cfg.train.epochs
+    )
+    return improved
 
 
 def strip_timing(record: dict[str, Any]) -> dict[str, Any]:

@@ -44,10 +44,7 @@ from gated_symile.records.mimic_tables import (
     reading,
 )
 
-__all__ = ["EXCLUSION_COLUMNS", "MimicCohortConfig", "build_mimic_cohort", "open_duckdb"]
-
-EXCLUSION_COLUMNS: tuple[str, ...] = ("level", "id", "subject_id", "hadm_id", "reason", "stage")
-
+__all__ = ["MimicCohortConfig", "build_mimic_cohort", "open_duckdb"]
 
 @dataclass(frozen=True)
 class MimicCohortConfig:

@@ -97,41 +97,13 @@ def build_ukb_cohort(cfg: UkbCohortConfig) -> dict:
         paths["main"], fields=(BASELINE_FIELD, *NMR_FIELDS), instances=(0,)
     ).sort("eid")
     eids = main["eid"].to_numpy()
-    nmr_columns = [f"{field}-0.0" for field in NMR_FIELDS]
-    nmr = main.select(nmr_columns).to_numpy().astype(np.float64)
-    exclusions.append(_non_finite_as_missing(nmr, eids, nmr_columns, "NMR"))
-    nmr_present = ~np.isnan(nmr).all(axis=1)
-    exclusions.append(_rows("modality", eids[~nmr_present], "NMR row all NaN"))
-
-    olink = pivot_olink(paths["olink"], 0, threads=cfg.threads)
-    known = np.isin(olink.eids, eids)
-    exclusions.append(_rows("record", olink.eids[~known], "Olink participant not in main dataset"))
-    olink_rows = olink.values[known]
-    olink_eids = olink.eids[known]
-    protein_names = _protein_names(paths["coding143"], olink.protein_ids)
-    exclusions.append(_non_finite_as_missing(olink_rows, olink_eids, protein_names, "Olink"))
-    olink_nan = np.isnan(olink_rows).all(axis=1)
-    exclusions.append(_rows("modality", olink_eids[olink_nan], "Olink row all NaN"))
-    olink_present = np.isin(eids, olink_eids[~olink_nan])
-
+    nmr = _nmr_table(main, eids, exclusions)
+    olink = _olink_table(paths, eids, cfg.threads, exclusions)
     baseline = main.select("eid", pl.col(f"{BASELINE_FIELD}-0.0").alias("baseline_date"))
-    hesin, diag = read_hesin(paths["hesin"]), read_hesin_diag(paths["hesin_diag"])
-    codes, diag_counts, quarantined = baseline_codes(hesin, diag, baseline)
-    exclusions.append(quarantined)
-    has_date = baseline["baseline_date"].is_not_null().to_numpy()
-    ehr_present = has_date.copy()
-    exclusions.append(_rows("modality", eids[~has_date], "EHR: no baseline date (53-0.0)"))
-    if cfg.ehr_requires_episodes:
-        with_episodes = np.isin(eids, hesin["eid"].unique().to_numpy())
-        exclusions.append(
-            _rows("modality", eids[has_date & ~with_episodes], "EHR: no hospital episodes")
-        )
-        ehr_present &= with_episodes
-    unknown_hes = np.setdiff1d(hesin["eid"].unique().to_numpy(), eids)
-    exclusions.append(_rows("record", unknown_hes, "HES participant not in main dataset"))
+    ehr = _ehr_table(paths, baseline, eids, cfg.ehr_requires_episodes, exclusions)
 
-    present = {"nmr": nmr_present, "ehr": ehr_present, "olink": olink_present}
-    included = nmr_present | ehr_present | olink_present
+    present = {"nmr": nmr.present, "ehr": ehr.present, "olink": olink.present}
+    included = nmr.present | ehr.present | olink.present
     exclusions.append(_rows("participant", eids[~included], "no modality present"))
     participants = pl.DataFrame(
         {"eid": eids, "baseline_date": baseline["baseline_date"], **present, "included": included}
@@ -140,21 +112,10 @@ def build_ukb_cohort(cfg: UkbCohortConfig) -> dict:
 
     _write(participants, out / "participants.parquet")
     _write(splits, out / "splits.parquet")
+    _write(nmr.frame(), out / "nmr.parquet")
+    _write(olink.frame(), out / "olink.parquet")
     _write(
-        pl.DataFrame({"eid": eids[nmr_present]}).hstack(
-            pl.DataFrame(nmr[nmr_present], schema=nmr_columns, orient="row")
-        ),
-        out / "nmr.parquet",
-    )
-    olink_keep = ~olink_nan
-    _write(
-        pl.DataFrame({"eid": olink_eids[olink_keep]}).hstack(
-            pl.DataFrame(olink_rows[olink_keep], schema=protein_names, orient="row")
-        ),
-        out / "olink.parquet",
-    )
-    _write(
-        codes.filter(pl.col("eid").is_in(pl.Series(eids[ehr_present]).implode())),
+        ehr.codes.filter(pl.col("eid").is_in(pl.Series(eids[ehr.present]).implode())),
         out / "ehr_codes.parquet",
     )
     excluded = pl.concat([e.cast(_EXCLUSION_SCHEMA) for e in exclusions]).sort(
@@ -162,16 +123,7 @@ def build_ukb_cohort(cfg: UkbCohortConfig) -> dict:
     )
     _write(excluded, out / "exclusions.parquet")
 
-    n_excluded = int((~included).sum())
-    if eids.size != int(included.sum()) + n_excluded:
-        raise RuntimeError("cohort bookkeeping broken: participants in != included + excluded")
-    counts = {
-        "participants": int(eids.size),
-        **{m: int(present[m].sum()) for m in MODALITIES},
-        "intersect": int((nmr_present & ehr_present & olink_present).sum()),
-        "union": int(included.sum()),
-        "excluded": n_excluded,
-    }
+    counts = _counts(eids, present, included)
     _write_attrition(counts, out / "attrition.csv")
     summary = {
         "dataset": "ukb",
@@ -182,19 +134,117 @@ def build_ukb_cohort(cfg: UkbCohortConfig) -> dict:
             "seed": cfg.seed,
             "sizes": splits["fold"].value_counts().sort("fold")["count"].to_list(),
         },
-        "diagnosis_rows": diag_counts,
+        "diagnosis_rows": ehr.diag_counts,
         "olink": {
             "protein_ids": olink.protein_ids.tolist(),
-            "features": protein_names,
-            "unknown_participants": int((~known).sum()),
+            "features": olink.features,
+            "unknown_participants": olink.unknown_participants,
         },
-        "nmr": {"features": nmr_columns},
+        "nmr": {"features": nmr.features},
         "ehr_requires_episodes": cfg.ehr_requires_episodes,
         "exclusions": dict(excluded["reason"].value_counts().sort("reason").iter_rows()),
         "sources": {k: (p.name if p else None) for k, p in paths.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+@dataclass
+class _FeatureTable:
+    """One modality's feature matrix: the rows kept, their participants, feature names, presence
+    over the main dataset's participants (``present``) and the rows written (``keep``)."""
+
+    eids: np.ndarray
+    values: np.ndarray
+    features: list[str]
+    present: np.ndarray
+    keep: np.ndarray
+    protein_ids: np.ndarray | None = None
+    unknown_participants: int = 0
+
+    def frame(self) -> pl.DataFrame:
+        """``eid`` plus one column per feature, for the rows with the modality present."""
+        return pl.DataFrame({"eid": self.eids[self.keep]}).hstack(
+            pl.DataFrame(self.values[self.keep], schema=self.features, orient="row")
+        )
+
+
+def _nmr_table(main: pl.DataFrame, eids: np.ndarray, exclusions: list[pl.DataFrame]) -> _FeatureTable:
+    """Instance-0 NMR fields; non-finite values become missing, an all-NaN row an absent modality."""
+    nmr_columns = [f"{field}-0.0" for field in NMR_FIELDS]
+    nmr = main.select(nmr_columns).to_numpy().astype(np.float64)
+    exclusions.append(_non_finite_as_missing(nmr, eids, nmr_columns, "NMR"))
+    nmr_present = ~np.isnan(nmr).all(axis=1)
+    exclusions.append(_rows("modality", eids[~nmr_present], "NMR row all NaN"))
+    return _FeatureTable(eids, nmr, nmr_columns, nmr_present, nmr_present)
+
+
+def _olink_table(
+    paths: dict[str, Path | None], eids: np.ndarray, threads: int, exclusions: list[pl.DataFrame]
+) -> _FeatureTable:
+    """Olink ins_index 0 of the main dataset's participants, one column per protein."""
+    olink = pivot_olink(paths["olink"], 0, threads=threads)
+    known = np.isin(olink.eids, eids)
+    exclusions.append(_rows("record", olink.eids[~known], "Olink participant not in main dataset"))
+    olink_rows = olink.values[known]
+    olink_eids = olink.eids[known]
+    protein_names = _protein_names(paths["coding143"], olink.protein_ids)
+    exclusions.append(_non_finite_as_missing(olink_rows, olink_eids, protein_names, "Olink"))
+    olink_nan = np.isnan(olink_rows).all(axis=1)
+    exclusions.append(_rows("modality", olink_eids[olink_nan], "Olink row all NaN"))
+    olink_present = np.isin(eids, olink_eids[~olink_nan])
+    return _FeatureTable(
+        olink_eids, olink_rows, protein_names, olink_present, ~olink_nan,
+        protein_ids=olink.protein_ids, unknown_participants=int((~known).sum()),
+    )  # fmt: skip
+
+
+@dataclass
+class _EhrTable:
+    """Baseline diagnosis codes, the diagnosis-row counts and EHR presence per participant."""
+
+    codes: pl.DataFrame  # eid, code: baseline ICD-10 codes
+    diag_counts: dict[str, int]  # diagnosis rows: used and filtered by reason
+    present: np.ndarray
+
+
+def _ehr_table(
+    paths: dict[str, Path | None],
+    baseline: pl.DataFrame,
+    eids: np.ndarray,
+    requires_episodes: bool,
+    exclusions: list[pl.DataFrame],
+) -> _EhrTable:
+    """Baseline diagnosis codes and EHR presence (a known baseline date, and episodes if asked)."""
+    hesin, diag = read_hesin(paths["hesin"]), read_hesin_diag(paths["hesin_diag"])
+    codes, diag_counts, quarantined = baseline_codes(hesin, diag, baseline)
+    exclusions.append(quarantined)
+    has_date = baseline["baseline_date"].is_not_null().to_numpy()
+    ehr_present = has_date.copy()
+    exclusions.append(_rows("modality", eids[~has_date], "EHR: no baseline date (53-0.0)"))
+    if requires_episodes:
+        with_episodes = np.isin(eids, hesin["eid"].unique().to_numpy())
+        exclusions.append(
+            _rows("modality", eids[has_date & ~with_episodes], "EHR: no hospital episodes")
+        )
+        ehr_present &= with_episodes
+    unknown_hes = np.setdiff1d(hesin["eid"].unique().to_numpy(), eids)
+    exclusions.append(_rows("record", unknown_hes, "HES participant not in main dataset"))
+    return _EhrTable(codes, diag_counts, ehr_present)
+
+
+def _counts(eids: np.ndarray, present: dict[str, np.ndarray], included: np.ndarray) -> dict[str, int]:
+    """Attrition counts; participants in must equal included + excluded."""
+    n_excluded = int((~included).sum())
+    if eids.size != int(included.sum()) + n_excluded:
+        raise RuntimeError("cohort bookkeeping broken: participants in != included + excluded")
+    return {
+        "participants": int(eids.size),
+        **{m: int(present[m].sum()) for m in MODALITIES},
+        "intersect": int((present["nmr"] & present["ehr"] & present["olink"]).sum()),
+        "union": int(included.sum()),
+        "excluded": n_excluded,
+    }
 
 
 def _protein_names(coding: Path | None, protein_ids: np.ndarray) -> list[str]:

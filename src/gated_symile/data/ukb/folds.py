@@ -15,9 +15,8 @@ import polars as pl
 
 from gated_symile.errors import ConfigError
 
-__all__ = ["ROLES", "assign_folds", "make_splits", "split_roles"]
+__all__ = ["assign_folds", "make_splits", "split_roles"]
 
-ROLES: tuple[str, ...] = ("train", "val", "test")
 _VAL_STREAM = 1
 
 

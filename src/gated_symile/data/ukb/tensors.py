@@ -69,21 +69,7 @@ def zscore_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def build_ukb_tensors(cohort: Path, out: Path, cfg: UkbTensorConfig) -> dict[str, Any]:
     """Write the tensor dataset for ``cfg.variant`` / ``cfg.fold`` to ``out``; returns metadata."""
     cohort = Path(cohort)
-    for name in COHORT_FILES:
-        if not (cohort / name).is_file():
-            raise MissingRecord(cohort / name, "cohort file is missing (run `cohort ukb` first)")
-    summary = json.loads((cohort / "summary.json").read_text())
-    if cfg.fold >= summary["folds"]["n_folds"]:
-        raise ConfigError(
-            f"--fold {cfg.fold} does not exist (the cohort has {summary['folds']['n_folds']} folds)"
-        )
-    people = pl.read_parquet(cohort / "participants.parquet").filter("included")
-    if cfg.variant == "intersect":
-        people = people.filter(pl.all_horizontal(MODALITIES))
-    roles = split_roles(pl.read_parquet(cohort / "splits.parquet"), cfg.fold)
-    people = people.join(roles, on="eid", how="left").sort("eid")
-    if people["role"].null_count():
-        raise ConfigError(f"{cohort / 'splits.parquet'}: participants without a split")
+    summary, people = _participants(cohort, cfg)
     eids = people["eid"].to_numpy()
     role = people["role"].to_numpy()
     train = role == "train"
@@ -99,41 +85,9 @@ def build_ukb_tensors(cohort: Path, out: Path, cfg: UkbTensorConfig) -> dict[str
     ehr[~ehr_present] = np.nan
     raw["ehr"] = (ehr, featurizer.feature_names)
 
-    arrays: dict[str, np.ndarray] = {}
-    scalers: dict[str, dict[str, list[float]]] = {}
-    features: dict[str, list[str]] = {}
-    for m in MODALITIES:
-        x, names = raw[m]
-        mean, std, count = zscore_fit(x[train])
-        z = (x - mean) / std
-        if cfg.variant == "intersect":
-            arrays[m] = np.nan_to_num(z, nan=0.0).astype(np.float32)
-        else:
-            mask = ~np.isnan(z)
-            arrays[m] = np.concatenate([np.where(mask, z, 0.0), mask], axis=1).astype(np.float32)
-        scalers[m] = {
-            "mean": mean.tolist(),
-            "std": std.tolist(),
-            "n_train_observed": count.tolist(),
-        }
-        features[m] = list(names)
+    arrays, scalers, features = _standardise(raw, train, cfg.variant)
     present = {m: people[m].to_numpy().astype(bool) for m in MODALITIES}
-
-    out = Path(out)
-    prepare_output_dir(out)
-    sizes, counts = {}, {}
-    for split in SPLITS:
-        rows = np.flatnonzero(role == split)
-        extra = (
-            {f"{m}_present": present[m][rows] for m in MODALITIES} if cfg.variant == "union" else {}
-        )
-        write_split(
-            out / split,
-            {**{m: arrays[m][rows] for m in MODALITIES}, **extra},
-            {"sample_id": eids[rows].astype(np.int64)},
-        )
-        sizes[split] = int(rows.size)
-        counts[split] = {m: int(present[m][rows].sum()) for m in MODALITIES}
+    sizes, counts = _write_splits(Path(out), arrays, present, eids, role, cfg.variant)
     metadata = {
         "dataset": "ukb",
         "variant": cfg.variant,
@@ -153,8 +107,79 @@ def build_ukb_tensors(cohort: Path, out: Path, cfg: UkbTensorConfig) -> dict[str
         "sources": {name: file_sha256(cohort / name) for name in COHORT_FILES},
         "config": {"variant": cfg.variant, "fold": cfg.fold, "ehr": asdict(cfg.ehr)},
     }
-    write_metadata(out, metadata)
+    write_metadata(Path(out), metadata)
     return metadata
+
+
+def _participants(cohort: Path, cfg: UkbTensorConfig) -> tuple[dict[str, Any], pl.DataFrame]:
+    """The cohort's ``summary.json`` and the variant's participants by eid with their fold role."""
+    for name in COHORT_FILES:
+        if not (cohort / name).is_file():
+            raise MissingRecord(cohort / name, "cohort file is missing (run `cohort ukb` first)")
+    summary = json.loads((cohort / "summary.json").read_text())
+    if cfg.fold >= summary["folds"]["n_folds"]:
+        raise ConfigError(
+            f"--fold {cfg.fold} does not exist (the cohort has {summary['folds']['n_folds']} folds)"
+        )
+    people = pl.read_parquet(cohort / "participants.parquet").filter("included")
+    if cfg.variant == "intersect":
+        people = people.filter(pl.all_horizontal(MODALITIES))
+    roles = split_roles(pl.read_parquet(cohort / "splits.parquet"), cfg.fold)
+    people = people.join(roles, on="eid", how="left").sort("eid")
+    if people["role"].null_count():
+        raise ConfigError(f"{cohort / 'splits.parquet'}: participants without a split")
+    return summary, people
+
+
+def _standardise(
+    raw: dict[str, tuple[np.ndarray, list[str]]], train: np.ndarray, variant: str
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, list[float]]], dict[str, list[str]]]:
+    """Per modality: z-score with the training rows' statistics, then the variant's encoding of
+    missing values (zero fill, or ``[value, mask]``); also the scalers and feature names."""
+    arrays: dict[str, np.ndarray] = {}
+    scalers: dict[str, dict[str, list[float]]] = {}
+    features: dict[str, list[str]] = {}
+    for m in MODALITIES:
+        x, names = raw[m]
+        mean, std, count = zscore_fit(x[train])
+        z = (x - mean) / std
+        if variant == "intersect":
+            arrays[m] = np.nan_to_num(z, nan=0.0).astype(np.float32)
+        else:
+            mask = ~np.isnan(z)
+            arrays[m] = np.concatenate([np.where(mask, z, 0.0), mask], axis=1).astype(np.float32)
+        scalers[m] = {
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+            "n_train_observed": count.tolist(),
+        }
+        features[m] = list(names)
+    return arrays, scalers, features
+
+
+def _write_splits(
+    out: Path,
+    arrays: dict[str, np.ndarray],
+    present: dict[str, np.ndarray],
+    eids: np.ndarray,
+    role: np.ndarray,
+    variant: str,
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """One tensor-format split folder per role (``union`` adds ``<m>_present``); returns the split
+    sizes and the participants with each modality per split."""
+    prepare_output_dir(out)
+    sizes, counts = {}, {}
+    for split in SPLITS:
+        rows = np.flatnonzero(role == split)
+        extra = {f"{m}_present": present[m][rows] for m in MODALITIES} if variant == "union" else {}
+        write_split(
+            out / split,
+            {**{m: arrays[m][rows] for m in MODALITIES}, **extra},
+            {"sample_id": eids[rows].astype(np.int64)},
+        )
+        sizes[split] = int(rows.size)
+        counts[split] = {m: int(present[m][rows].sum()) for m in MODALITIES}
+    return sizes, counts
 
 
 def _aligned(path: Path, eids: np.ndarray) -> tuple[np.ndarray, list[str]]:
