@@ -20,7 +20,7 @@ from gated_symile.synthetic.oracle import core
 
 FORMAT = "gated-symile-oracle/1"
 DATASETS: tuple[str, ...] = ("mimic", "xnor", "xor", "ukb", "ukb_union")
-DEFAULT_N_MC = 20000
+DEFAULT_N_MC = 4000
 EXCLUSIVE = "exclusive"
 
 

@@ -52,8 +52,11 @@ class DisplayModel(Protocol):
         """``n`` i.i.d. rows: one display array per modality, optional ``present_<m>`` bools."""
         ...
 
-    def log_ratio(self, authentic: frozenset[str], queries: Rows, targets: np.ndarray) -> np.ndarray:
-        """(Q, K) ``log R_A``: ``queries[m]`` (Q, ...) for ``m`` in ``authentic``, ``targets`` (Q, K, ...)."""
+    def log_ratio(
+        self, authentic: frozenset[str], queries: Rows, targets: np.ndarray, cands: np.ndarray
+    ) -> np.ndarray:
+        """(Q, K) ``log R_A``: ``queries[m]`` (Q, ...) for ``m`` in ``authentic`` against the
+        target displays ``targets[cands]`` (``targets``: all target rows, ``cands``: (Q, K))."""
         ...
 
 
@@ -225,12 +228,11 @@ def score_replicate(
     cands = lay.candidates[keep]
     positive = lay.positive[keep]
     valid = target_present[cands]
-    targets = target[cands]
     queries = {m: observed[m][q_rows] for m in model.queries}
     q_present = {m: present[m][q_rows] for m in model.queries}
     out = {}
-    for name, pairwise in (("oracle", False), ("pairwise", True)):
-        ratios = _subset_ratios(model, queries, q_present, targets, pairwise)
+    joint, pairwise = _subset_ratios(model, queries, q_present, target, cands)
+    for name, ratios in (("oracle", joint), ("pairwise", pairwise)):
         if corruption.active and corruption.mode == "swap":
             log_l = _swap_posterior(ratios, corruption, lay, valid)
         else:
@@ -276,34 +278,33 @@ def _subset_ratios(
     queries: Rows,
     present: Mapping[str, np.ndarray],
     targets: np.ndarray,
-    pairwise: bool,
-) -> dict[frozenset[str], np.ndarray]:
-    """``log R_A`` (Q, K) for every subset A of query modalities; absent modalities drop out.
+    cands: np.ndarray,
+) -> tuple[dict[frozenset[str], np.ndarray], dict[frozenset[str], np.ndarray]]:
+    """``log R_A`` (Q, K) for every subset A of query modalities, joint and pairwise.
 
     A query modality missing from a row carries no information about the candidates, so in that
-    row ``R_A`` equals ``R_{A minus the missing ones}``.
+    row ``R_A`` equals ``R_{A minus the missing ones}``. The pairwise ratio of A is the sum of the
+    single-modality ratios; each model call is made once per (usable set, presence pattern).
     """
     mods = model.queries
-    shape = targets.shape[:2]
     subsets = [frozenset(c) for r in range(len(mods) + 1) for c in itertools.combinations(mods, r)]
     pattern = np.stack([present[m] for m in mods], axis=1)  # (Q, M)
-    out: dict[frozenset[str], np.ndarray] = {}
-    for subset in subsets:
-        value = np.zeros(shape)
-        for combo in np.unique(pattern, axis=0):
-            rows = np.flatnonzero((pattern == combo).all(axis=1))
-            usable = frozenset(m for m, ok in zip(mods, combo, strict=True) if ok and m in subset)
-            if not usable:
-                continue
-            sub_q = {m: queries[m][rows] for m in usable}
-            if pairwise:
-                value[rows] = sum(
-                    model.log_ratio(frozenset([m]), sub_q, targets[rows]) for m in usable
-                )
-            else:
-                value[rows] = model.log_ratio(usable, sub_q, targets[rows])
-        out[subset] = value
-    return out
+    joint = {subset: np.zeros(cands.shape) for subset in subsets}
+    for combo in np.unique(pattern, axis=0):
+        rows = np.flatnonzero((pattern == combo).all(axis=1))
+        here = frozenset(m for m, ok in zip(mods, combo, strict=True) if ok)
+        done: dict[frozenset[str], np.ndarray] = {}
+        for subset in subsets:
+            usable = subset & here
+            if usable and usable not in done:
+                sub_q = {m: queries[m][rows] for m in usable}
+                done[usable] = model.log_ratio(usable, sub_q, targets, cands[rows])
+            if usable:
+                joint[subset][rows] = done[usable]
+    pairwise = {
+        subset: sum((joint[frozenset([m])] for m in subset), np.zeros(cands.shape)) for subset in subsets
+    }
+    return joint, pairwise
 
 
 def _known_state_posterior(
@@ -364,11 +365,17 @@ def _logsumexp_excluding_self(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(prefix, suffix)
 
 
+TIE_TOLERANCE = 1e-9
+"""Relative gap below which two log scores tie: equal posteriors summed in a different order."""
+
+
 def top1_credit(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """1 / #ties when no candidate scores strictly above the positive, else 0 (per query)."""
+    """1 / #ties when no candidate scores above the positive, else 0 (per query)."""
     true = scores[np.arange(scores.shape[0]), positive][:, None]
-    beaten = (scores > true).any(axis=1)
-    ties = (scores == true).sum(axis=1)
+    tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(np.where(np.isfinite(true), true, 0.0)))
+    gap = np.where(np.isneginf(scores) & np.isneginf(true), 0.0, scores - true)
+    beaten = (gap > tol).any(axis=1)
+    ties = (np.abs(gap) <= tol).sum(axis=1)
     return np.where(beaten, 0.0, 1.0 / np.maximum(ties, 1))
 
 

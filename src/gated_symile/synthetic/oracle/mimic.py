@@ -55,8 +55,11 @@ class MimicDisplayModel:
             "cxr": np.concatenate([lat.h_cxr[:, None], lat.f_cxr[:, None], lat.bits("cxr")], axis=1),
         }
 
-    def log_ratio(self, authentic: frozenset[str], queries: Rows, targets: np.ndarray) -> np.ndarray:
-        out = np.zeros(targets.shape[:2])
+    def log_ratio(
+        self, authentic: frozenset[str], queries: Rows, targets: np.ndarray, cands: np.ndarray
+    ) -> np.ndarray:
+        targets = targets[cands]
+        out = np.zeros(cands.shape)
         if "ecg" in authentic:
             out += gaussian_log_ratio(queries["ecg"][:, :1], targets[:, :, 0], self.rho)
         if "labs" in authentic:

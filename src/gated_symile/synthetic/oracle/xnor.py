@@ -47,9 +47,12 @@ class XnorDisplayModel:
         a = np.concatenate([u, v], axis=1) if self.cfg.embed_mode == "u_v_uv" else self.rule(u, v)
         return {"a": a, "b": b, "c": c}
 
-    def log_ratio(self, authentic: frozenset[str], queries: Rows, targets: np.ndarray) -> np.ndarray:
+    def log_ratio(
+        self, authentic: frozenset[str], queries: Rows, targets: np.ndarray, cands: np.ndarray
+    ) -> np.ndarray:
         k = self.cfg.n_bits
-        out = np.zeros(targets.shape[:2])
+        targets = targets[cands]
+        out = np.zeros(cands.shape)
         with np.errstate(divide="ignore"):
             if self.cfg.embed_mode == "u_v_uv":
                 for name, offset, flip in (("b", 0, self.flip_b), ("c", k, self.flip_c)):

@@ -39,9 +39,12 @@ class XorDisplayModel:
         """Row of ``bank`` holding each row's ``b`` (bit k of the index = b_k)."""
         return (rows["b"].astype(np.int64) << np.arange(self.cfg.d, dtype=np.int64)).sum(axis=1)
 
-    def log_ratio(self, authentic: frozenset[str], queries: Rows, targets: np.ndarray) -> np.ndarray:
+    def log_ratio(
+        self, authentic: frozenset[str], queries: Rows, targets: np.ndarray, cands: np.ndarray
+    ) -> np.ndarray:
         if not {"a", "c"} <= authentic:
-            return np.zeros(targets.shape[:2])  # a alone and c alone are independent of b
+            return np.zeros(cands.shape)  # a alone and c alone are independent of b
+        targets = targets[cands]
         a, c, p_hat = queries["a"][:, None, :], queries["c"][:, None, :], self.cfg.p_hat
         copy = (a == c).all(axis=2)  # (Q, 1)
         xor_match = ((a ^ targets) == c).all(axis=2)  # (Q, K)
