@@ -9,6 +9,7 @@ and the misalignment from the ``misalign`` settings. The result is one JSON docu
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,7 +20,6 @@ from gated_symile.errors import ConfigError
 from gated_symile.synthetic.oracle import core
 
 FORMAT = "gated-symile-oracle/1"
-DATASETS: tuple[str, ...] = ("mimic", "xnor", "xor", "ukb", "ukb_union")
 DEFAULT_N_MC = 4000
 EXCLUSIVE = "exclusive"
 
@@ -44,6 +44,34 @@ class MisalignSettings:
         )
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One evaluated dataset of a cell: what each family's ``estimate(cell)`` needs."""
+
+    dataset: str
+    p: float
+    meta: Mapping[str, Any]
+    generator: Mapping[str, Any]
+    misalign: MisalignSettings
+    n_mc: int
+    seed: int
+
+    @property
+    def test_rows(self) -> int:
+        return int(self.meta["splits"]["test"])
+
+
+_FAMILIES = {
+    "mimic": "mimic",
+    "xnor": "xnor",
+    "xor": "xor",
+    "ukb": "ukb",
+    "ukb_union": "ukb",
+}
+"""Module under ``synthetic.oracle`` holding each dataset's ``estimate(cell)``."""
+DATASETS: tuple[str, ...] = tuple(_FAMILIES)
+
+
 def oracle_cell(
     dataset: str,
     p: float,
@@ -56,11 +84,15 @@ def oracle_cell(
 ) -> dict[str, Any]:
     """The JSON document of one cell. ``metadata``: the ``metadata.json`` of each evaluated tensor
     dataset of the cell (one per UKB fold; their estimates are averaged)."""
-    if dataset not in DATASETS:
+    if dataset not in _FAMILIES:
         raise ConfigError(f"oracle: no generative model for dataset {dataset!r} (known: {', '.join(DATASETS)})")
     if not metadata:
         raise ConfigError(f"oracle {dataset}: no tensor metadata given")
-    parts = [_estimate(dataset, p, meta, generator, misalign, n_mc, seed) for meta in metadata]
+    family = importlib.import_module(f"gated_symile.synthetic.oracle.{_FAMILIES[dataset]}")
+    parts = [
+        family.estimate(Cell(dataset, float(p), meta, generator, misalign, n_mc, seed))
+        for meta in metadata
+    ]
     doc = _combine(parts)
     doc.update(
         format=FORMAT,
@@ -71,75 +103,6 @@ def oracle_cell(
         generator=dict(generator),
     )
     return doc
-
-
-def _estimate(
-    dataset: str,
-    p: float,
-    meta: Mapping[str, Any],
-    generator: Mapping[str, Any],
-    misalign: MisalignSettings,
-    n_mc: int,
-    seed: int,
-) -> dict[str, Any]:
-    test_rows = int(meta["splits"]["test"])
-    if dataset == "mimic":
-        from gated_symile.synthetic.oracle.mimic import MimicDisplayModel
-
-        model = MimicDisplayModel(float(_need(generator, "signal_strength", dataset)))
-        k = int(meta["candidate_n"]["test"])
-        est = core.simulate(
-            model, test_rows, core.candidate_layout(test_rows, k),
-            misalign.corruption(p, model.queries), n_mc=n_mc, seed=seed,
-        )  # fmt: skip
-        return _result(est, "candidates", k, test_rows, "monte_carlo", "displayed latents")
-    if dataset == "xnor":
-        from gated_symile.synthetic.oracle.xnor import XnorDisplayModel, xnor_corruption
-        from gated_symile.synthetic.xnor import XnorConfig
-
-        cfg = XnorConfig(**_generator_block(meta, XnorConfig))
-        block = int(meta["eval_batch"])
-        est = core.simulate(
-            XnorDisplayModel(cfg), cfg.n_samples, core.inbatch_layout(cfg.n_samples, test_rows, block),
-            xnor_corruption(cfg), n_mc=n_mc, seed=seed,
-        )  # fmt: skip
-        return _result(est, "inbatch", block, test_rows, "monte_carlo", "latent bits (exact signal)")
-    if dataset == "xor":
-        from gated_symile.synthetic.oracle.xor import XorDisplayModel, exact_clean
-        from gated_symile.synthetic.xor import XorConfig
-
-        cfg = XorConfig(**_generator_block(meta, XorConfig))
-        corruption = misalign.corruption(p, ("a", "c"))
-        if not corruption.active:
-            oracle, pairwise, chance = exact_clean(cfg)
-            est = core.Estimate(oracle, 0.0, pairwise, 0.0, chance, 0, 0)
-            return _result(est, "bank", 2**cfg.d, test_rows, "exact", "bits")
-        model = XorDisplayModel(cfg)
-        lay = core.explicit_bank_layout(test_rows, model.bank, model.bank_index)
-        est = core.simulate(model, test_rows, lay, corruption, n_mc=n_mc, seed=seed)
-        return _result(est, "bank", 2**cfg.d, test_rows, "monte_carlo", "bits")
-    from gated_symile.synthetic.oracle.ukb import ukb_estimate
-
-    return ukb_estimate(dataset, p, meta, generator, misalign, n_mc=n_mc, seed=seed)
-
-
-def _result(
-    est: core.Estimate, protocol: str, pool: int, test_rows: int, method: str, level: str
-) -> dict[str, Any]:
-    return {
-        "oracle_top1": est.oracle_top1,
-        "oracle_top1_se": est.oracle_top1_se,
-        "pairwise_oracle_top1": est.pairwise_oracle_top1,
-        "pairwise_oracle_top1_se": est.pairwise_oracle_top1_se,
-        "chance": est.chance,
-        "protocol": protocol,
-        "pool_size": pool,
-        "test_rows": test_rows,
-        "n_mc": est.n_mc,
-        "replicates": est.replicates,
-        "method": method,
-        "level": level,
-    }
 
 
 def _combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -158,13 +121,14 @@ def _combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _need(generator: Mapping[str, Any], key: str, dataset: str) -> Any:
+def need(generator: Mapping[str, Any], key: str, dataset: str) -> Any:
+    """A required generator setting, or a ConfigError naming it."""
     if key not in generator:
         raise ConfigError(f"oracle {dataset}: the generator settings lack {key!r}")
     return generator[key]
 
 
-def _generator_block(meta: Mapping[str, Any], cls: type) -> dict[str, Any]:
+def generator_block(meta: Mapping[str, Any], cls: type) -> dict[str, Any]:
     """The generator config a synthetic tensor dataset records in its metadata (XNOR, XOR)."""
     block = meta.get("generator")
     if not isinstance(block, Mapping):

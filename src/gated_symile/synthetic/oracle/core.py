@@ -161,6 +161,26 @@ class Estimate:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+def result_document(
+    est: Estimate, protocol: str, pool: int, test_rows: int, method: str, level: str
+) -> dict[str, object]:
+    """The estimate of one evaluated dataset as the JSON fields of docs/oracle.md."""
+    return {
+        "oracle_top1": est.oracle_top1,
+        "oracle_top1_se": est.oracle_top1_se,
+        "pairwise_oracle_top1": est.pairwise_oracle_top1,
+        "pairwise_oracle_top1_se": est.pairwise_oracle_top1_se,
+        "chance": est.chance,
+        "protocol": protocol,
+        "pool_size": pool,
+        "test_rows": test_rows,
+        "n_mc": est.n_mc,
+        "replicates": est.replicates,
+        "method": method,
+        "level": level,
+    }
+
+
 def simulate(
     model: DisplayModel,
     n_rows: int,

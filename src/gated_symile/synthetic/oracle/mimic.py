@@ -18,10 +18,16 @@ Exact density ratios (``rho = w^2``: correlation of two displayed copies of one 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from gated_symile.synthetic.mimic.latents import coupling, draw_latents
+from gated_symile.synthetic.oracle import core
 from gated_symile.synthetic.oracle.core import Rows
+
+if TYPE_CHECKING:
+    from gated_symile.synthetic.oracle.cells import Cell
 
 MODALITIES: tuple[str, ...] = ("ecg", "labs", "cxr")
 _MAX_RHO = 1.0 - 1e-9  # tanh saturates to 1 in float64 for huge strengths
@@ -71,3 +77,16 @@ class MimicDisplayModel:
                 logs = np.log(2.0 * np.where(match, self.p_match, 1.0 - self.p_match))
             out += logs.sum(axis=2)
         return out
+
+
+def estimate(cell: Cell) -> dict[str, Any]:
+    """The Symile-MIMIC protocol: each test row against itself and ``candidate_n - 1`` others."""
+    from gated_symile.synthetic.oracle.cells import need
+
+    model = MimicDisplayModel(float(need(cell.generator, "signal_strength", cell.dataset)))
+    k = int(cell.meta["candidate_n"]["test"])
+    est = core.simulate(
+        model, cell.test_rows, core.candidate_layout(cell.test_rows, k),
+        cell.misalign.corruption(cell.p, model.queries), n_mc=cell.n_mc, seed=cell.seed,
+    )  # fmt: skip
+    return core.result_document(est, "candidates", k, cell.test_rows, "monte_carlo", "displayed latents")

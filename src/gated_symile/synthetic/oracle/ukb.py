@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from gated_symile.errors import ConfigError
 from gated_symile.synthetic.oracle import core
 from gated_symile.synthetic.ukb import model as gen
 from gated_symile.synthetic.ukb.config import UkbSynthConfig
+
+if TYPE_CHECKING:
+    from gated_symile.synthetic.oracle.cells import Cell
 
 OLINK_NOISE = 0.6  # s.d. of the Olink measurement noise (synthetic.ukb.model.olink_values)
 _CHUNK = 32  # queries scored at once (memory: chunk x candidates x 2^bits)
@@ -87,8 +90,10 @@ class UkbDisplayModel:
         noise = OLINK_NOISE * rng.standard_normal((n, self.D.shape[0]))
         olink = lat.z @ self.D.T + (u * v) @ self.E.T + noise
         rows: core.Rows = {"nmr": nmr, "ehr": codes.astype(np.int8), "olink": olink}
-        for m in ("nmr", "ehr", "olink"):
-            rows[f"present_{m}"] = rng.random(n) < self.presence.get(m, 1.0)
+        for m in ("nmr", "ehr", "olink"):  # exactly the test split's count of each modality
+            present = np.zeros(n, dtype=bool)
+            present[rng.permutation(n)[: int(round(self.presence.get(m, 1.0) * n))]] = True
+            rows[f"present_{m}"] = present
         return rows
 
     # ------------------------------------------------------------------ scoring
@@ -99,12 +104,18 @@ class UkbDisplayModel:
             return np.zeros(cands.shape)
         pool, inverse = np.unique(cands, return_inverse=True)
         olink = targets[pool]
-        prior = self._log_predictive(
-            olink, np.zeros((1, self.kz)), np.eye(self.kz)[None], np.full((1, self.kb), 0.5)
-        )[0]
+        prior = self._log_marginal(olink)
         mean, cov, p_w = self._posterior(authentic, queries)
         log_pred = self._log_predictive(olink, mean, cov, p_w)
         return np.take_along_axis(log_pred - prior[None, :], inverse.reshape(cands.shape), axis=1)
+
+    def _log_marginal(self, olink: np.ndarray) -> np.ndarray:
+        """``log p(o_j)`` (prior ``z``, fair bits), kept while the same pool is scored again."""
+        key = hash(olink.tobytes())
+        if getattr(self, "_marginal_key", None) != key:
+            prior = (np.zeros((1, self.kz)), np.eye(self.kz)[None], np.full((1, self.kb), 0.5))
+            self._marginal_key, self._marginal = key, self._log_predictive(olink, *prior)[0]
+        return self._marginal
 
     def _log_predictive(
         self, olink: np.ndarray, mean: np.ndarray, cov: np.ndarray, p_w: np.ndarray
@@ -197,34 +208,20 @@ class UkbDisplayModel:
         return share[:, None] * p_v + (1 - share[:, None]) * 0.5
 
 
-def ukb_estimate(
-    dataset: str,
-    p: float,
-    meta: Mapping[str, Any],
-    generator: Mapping[str, Any],
-    misalign: Any,
-    *,
-    n_mc: int,
-    seed: int,
-) -> dict[str, Any]:
-    """One fold of a UKB-style cell: the bank protocol with the fold's test size and presence."""
-    from gated_symile.synthetic.oracle.cells import _result
-
+def estimate(cell: Cell) -> dict[str, Any]:
+    """One fold: the global Olink bank of the test split, with the fold's test size and presence."""
     known = set(UkbSynthConfig.__dataclass_fields__)
-    unknown = sorted(set(generator) - known)
+    unknown = sorted(set(cell.generator) - known)
     if unknown:
-        raise ConfigError(f"oracle {dataset}: unknown synth.ukb settings {unknown}")
-    cfg = UkbSynthConfig(**generator)
-    test_rows = int(meta["splits"]["test"])
-    counts = meta.get("counts", {}).get("present", {}).get("test", {})
-    presence = {m: counts.get(m, test_rows) / max(test_rows, 1) for m in ("nmr", "ehr", "olink")}
-    model = UkbDisplayModel(cfg, presence)
-    corruption = misalign.corruption(p, model.queries)
-    est = core.simulate(
-        model, test_rows, core.bank_layout(test_rows, model.target), corruption, n_mc=n_mc, seed=seed
-    )
-    pool = int(round(presence["olink"] * test_rows))
-    return _result(est, "bank", pool, test_rows, "monte_carlo", "measurements (Gaussian posterior of z)")
+        raise ConfigError(f"oracle {cell.dataset}: unknown synth.ukb settings {unknown}")
+    n = cell.test_rows
+    counts = cell.meta.get("counts", {}).get("present", {}).get("test", {})
+    presence = {m: counts.get(m, n) / max(n, 1) for m in ("nmr", "ehr", "olink")}
+    model = UkbDisplayModel(UkbSynthConfig(**cell.generator), presence)
+    corruption = cell.misalign.corruption(cell.p, model.queries)
+    est = core.simulate(model, n, core.bank_layout(n, model.target), corruption, n_mc=cell.n_mc, seed=cell.seed)
+    pool = int(round(presence["olink"] * n))
+    return core.result_document(est, "bank", pool, n, "monte_carlo", "measurements, Gaussian posterior of z")
 
 
 def _log_bernoulli(x: np.ndarray, pi: float, logit: np.ndarray) -> np.ndarray:

@@ -16,10 +16,16 @@ by noise (recognisable, so the oracle knows the state).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+from gated_symile.synthetic.oracle import core
 from gated_symile.synthetic.oracle.core import Corruption, Rows
-from gated_symile.synthetic.xnor import XnorConfig, split_sizes
+from gated_symile.synthetic.xnor import XnorConfig
+
+if TYPE_CHECKING:
+    from gated_symile.synthetic.oracle.cells import Cell
 
 
 class XnorDisplayModel:
@@ -76,6 +82,14 @@ def xnor_corruption(cfg: XnorConfig) -> Corruption:
     )
 
 
-def xnor_test_rows(cfg: XnorConfig) -> int:
-    """Rows of the test split (the retrieval blocks are cut from it)."""
-    return split_sizes(cfg.n_samples)["test"]
+def estimate(cell: Cell) -> dict[str, Any]:
+    """In-batch retrieval over the test split; the generator config comes from the metadata."""
+    from gated_symile.synthetic.oracle.cells import generator_block
+
+    cfg = XnorConfig(**generator_block(cell.meta, XnorConfig))
+    block = int(cell.meta["eval_batch"])
+    est = core.simulate(
+        XnorDisplayModel(cfg), cfg.n_samples, core.inbatch_layout(cfg.n_samples, cell.test_rows, block),
+        xnor_corruption(cfg), n_mc=cell.n_mc, seed=cell.seed,
+    )  # fmt: skip
+    return core.result_document(est, "inbatch", block, cell.test_rows, "monte_carlo", "latent bits")

@@ -11,10 +11,16 @@ estimated by Monte Carlo with the ratio below).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+from gated_symile.synthetic.oracle import core
 from gated_symile.synthetic.oracle.core import Rows
 from gated_symile.synthetic.xor import XorConfig, bit_bank
+
+if TYPE_CHECKING:
+    from gated_symile.synthetic.oracle.cells import Cell
 
 
 class XorDisplayModel:
@@ -58,3 +64,19 @@ def exact_clean(cfg: XorConfig) -> tuple[float, float, float]:
     """``(oracle_top1, pairwise_oracle_top1, chance)`` of the clean task, in closed form."""
     chance = 2.0 ** -cfg.d
     return cfg.p_hat + (1.0 - cfg.p_hat) * chance, chance, chance
+
+
+def estimate(cell: Cell) -> dict[str, Any]:
+    """Exact for the clean task, Monte Carlo when the test split is misaligned."""
+    from gated_symile.synthetic.oracle.cells import generator_block
+
+    cfg = XorConfig(**generator_block(cell.meta, XorConfig))
+    corruption = cell.misalign.corruption(cell.p, XorDisplayModel.queries)
+    if not corruption.active:
+        oracle, pairwise, chance = exact_clean(cfg)
+        est = core.Estimate(oracle, 0.0, pairwise, 0.0, chance, 0, 0)
+        return core.result_document(est, "bank", 2**cfg.d, cell.test_rows, "exact", "bits")
+    model = XorDisplayModel(cfg)
+    lay = core.explicit_bank_layout(cell.test_rows, model.bank, model.bank_index)
+    est = core.simulate(model, cell.test_rows, lay, corruption, n_mc=cell.n_mc, seed=cell.seed)
+    return core.result_document(est, "bank", 2**cfg.d, cell.test_rows, "monte_carlo", "bits")
