@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from gated_symile.cli import main
 from gated_symile.errors import ConfigError
-from gated_symile.misalignment import MisalignConfig, draw_manifest
-from gated_symile.mimic.splits import draw_candidates
+from gated_symile.data.misalign.draw import MisalignConfig, draw_manifest
+from gated_symile.data.mimic.splits import draw_candidates
 from gated_symile.synthetic.mimic.latents import coupling, draw_latents
 from gated_symile.synthetic.oracle import MisalignSettings, check_testable, oracle_cell, untestable_settings
 from gated_symile.synthetic.oracle import core

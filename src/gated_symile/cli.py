@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one stage; after a successful run that wrote outputs, write its provenance manifest."""
-    from gated_symile.manifests import StageRecorder
+    from gated_symile.provenance.manifests import StageRecorder
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

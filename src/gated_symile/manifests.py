@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from gated_symile import __version__
-from gated_symile.provenance import LISTING_SUFFIX, MANIFEST_NAME, MANIFEST_SUFFIX, Hasher, file_sha256
+from gated_symile.provenance.hashing import LISTING_SUFFIX, MANIFEST_NAME, MANIFEST_SUFFIX, Hasher, file_sha256
 
 LISTING_INLINE_MAX = 10_000
 """Most files a folder entry lists inside the manifest; longer lists go to a sidecar."""

@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
 def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> dict[str, Any]:
     """Write every table and figure; returns counts and the skip notes."""
-    from gated_symile import aggregation as agg
-    from gated_symile import figures
-    from gated_symile.audit import provenance_report
+    from gated_symile.reporting import aggregate as agg
+    from gated_symile.reporting import figures
+    from gated_symile.provenance.audit import provenance_report
     from gated_symile.errors import GatedSymileError
 
     runs, excluded = agg.discover_runs(runs_root)

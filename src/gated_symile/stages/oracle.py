@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from gated_symile.manifests import declare
+    from gated_symile.provenance.manifests import declare
     from gated_symile.synthetic.oracle.cells import DATASETS, DEFAULT_N_MC, EXCLUSIVE
 
     parser.add_argument("--dataset", choices=DATASETS, required=True)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         modalities=args.misalign_modalities,
         splits=tuple(s.strip() for s in args.misalign_splits.split(",") if s.strip()),
     )
-    from gated_symile.datasets import load_tensor_dataset
+    from gated_symile.data.datasets import load_tensor_dataset
 
     metadata = [load_tensor_dataset(path).metadata for path in args.tensors]
     doc = oracle_cell(

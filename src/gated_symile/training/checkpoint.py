@@ -103,7 +103,7 @@ def model_from_checkpoint(
     ckpt: dict[str, Any], device: str | torch.device = "cpu"
 ) -> tuple[Any, RunConfig, dict[str, Any]]:
     """:func:`load_model` for a checkpoint already read (callers that also need its state)."""
-    from gated_symile.model import ContrastiveModel
+    from gated_symile.method.model import ContrastiveModel
 
     run_cfg = RunConfig.from_dict(ckpt["run_config"])
     metadata = ckpt["metadata"]

@@ -60,7 +60,7 @@ def _zero_signal(key: str, strength: float) -> list[str]:
 
 def _mimic_test_queries(admissions: int, split: Mapping[str, Any]) -> list[str]:
     """Expected test rows: the cohort share of the admissions through the splits' sizing rule."""
-    from gated_symile.mimic.splits import SplitConfig, split_cohort
+    from gated_symile.data.mimic.splits import SplitConfig, split_cohort
 
     cohort = int(MIMIC_COHORT_SHARE * admissions)
     cfg = SplitConfig(
