@@ -21,6 +21,7 @@ include: "workflow/rules/cohort.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/tensors.smk"
 include: "workflow/rules/misalign.smk"
+include: "workflow/rules/oracle.smk"
 include: "workflow/rules/track.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
@@ -31,4 +32,5 @@ rule all:
     default_target: True
     input:
         run_targets("metrics.json"),
+        oracle_targets(),
         "results/tables/summary.csv",

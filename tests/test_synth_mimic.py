@@ -420,6 +420,10 @@ def test_latent_structure_follows_signal_strength():
         abs(corr(none.h_ecg, none.h_cxr)) < 0.03
         and abs(np.mean((none.a_ecg == none.b_lab) == none.c_cxr) - 0.5) < 0.02
     )
+    # the second XNOR finding (QRS axis x sodium/chloride/calcium -> pacemaker) behaves alike
+    assert np.mean((strong.a2_ecg == strong.b2_lab) == strong.c2_cxr) > 0.85
+    assert abs(corr(strong.c2_cxr, strong.a2_ecg)) < 0.03 and abs(corr(strong.c2_cxr, strong.b2_lab)) < 0.03
+    assert abs(np.mean((none.a2_ecg == none.b2_lab) == none.c2_cxr) - 0.5) < 0.02
 
 
 # ---------------------------------------------------------------- determinism, faults, scale

@@ -7,6 +7,7 @@ rule aggregate:
     input:
         metrics=run_targets("metrics.json"),
         ranks=run_targets("ranks.parquet"),
+        oracle=oracle_targets(),
         attrition=(
             ["results/mimic/cohort/attrition.csv"]
             if "mimic" in config["experiment"]["datasets"]
@@ -48,5 +49,5 @@ rule aggregate:
         ),
     shell:
         "gated-symile aggregate --metrics {input.metrics:q} --ranks {input.ranks:q}"
-        " --out {params.out:q}"
+        " --oracle {input.oracle:q} --out {params.out:q}"
         " {params.attrition} > {log} 2>&1"

@@ -12,6 +12,7 @@ STAGES: tuple[str, ...] = (
     "splits",
     "tensors",
     "misalign",
+    "oracle",
     "train",
     "evaluate",
     "aggregate",

@@ -37,3 +37,20 @@ class EcgResNet1d(nn.Module):
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[3] != self.leads:
             raise ValueError(f"expected (batch, 1, time, {self.leads}), got {tuple(x.shape)}")
         return self.resnet(x[:, 0].transpose(1, 2))
+
+
+class TimePool(nn.Module):
+    """Average consecutive time samples in groups of ``factor`` before an ECG trunk.
+
+    A CPU-sized reading of the (1, time, leads) record: 500 Hz averaged to 50 Hz keeps rate,
+    axis and wave amplitudes and cuts every convolution's cost by ``factor``.
+    """
+
+    def __init__(self, trunk: nn.Module, factor: int) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(kernel_size=(factor, 1), ceil_mode=True)
+        self.trunk = trunk
+        self.out_features = trunk.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(self.pool(x))

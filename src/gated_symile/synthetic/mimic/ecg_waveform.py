@@ -7,7 +7,8 @@ direction; beats follow an RR series with sinus variability.  All vectorised: on
 (samples x beats) matrix per wave, no per-sample loop.
 
 Latents (``latents.py``): ``a_ecg`` sets the rate (about 62 vs 108 bpm); ``h_ecg`` (cardiac size)
-sets QRS voltage and width and flattens/inverts T (a strain-like pattern).
+sets QRS voltage and width and flattens/inverts T (a strain-like pattern); ``axis_bit`` (``a2_ecg``)
+sets the frontal QRS axis: normal (about +55 degrees) or left axis deviation (about -40 degrees).
 """
 
 from __future__ import annotations
@@ -76,7 +77,12 @@ def _bumps(centres: np.ndarray, width: float) -> np.ndarray:
     return np.bincount(idx[inside], weights=values[inside], minlength=N_SAMPLES)
 
 
-def synthesize_ecg(rng: np.random.Generator, h_ecg: float, a_ecg: int) -> np.ndarray:
+NORMAL_AXIS_DEG, LEFT_AXIS_DEG = 55.0, -40.0
+
+
+def synthesize_ecg(
+    rng: np.random.Generator, h_ecg: float, a_ecg: int, axis_bit: int = 0
+) -> np.ndarray:
     """One 10 s, 500 Hz, 12-lead ECG in mV, shape (5000, 12), MIMIC lead order."""
     t = np.arange(N_SAMPLES) / FS
     rate = (62.0 if a_ecg == 0 else 108.0) + rng.normal(0.0, 6.0)
@@ -85,7 +91,7 @@ def synthesize_ecg(rng: np.random.Generator, h_ecg: float, a_ecg: int) -> np.nda
     rr = rr_mean * (1.0 + 0.03 * rng.standard_normal(n_beats))
     beats = rng.uniform(-rr_mean, 0.0) + np.cumsum(rr)
 
-    axis = np.deg2rad(rng.normal(55.0, 15.0))
+    axis = np.deg2rad(rng.normal(LEFT_AXIS_DEG if axis_bit else NORMAL_AXIS_DEG, 15.0))
     frontal = np.array([np.cos(axis), np.sin(axis), -0.35])
     size = float(np.clip(h_ecg, -2.5, 2.5))
     r_amp = 1.1 * np.exp(0.35 * size) * rng.uniform(0.85, 1.15)

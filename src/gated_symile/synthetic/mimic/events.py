@@ -301,7 +301,7 @@ def _cxr_frames(plan, rng, study_cols, image_cols, counts):
     study_id = scrambled_ids(np.arange(n_studies), CXR_STUDY, cfg.seed, salt=4)
     lat = plan.latents
     labels = chexpert_labels(
-        rng, lat.h_cxr[study_adm], lat.f_cxr[study_adm], lat.c_cxr[study_adm]
+        rng, lat.h_cxr[study_adm], lat.f_cxr[study_adm], lat.c_cxr[study_adm], lat.c2_cxr[study_adm]
     )
     studies = pl.DataFrame(
         {

@@ -5,7 +5,8 @@ Labels, fluids, categories, units and reference ranges follow MIMIC-IV ``d_labit
 PhysioNet 2023, doi:10.13026/dp1f-ex47).  Distributions are rough clinical ranges, not fitted.
 
 ``latent`` names the admission latent an item carries (``f``: fluid/inflammation, ``b``: the
-electrolyte bit) and ``loading`` its effect in units of the item's spread (negative = down).
+potassium/magnesium/phosphate bit, ``b2``: the sodium/chloride/calcium bit) and ``loading`` its
+effect in units of the item's spread (negative = down).
 """
 
 from __future__ import annotations
@@ -183,8 +184,8 @@ NUMERIC_ITEMS: tuple[LabItem, ...] = (
     LabItem(
         51006, "Urea Nitrogen", B, C, "mg/dL", 6, 20, True, 19, 0.6, 0, "CHEM", "f", 1.0
     ),
-    LabItem(50983, "Sodium", B, C, "mEq/L", 133, 145, False, 138, 4, 0, "CHEM"),
-    LabItem(50902, "Chloride", B, C, "mEq/L", 96, 108, False, 101, 5, 0, "CHEM"),
+    LabItem(50983, "Sodium", B, C, "mEq/L", 133, 145, False, 138, 4, 0, "CHEM", "b2", 1.5),
+    LabItem(50902, "Chloride", B, C, "mEq/L", 96, 108, False, 101, 5, 0, "CHEM", "b2", 1.5),
     LabItem(
         50882,
         "Bicarbonate",
@@ -220,7 +221,7 @@ NUMERIC_ITEMS: tuple[LabItem, ...] = (
         1.4,
     ),
     LabItem(
-        50893, "Calcium, Total", B, C, "mg/dL", 8.4, 10.3, False, 8.6, 0.6, 1, "CHEM"
+        50893, "Calcium, Total", B, C, "mg/dL", 8.4, 10.3, False, 8.6, 0.6, 1, "CHEM", "b2", 1.4
     ),
     LabItem(
         50970,

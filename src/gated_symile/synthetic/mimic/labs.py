@@ -3,7 +3,7 @@
 Labs come in panels (one ``specimen_id``, one ``charttime``): admission panels around admittime
 (ED labs, empty ``hadm_id`` for ``lab_null_hadm_rate``), daily morning panels, and the branch
 panels (outpatient before the window, exactly on a bound, the previous admission's last panel
-for close readmissions).  Values carry the latents ``f`` and ``b`` (``lab_catalogue``).  Rows are
+for close readmissions).  Values carry the latents ``f``, ``b`` and ``b2`` (``lab_catalogue``).  Rows are
 generated for blocks of ``CHUNK`` admissions with a random stream keyed on the block, and
 streamed into one gzip file, so 10 million rows need only one block in memory.
 """
@@ -64,6 +64,7 @@ _SPREAD = np.array([i.spread for i in NUMERIC_ITEMS])
 _DECIMALS = np.array([i.decimals for i in NUMERIC_ITEMS])
 _LOAD_F = np.array([i.loading if i.latent == "f" else 0.0 for i in NUMERIC_ITEMS])
 _LOAD_B = np.array([i.loading if i.latent == "b" else 0.0 for i in NUMERIC_ITEMS])
+_LOAD_B2 = np.array([i.loading if i.latent == "b2" else 0.0 for i in NUMERIC_ITEMS])
 _LOWEST = np.array(
     [
         -30.0 if i.itemid == 50802 else 6.8 if i.itemid == 50820 else 0.0
@@ -269,7 +270,8 @@ def lab_rows(
     persistent = rng.standard_normal((hi - base, N_NUMERIC))
     lat = plan.latents
     u = (0.8 * persistent[adm - base, k] + 0.35 * rng.standard_normal(n_rows)
-         + _LOAD_F[k] * lat.f_lab[adm] + _LOAD_B[k] * (2.0 * lat.b_lab[adm] - 1.0))  # fmt: skip
+         + _LOAD_F[k] * lat.f_lab[adm] + _LOAD_B[k] * (2.0 * lat.b_lab[adm] - 1.0)
+         + _LOAD_B2[k] * (2.0 * lat.b2_lab[adm] - 1.0))  # fmt: skip
     value = _CENTER[k] + _SPREAD[k] * u
     value = np.clip(
         np.where(_LOG[k], np.exp(np.where(_LOG[k], value, 0.0)), value),

@@ -1,16 +1,21 @@
 """Per-admission latent model that ties the three modalities together (docs/synthetic-mimic.md).
 
-Four independent latents per admission:
+Six independent latents per admission:
 
 * ``h`` ~ N(0, 1), *cardiac size*: ECG QRS voltage/width and the CXR heart shadow
   (pairwise ECG <-> CXR);
 * ``f`` ~ N(0, 1), *fluid / inflammation*: WBC, creatinine, lactate, ... and CXR lung haze
   (pairwise labs <-> CXR);
 * ``a`` ~ Bernoulli(1/2), ECG-borne: heart rate (tachycardic vs bradycardic);
-* ``b`` ~ Bernoulli(1/2), labs-borne: electrolyte axis (potassium, magnesium, phosphate up).
+* ``b`` ~ Bernoulli(1/2), labs-borne: electrolyte axis (potassium, magnesium, phosphate up);
+* ``a2`` ~ Bernoulli(1/2), ECG-borne: QRS axis (normal vs left axis deviation);
+* ``b2`` ~ Bernoulli(1/2), labs-borne: sodium, chloride and calcium up.
 
-The CXR finding ``c = XNOR(a, b)`` (pleural effusion) depends on both bits but is independent of
-each one alone, so only a model of the *triple* (Symile) can use it; pairwise CLIP cannot.
+Two CXR findings, ``c = XNOR(a, b)`` (pleural effusion) and ``c2 = XNOR(a2, b2)`` (a pacemaker
+with its lead: a support device), depend on both bits of their pair but are independent of each
+one alone, so only a model of the *triple* (Symile) can use them; pairwise CLIP cannot. Two
+findings rather than one make the higher-order share of the Bayes-optimal retrieval large enough
+to measure at the default cohort size (docs/oracle.md).
 
 Each modality shows a noisy copy of its latents with coupling ``w = tanh(1.5 * signal_strength)``:
 a continuous latent is shown as ``w * z + sqrt(1 - w^2) * e`` (e ~ N(0, 1) fresh per modality)
@@ -48,11 +53,30 @@ class Latents:
     c_cxr: np.ndarray
     f_lab: np.ndarray
     b_lab: np.ndarray
+    a2: np.ndarray
+    b2: np.ndarray
+    a2_ecg: np.ndarray
+    b2_lab: np.ndarray
+    c2_cxr: np.ndarray
 
     @property
     def c(self) -> np.ndarray:
-        """The higher-order finding XNOR(a, b) before display noise."""
+        """The first higher-order finding XNOR(a, b) before display noise."""
         return (self.a == self.b).astype(np.int8)
+
+    @property
+    def c2(self) -> np.ndarray:
+        """The second higher-order finding XNOR(a2, b2) before display noise."""
+        return (self.a2 == self.b2).astype(np.int8)
+
+    def bits(self, modality: str) -> np.ndarray:
+        """(n, 2) int8: the displayed bits of ``ecg`` (a, a2), ``labs`` (b, b2) or ``cxr`` (c, c2)."""
+        pairs = {
+            "ecg": (self.a_ecg, self.a2_ecg),
+            "labs": (self.b_lab, self.b2_lab),
+            "cxr": (self.c_cxr, self.c2_cxr),
+        }
+        return np.stack(pairs[modality], axis=1).astype(np.int8)
 
 
 def draw_latents(rng: np.random.Generator, n: int, signal_strength: float) -> Latents:
@@ -72,28 +96,44 @@ def draw_latents(rng: np.random.Generator, n: int, signal_strength: float) -> La
         return np.where(flip, 1 - bit, bit).astype(np.int8)
 
     c = (a == b).astype(np.int8)
+    first = {
+        "h_ecg": show(h),
+        "a_ecg": show_bit(a),
+        "h_cxr": show(h),
+        "f_cxr": show(f),
+        "c_cxr": show_bit(c),
+        "f_lab": show(f),
+        "b_lab": show_bit(b),
+    }
+    a2 = rng.integers(0, 2, n).astype(np.int8)
+    b2 = rng.integers(0, 2, n).astype(np.int8)
+    c2 = (a2 == b2).astype(np.int8)
     return Latents(
         h=h,
         f=f,
         a=a,
         b=b,
-        h_ecg=show(h),
-        a_ecg=show_bit(a),
-        h_cxr=show(h),
-        f_cxr=show(f),
-        c_cxr=show_bit(c),
-        f_lab=show(f),
-        b_lab=show_bit(b),
+        **first,
+        a2=a2,
+        b2=b2,
+        a2_ecg=show_bit(a2),
+        b2_lab=show_bit(b2),
+        c2_cxr=show_bit(c2),
     )
 
 
 def chexpert_labels(
-    rng: np.random.Generator, h_cxr: np.ndarray, f_cxr: np.ndarray, c_cxr: np.ndarray
+    rng: np.random.Generator,
+    h_cxr: np.ndarray,
+    f_cxr: np.ndarray,
+    c_cxr: np.ndarray,
+    c2_cxr: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """CheXpert label strings per study (``1.0``, ``0.0``, ``-1.0`` or empty) from the CXR display.
 
     Cardiomegaly follows the heart shadow (``h_cxr``), Edema and Lung Opacity the haze
-    (``f_cxr``), Pleural Effusion the XNOR finding (``c_cxr``); the other findings are sparse noise.
+    (``f_cxr``), Pleural Effusion and Support Devices the two XNOR findings (``c_cxr``,
+    ``c2_cxr``); the other findings are sparse noise.
     """
     n = h_cxr.size
 
@@ -109,8 +149,8 @@ def chexpert_labels(
     labels["Enlarged Cardiomediastinum"] = graded(h_cxr, 1.4, 1.1, -1.5)
     labels["Edema"] = graded(f_cxr, 1.0, 0.7, -0.3)
     labels["Lung Opacity"] = graded(f_cxr, 0.6, 0.4, -0.8)
-    effusion = np.where(c_cxr == 1, "1.0", np.where(rng.random(n) < 0.5, "0.0", ""))
-    labels["Pleural Effusion"] = effusion.astype(object)
+    for name, finding in (("Pleural Effusion", c_cxr), ("Support Devices", c2_cxr)):
+        labels[name] = np.where(finding == 1, "1.0", np.where(rng.random(n) < 0.5, "0.0", "")).astype(object)
     for name, rate in (
         ("Atelectasis", 0.12),
         ("Consolidation", 0.04),
@@ -119,7 +159,6 @@ def chexpert_labels(
         ("Fracture", 0.01),
         ("Lung Lesion", 0.02),
         ("Pleural Other", 0.01),
-        ("Support Devices", 0.15),
     ):
         u = rng.random(n)
         labels[name][u < rate] = "1.0"

@@ -7,7 +7,9 @@ mediastinum and spine, heart shadow, diaphragm domes and ribs.  Three findings c
 * heart width (cardiothoracic ratio 0.46 + 0.06 * ``h_cxr``) -> Cardiomegaly;
 * lung haze (density rising with ``f_cxr``, perihilar and basal) -> Edema / Lung Opacity;
 * bilateral pleural effusion (dense fluid filling the lung bases with a meniscus) iff
-  ``c_cxr == 1`` -> Pleural Effusion: the XNOR finding.
+  ``c_cxr == 1`` -> Pleural Effusion: the first XNOR finding;
+* a pacemaker (bright generator box below the left clavicle, its lead running to the heart) iff
+  ``c2_cxr == 1`` -> Support Devices: the second XNOR finding.
 
 Stored values are 12 bit (0..4095, bright = dense for MONOCHROME2; MONOCHROME1 stores
 ``4095 - v``).  The JPG is derived from the written DICOM by
@@ -57,6 +59,7 @@ def synthesize_cxr(
     f_cxr: float,
     c_cxr: int,
     size: int,
+    c2_cxr: int = 0,
 ) -> np.ndarray:
     """12-bit (uint16) radiograph, MONOCHROME2 sense; lateral-type views get a side profile."""
     y, x = np.mgrid[-1.0 : 1.0 : size * 1j, -1.0 : 1.0 : size * 1j]
@@ -95,8 +98,21 @@ def synthesize_cxr(
         img[(np.abs(x - 0.02) < 0.12) & (y < 0.2) & body & (y > -0.9)] = 0.6
     img[heart] = 0.66
     img[body & (y > 0.72 + 0.08 * np.cos(3 * x))] = 0.55
+    if c2_cxr == 1:
+        img[_pacemaker(rng, x, y)] = 0.95
     img = img * rng.uniform(0.9, 1.1) + rng.normal(0.0, 0.012, img.shape)
     return np.rint(np.clip(img, 0.0, 1.0) * 3600 + 200).astype(np.uint16)
+
+
+def _pacemaker(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mask of a pacemaker: generator box below the left clavicle, lead curving to the heart."""
+    bx, by = 0.45 + rng.normal(0.0, 0.04), -0.62 + rng.normal(0.0, 0.04)
+    box = (np.abs(x - bx) < 0.13) & (np.abs(y - by) < 0.08)
+    t = np.linspace(0.0, 1.0, 48)[:, None, None]
+    cx = (1 - t) ** 2 * bx + 2 * t * (1 - t) * 0.05 + t**2 * 0.1
+    cy = (1 - t) ** 2 * by + 2 * t * (1 - t) * -0.6 + t**2 * 0.35
+    lead = (((x - cx) ** 2 + (y - cy) ** 2).min(axis=0)) < 0.03**2
+    return box | lead
 
 
 def write_dicom(

@@ -173,7 +173,7 @@ def _render_tasks(out: Path, plan: Plan, ecg: pl.DataFrame, images: pl.DataFrame
     cfg, lat = plan.cfg, plan.latents
     ecg_jobs = [
         ("ecg", str(out / "mimic-iv-ecg" / r["path"]), r["study_id"], r["subject_id"], r["time_s"],
-         r["kind"], float(lat.h_ecg[r["adm"]]), int(lat.a_ecg[r["adm"]]))
+         r["kind"], float(lat.h_ecg[r["adm"]]), int(lat.a_ecg[r["adm"]]), int(lat.a2_ecg[r["adm"]]))
         for r in ecg.iter_rows(named=True)
     ]  # fmt: skip
     cxr_jobs = [
@@ -181,7 +181,8 @@ def _render_tasks(out: Path, plan: Plan, ecg: pl.DataFrame, images: pl.DataFrame
          {k: r[k] for k in ("ViewPosition", "PerformedProcedureStepDescription",
                             "ViewCodeSequence_CodeMeaning", "PatientOrientationCodeSequence_CodeMeaning")},
          f"{r['StudyDate']}", f"{r['hhmmss']:06d}.{r['millis']:03d}", r["photometric"], r["has_jpg"],
-         r["fault"], float(lat.h_cxr[r["adm"]]), float(lat.f_cxr[r["adm"]]), int(lat.c_cxr[r["adm"]]))
+         r["fault"], float(lat.h_cxr[r["adm"]]), float(lat.f_cxr[r["adm"]]), int(lat.c_cxr[r["adm"]]),
+         int(lat.c2_cxr[r["adm"]]))
         for r in images.iter_rows(named=True)
     ]  # fmt: skip
     jobs = ecg_jobs + cxr_jobs
@@ -209,7 +210,7 @@ def _render(task) -> dict[str, int]:
 
 
 def _render_ecg(
-    seed, record_path, study_id, subject_id, time_s, kind, h_ecg, a_ecg
+    seed, record_path, study_id, subject_id, time_s, kind, h_ecg, a_ecg, a2_ecg
 ) -> str:
     from gated_symile.synthetic.mimic.ecg_waveform import (
         digitize,
@@ -220,7 +221,7 @@ def _render_ecg(
     if kind == "missing":  # listed in record_list.csv, nothing on disk
         return "ecg_faults"
     rng = np.random.default_rng([seed, ECG_STREAM, study_id])
-    digital = digitize(synthesize_ecg(rng, h_ecg, a_ecg), kind, rng)
+    digital = digitize(synthesize_ecg(rng, h_ecg, a_ecg, axis_bit=a2_ecg), kind, rng)
     path = Path(record_path)
     when = dt.datetime(1970, 1, 1) + dt.timedelta(seconds=int(time_s))
     write_wfdb(path.parent, study_id, subject_id, when, digital)
@@ -232,7 +233,7 @@ def _render_ecg(
 
 
 def _render_cxr(seed, size, root, folder, dicom_id, subject_id, study_id, view_tags, study_date,
-                study_time, photometric, has_jpg, fault, h_cxr, f_cxr, c_cxr) -> list[str]:  # fmt: skip
+                study_time, photometric, has_jpg, fault, h_cxr, f_cxr, c_cxr, c2_cxr) -> list[str]:  # fmt: skip
     from gated_symile.synthetic.mimic.radiograph import (
         corrupt_dicom,
         synthesize_cxr,
@@ -242,7 +243,7 @@ def _render_cxr(seed, size, root, folder, dicom_id, subject_id, study_id, view_t
 
     key = [int(part, 16) for part in dicom_id.split("-")]
     rng = np.random.default_rng([seed, CXR_STREAM, *key])
-    pixels = synthesize_cxr(rng, view_tags["ViewPosition"], h_cxr, f_cxr, c_cxr, size)
+    pixels = synthesize_cxr(rng, view_tags["ViewPosition"], h_cxr, f_cxr, c_cxr, size, c2_cxr)
     dcm = Path(root) / "mimic-cxr" / folder / f"{dicom_id}.dcm"
     tags = dict(view_tags, subject_id=subject_id, study_key=f"{seed}:{study_id}",
                 StudyDate=study_date, StudyTime=study_time)  # fmt: skip
