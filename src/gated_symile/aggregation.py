@@ -16,7 +16,6 @@ with fixed float formatting, so the outputs are byte-identical for the same runs
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from collections import defaultdict
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from gated_symile.errors import GatedSymileError, RecordError
+from gated_symile.intermediates import read_json
+from gated_symile.outputs import atomic_path
 
 METRICS_FILE = "metrics.json"
 BASE_METHODS: tuple[str, ...] = ("clip", "symile", "gated_symile")
@@ -86,12 +87,7 @@ def discover_runs(root: Path) -> tuple[list[Run], list[tuple[str, str]]]:
         fold_match = _FOLD_DIR.match(rest[0]) if len(rest) == 2 else None
         if p_match is None or seed_match is None or (len(rest) == 2 and fold_match is None):
             continue  # not a run folder of the layout (say p_old/seed0): not ours to read
-        try:
-            metrics = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise RecordError(file, f"cannot read metrics JSON ({exc})") from exc
-        if not isinstance(metrics, dict) or not isinstance(metrics.get("metrics"), dict):
-            raise RecordError(file, "no 'metrics' object: not an evaluate-stage metrics JSON")
+        metrics = read_metrics(file)
         run = Run(dataset, method, float(p_match.group(1)), int(seed_match.group(1)),
                   int(fold_match.group(1)) if fold_match else None, file, metrics)
         if run.top1 is None:
@@ -100,6 +96,31 @@ def discover_runs(root: Path) -> tuple[list[Run], list[tuple[str, str]]]:
         runs.append(run)
     runs.sort(key=lambda r: (*cell_key(r), -1 if r.fold is None else r.fold, r.seed))
     return runs, excluded
+
+
+def read_metrics(file: Path) -> dict[str, Any]:
+    """An evaluate-stage metrics JSON with the fields the tables use, of the right types."""
+    metrics = read_json(file, "metrics JSON", keys=("metrics",))
+    if not isinstance(metrics["metrics"], dict):
+        raise RecordError(file, "no 'metrics' object: not an evaluate-stage metrics JSON")
+    top1 = metrics["metrics"].get("top1")
+    if top1 is not None and not (_is_number(top1) and 0.0 <= top1 <= 1.0):
+        raise RecordError(file, f"metrics.top1 must be a number in [0, 1] or null, got {top1!r}")
+    shape_error = RecordError(file, "gate_diagnostics or pool_size is not an object of numbers (or nulls)")
+    gates = metrics.get("gate_diagnostics") or {}
+    by_group = (gates.get("by_corr_mod") or {}) if isinstance(gates, dict) else None
+    if not isinstance(by_group, dict) or not isinstance(metrics.get("pool_size") or {}, dict):
+        raise shape_error
+    groups = [gates.get("overall") or {}, *by_group.values()]
+    if not all(isinstance(g, dict) for g in groups):
+        raise shape_error
+    if not all(v is None or _is_number(v) for v in [gates.get("alpha"), *(v for g in groups for v in g.values())]):
+        raise shape_error
+    return metrics
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -209,7 +230,7 @@ def fmt(value: Any) -> str:
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
-    with Path(path).open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:

@@ -28,7 +28,6 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from glob import escape as glob_escape
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from gated_symile import __version__
+from gated_symile.outputs import write_bytes
 from gated_symile.provenance import LISTING_SUFFIX, MANIFEST_NAME, MANIFEST_SUFFIX, Hasher, file_sha256
 
 LISTING_INLINE_MAX = 10_000
@@ -295,7 +295,7 @@ def write_listings(doc: dict[str, Any], target: Path) -> None:
             sidecar = target.with_name(f"{target.name}.{section}-{index}{LISTING_SUFFIX}")
             lines = "".join(json.dumps([rel, size, sha]) + "\n" for rel, (size, sha) in files.items())
             data = gzip.compress(lines.encode("utf-8"), mtime=0)
-            _write_atomic(sidecar, data)
+            write_bytes(sidecar, data)
             del entry["files"]
             entry["listing"] = {"path": sidecar.name, "sha256": hashlib.sha256(data).hexdigest()}
             written.add(sidecar.name)
@@ -334,18 +334,46 @@ def write_manifest(doc: dict[str, Any], target: Path) -> None:
     """Write the manifest and its list sidecars (:func:`write_listings`, which moves long lists out
     of ``doc``), each atomically (temporary file + rename): a killed job never leaves half a one."""
     write_listings(doc, target)
-    _write_atomic(target, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, target)
+    write_bytes(target, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    """A stage manifest whose entries have the fields the audit and the chain walk use.
+
+    Raises ``ValueError`` naming the file for anything else (unreadable, cut short, edited), which
+    the audit reports as an unreadable manifest instead of failing on a missing key.
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} manifest")
+    for section in ("inputs", "outputs"):
+        entries = doc.get(section, [])
+        if not isinstance(entries, list) or not all(_valid_entry(e) for e in entries):
+            raise ValueError(f"{path}: {section} entries lack path, kind, sha256 or size")
+    if not all(isinstance(doc.get(k, ""), str) for k in ("stage", "finished", "config_sha256")):
+        raise ValueError(f"{path}: stage, finished and config_sha256 must be strings")
     return doc
+
+
+def _valid_entry(entry: Any) -> bool:
+    """One input/output entry: the fields :mod:`gated_symile.audit` reads, with their types."""
+    if not isinstance(entry, dict) or entry.get("kind") not in ("file", "dir"):
+        return False
+    if not all(isinstance(entry.get(k), str) for k in ("path", "sha256")) or not isinstance(entry.get("size"), int):
+        return False
+    files = entry.get("files", {})
+    if not isinstance(entry.get("abspath", ""), str) or not isinstance(files, dict):
+        return False
+    if not all(isinstance(v, list) and len(v) == 2 for v in files.values()):
+        return False
+    producers, listing = entry.get("producers", []), entry.get("listing", {"path": "", "sha256": ""})
+    return (
+        isinstance(producers, list)
+        and all(isinstance(p, dict) and isinstance(p.get("path"), str) and isinstance(p.get("sha256"), str) for p in producers)
+        and isinstance(listing, dict) and isinstance(listing.get("path"), str) and isinstance(listing.get("sha256"), str)
+    )

@@ -29,6 +29,7 @@ from gated_symile.mimic.cxr_index import (
     register_cxr_tables,
 )
 from gated_symile.mimic.ecg_qc_scan import scan_ecg_records
+from gated_symile.outputs import staged_folder
 from gated_symile.provenance import file_sha256
 from gated_symile.records.mimic_tables import (
     ADMISSIONS,
@@ -38,6 +39,7 @@ from gated_symile.records.mimic_tables import (
     csv_select_sql,
     load_table,
     reading,
+    sql_string,
 )
 
 __all__ = ["EXCLUSION_COLUMNS", "MimicCohortConfig", "build_mimic_cohort", "open_duckdb"]
@@ -80,15 +82,23 @@ def open_duckdb(threads: int, memory_limit: str, temp_dir: str | Path):
         raise ConfigError(f"memory limit must look like '2GB' or '500MiB', got {memory_limit!r}")
     con = duckdb.connect(":memory:")
     con.execute(f"SET threads = {int(threads)}")
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute(f"SET temp_directory = '{Path(temp_dir).as_posix()}'")
+    con.execute(f"SET memory_limit = {sql_string(str(memory_limit).strip())}")
+    con.execute(f"SET temp_directory = {sql_string(Path(temp_dir).as_posix())}")
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET enable_progress_bar = false")
     return con
 
 
 def build_mimic_cohort(config: MimicCohortConfig) -> dict:
-    """Run the whole stage; returns the summary also written to ``summary.json``."""
+    """Run the whole stage; returns the summary also written to ``summary.json``.
+
+    The folder is built beside ``config.out`` and moved there when complete (``gated_symile.outputs``).
+    """
+    with staged_folder(config.out, markers=["summary.json"], what="cohort folder") as work:
+        return _build_mimic_cohort(config, work)
+
+
+def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
     from gated_symile.records.ecg_qc import QC_RULES
 
     if config.qc_rule not in QC_RULES:
@@ -108,8 +118,6 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
     labevents_sql = csv_select_sql(files["labevents"], LABEVENTS, file_row=True)  # checks header
 
     start = time.perf_counter()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out) as temp_dir:
         con = open_duckdb(config.duckdb_threads, config.memory_limit, temp_dir)
         try:
@@ -136,7 +144,7 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
                 rules.select_labs(con, labevents_sql)
             rules.decide_admissions(con)
             summary = _write_outputs(con, out, quarantine)
-            _progress(start, f"cohort of {summary['cohort']} admissions written to {out}")
+            _progress(start, f"cohort of {summary['cohort']} admissions written")
         finally:
             con.close()
     summary["inputs"] = {

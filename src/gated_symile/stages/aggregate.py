@@ -40,20 +40,20 @@ def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> d
     from gated_symile import figures
     from gated_symile.audit import provenance_report
     from gated_symile.errors import GatedSymileError
+    from gated_symile.outputs import output_folder, write_text
 
+    out = output_folder(out)
     runs, excluded = agg.discover_runs(runs_root)
     if not runs:
         raise GatedSymileError(f"{runs_root}: no usable metrics.json under {{dataset}}/{{method}}/p{{p}}/seed{{seed}}/")
-    out = Path(out)
-    fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
+    fig_dir = output_folder(out / "figures")
     for stem in FIGURES:  # a figure skipped this time must not survive from an earlier run
         for suffix in (".png", ".svg"):
             (fig_dir / f"{stem}{suffix}").unlink(missing_ok=True)
 
     summary = agg.summary_rows(runs)
     agg.write_csv(out / "summary.csv", agg.SUMMARY_COLUMNS, summary)
-    (out / "summary.md").write_text("# Top-1 accuracy (mean ± SE)\n\n" + agg.markdown_table(summary))
+    write_text(out / "summary.md", "# Top-1 accuracy (mean ± SE)\n\n" + agg.markdown_table(summary))
     columns, wide = agg.wide_rows(summary)
     agg.write_csv(out / "top1_by_p.csv", columns, wide)
     gates = agg.gate_rows(runs)
@@ -75,6 +75,6 @@ def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> d
         figures.attrition(attrition, fig_dir / "attrition")
     else:
         notes.append("attrition skipped: no --attrition CSV given")
-    (fig_dir / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
-    (out / "provenance.md").write_text(provenance_report(runs_root))
+    write_text(fig_dir / "notes.txt", "".join(f"{n}\n" for n in notes))
+    write_text(out / "provenance.md", provenance_report(runs_root))
     return {"n_runs": len(runs), "n_cells": len(summary), "n_excluded": len(excluded), "notes": notes}

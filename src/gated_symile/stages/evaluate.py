@@ -14,9 +14,6 @@ the headline metrics (prefixed with the split name) and the JSON are logged into
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +54,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gated_symile.outputs import output_file, write_json
+
+    output_file(args.out)  # a folder in the way fails now, not after the evaluation
     result, run_cfg = evaluate_run(
         args.run,
         args.tensors,
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
     )
-    write_json(result, args.out)
+    write_json(args.out, result)
     top1, chance = result["metrics"]["top1"], result["metrics"]["chance"]
     headline = f"top1 {top1:.4f} (chance {chance:.4f})" if top1 is not None else "no eligible query"
     print(
@@ -79,16 +79,17 @@ def run(args: argparse.Namespace) -> int:
     if uri is not None and uri.lower() in ("", "none", "off"):
         uri = None
     run_id_file = Path(args.run) / RUN_ID_FILE
-    if uri and run_id_file.is_file():
+    if uri and run_id_file.exists():
+        from gated_symile.intermediates import read_run_id
         from gated_symile.provenance import MANIFEST_NAME
         from gated_symile.tracking import log_final_metrics
 
-        run_id = run_id_file.read_text().strip()
+        run_id = read_run_id(run_id_file)
         # the training manifest (which tensor and misalignment builds the run saw), renamed: a
         # copy named provenance.json in the artifact store would look like a stage manifest
         manifest = Path(args.run) / MANIFEST_NAME
         texts = {"provenance/training_manifest.json": manifest.read_text()} if manifest.is_file() else {}
-        log_final_metrics(uri, run_id, flat_metrics(result), [Path(args.out)], texts)
+        log_final_metrics(uri, run_id, flat_metrics(result), [Path(args.out)], texts, source=run_id_file)
     return 0
 
 
@@ -123,8 +124,9 @@ def evaluate_run(
 
     started = time.perf_counter()
     torch_device = select_device(device)
-    checkpoint = load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")
-    model, run_cfg, trained_meta = model_from_checkpoint(checkpoint, device=torch_device)
+    checkpoint_file = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    checkpoint = load_checkpoint(checkpoint_file)
+    model, run_cfg, trained_meta = model_from_checkpoint(checkpoint, torch_device, checkpoint_file)
     state = checkpoint["state"]
     with torch_settings(run_cfg, torch_device):
         dataset = load_tensor_dataset(tensors, misalignment=misalignment)
@@ -218,13 +220,3 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
         for group, stats in (gates["by_corr_mod"] or {}).items():
             out.update({f"{prefix}_gate_{k}_{group}": v for k, v in stats.items()})
     return {k: float(v) for k, v in out.items() if v is not None}
-
-
-def write_json(result: dict[str, Any], out: Path) -> None:
-    """Write atomically (temporary file + rename) so a killed job never leaves half a JSON."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +45,19 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         exclude_same_subject=args.exclude_same_subject,
     )
-    spec = write_misalignment(args.tensors, args.out, cfg)
+    from gated_symile.misalignment import SPEC_FILE
+    from gated_symile.outputs import staged_folder
+
+    _check_outside(args.out, args.tensors)
+    with staged_folder(args.out, markers=[SPEC_FILE], what="misalignment folder") as work:
+        spec = write_misalignment(args.tensors, work, cfg)
     print(json.dumps({"out": str(args.out), "counts": spec["counts"]}, indent=2, sort_keys=True))
     return 0
 
 
 def write_misalignment(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
-    """Draw every split's manifest for ``cfg`` and write the folder; returns ``misalign.json``."""
+    """Draw every split's manifest for ``cfg`` into the empty or new folder ``out``; returns
+    ``misalign.json``. The stage builds ``out`` beside its final name (``gated_symile.outputs``)."""
     import numpy as np
 
     from gated_symile.datasets import load_tensor_dataset
@@ -76,7 +81,8 @@ def write_misalignment(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
     if unknown:
         raise GatedSymileError(f"{tensors}: splits {unknown} not in the dataset {sorted(dataset.split_sizes)}")
     corruptible = cfg.corruptible(dataset.modalities, dataset.target)
-    _prepare(Path(out), Path(tensors))
+    _check_outside(out, tensors)
+    Path(out).mkdir(parents=True, exist_ok=True)
 
     counts = {}
     for name in sorted(dataset.split_sizes):
@@ -112,22 +118,10 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def _prepare(out: Path, tensors: Path) -> None:
-    """Create ``out`` empty; an earlier misalignment folder is replaced, anything else refused.
-
-    ``out`` may not be the dataset folder or lie inside it: the clean tensors must stay untouched.
-    """
+def _check_outside(out: Path, tensors: Path) -> None:
+    """``out`` may not be the dataset folder or lie inside it: the clean tensors must stay untouched."""
     from gated_symile.errors import GatedSymileError
-    from gated_symile.misalignment import SPEC_FILE
 
-    out_abs, tensors_abs = out.resolve(), tensors.resolve()
+    out_abs, tensors_abs = Path(out).resolve(), Path(tensors).resolve()
     if out_abs == tensors_abs or tensors_abs in out_abs.parents:
         raise GatedSymileError(f"{out}: the misalignment folder must lie outside the dataset {tensors}")
-    if out.exists():
-        if not out.is_dir():
-            raise GatedSymileError(f"{out}: output path exists and is not a folder")
-        if any(out.iterdir()):
-            if not (out / SPEC_FILE).is_file():
-                raise GatedSymileError(f"{out}: folder is not empty and is not a misalignment folder; refusing to overwrite")
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)

@@ -99,8 +99,10 @@ def _report(summary: dict) -> int:
 
 
 def _run_mimic(args: argparse.Namespace) -> int:
+    from gated_symile.outputs import output_folder
     from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
 
+    output_folder(args.out)
     cfg = MimicSynthConfig(
         admissions=args.admissions,
         seed=args.seed,
@@ -150,8 +152,10 @@ def _run_xor(args: argparse.Namespace) -> int:
 
 
 def _run_ukb(args: argparse.Namespace) -> int:
+    from gated_symile.outputs import output_folder
     from gated_symile.synthetic.ukb import UkbSynthConfig, generate_ukb
 
+    output_folder(args.out)
     cfg = UkbSynthConfig(
         participants=args.participants,
         seed=args.seed,

@@ -66,19 +66,24 @@ def load_run_config_arg(value: str) -> Any:
     else:
         import yaml
 
+        from gated_symile.intermediates import error_reason, require_file
+
         path = Path(value)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"{path}: run config file not found")
+        require_file(path, "run config")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid YAML ({error_reason(exc)})") from None
     return RunConfig.from_dict(data)
 
 
 def run(args: argparse.Namespace) -> int:
     from gated_symile.datasets import load_tensor_dataset
+    from gated_symile.intermediates import read_run_id
     from gated_symile.manifests import inputs_digest
+    from gated_symile.outputs import output_folder, write_json
     from gated_symile.tracking import TrainingRun, parse_tags
     from gated_symile.training.loop import fit, show_progress
 
@@ -89,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     if uri is not None and uri.lower() in ("", "none", "off"):
         uri = None
     experiment = args.experiment or run_cfg.tracking.experiment
+    out: Path = output_folder(args.out)
     dataset = load_tensor_dataset(args.tensors, misalignment=args.misalignment)
-    out: Path = args.out
+    for name in ("train", "val"):  # open (and check) now: a bad file fails before any training
+        dataset.split(name)
     if not args.resume:
         _clear_previous(out)
 
@@ -98,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if uri is not None:
         parent = None
         if args.parent_run_id_file is not None:
-            if not args.parent_run_id_file.is_file():
+            if not args.parent_run_id_file.exists():
                 raise ConfigError(f"{args.parent_run_id_file}: parent run id file not found")
-            parent = args.parent_run_id_file.read_text().strip() or None
+            parent = read_run_id(args.parent_run_id_file, "parent run id file")
         tags = parse_tags(args.tag)
         manifests_sha = inputs_digest([args.tensors, args.misalignment])
         if manifests_sha is not None:
@@ -133,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     summary["misalignment"] = None if args.misalignment is None else str(args.misalignment)
     if tracker is not None:
         summary["mlflow_run_id"] = tracker.run_id
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_json(out / "train_summary.json", summary)
     if tracker is not None:
         artifacts = [
             out / "resolved_config.yaml",

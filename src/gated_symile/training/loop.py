@@ -25,6 +25,7 @@ import torch
 
 from gated_symile.config import RunConfig, config_hash
 from gated_symile.errors import ConfigError, GatedSymileError
+from gated_symile.outputs import write_json, write_text
 from gated_symile.training.checkpoint import (
     CHECKPOINT_FORMAT,
     atomic_torch_save,
@@ -245,16 +246,13 @@ def _fit(
         if improved:
             atomic_torch_save(ckpt, ckpt_dir / "best.pt")
         atomic_torch_save(ckpt, last_path)
-        with (run_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        _rewrite_history(run_dir / "history.jsonl", state.history)
         print(_epoch_line(record, improved), file=sys.stderr, flush=True)
         if logger is not None:
             logger.log_epoch(record)
 
     summary = _summary(run_cfg, cfg_sha, state, n_epochs, device, time.perf_counter() - started)
-    (run_dir / "train_summary.json").write_text(
-        json.dumps(summary, indent=2, sort_keys=True) + "\n"
-    )
+    write_json(run_dir / "train_summary.json", summary)
     return summary
 
 
@@ -326,14 +324,13 @@ def _write_resolved_config(run_dir: Path, run_cfg: RunConfig) -> None:
     import yaml
 
     text = yaml.safe_dump(run_cfg.to_dict(), sort_keys=True)
-    (run_dir / "resolved_config.yaml").write_text(text, encoding="utf-8")
+    write_text(run_dir / "resolved_config.yaml", text)
 
 
 def _rewrite_history(path: Path, history: list[dict[str, Any]]) -> None:
-    """history.jsonl = exactly the checkpointed epochs (drops lines of an epoch lost in a kill)."""
-    path.write_text(
-        "".join(json.dumps(r, sort_keys=True) + "\n" for r in history), encoding="utf-8"
-    )
+    """history.jsonl = exactly the checkpointed epochs, replaced whole after every epoch (a kill
+    never leaves half a line; a resumed run drops the lines of an epoch lost in the kill)."""
+    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
 
 
 def show_progress(mode: str) -> bool:
