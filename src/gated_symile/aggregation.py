@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gated_symile.errors import GatedSymileError, RecordError
-from gated_symile.intermediates import read_json
+from gated_symile.intermediates import read_json, read_yaml
 from gated_symile.outputs import atomic_path
 
 METRICS_FILE = "metrics.json"
@@ -208,14 +208,15 @@ def scale_points(runs: Sequence[Run]) -> list[dict[str, Any]]:
     only in scale are named ``<method>-bs<N>`` (or ``-pool<N>``…); the suffix is stripped so that
     they form one line (``family``).
     """
-    import yaml
-
     points = []
     for run in runs:
         batch = None
         config = run.path.parent / "resolved_config.yaml"
-        if config.is_file():
-            batch = ((yaml.safe_load(config.read_text()) or {}).get("train") or {}).get("batch_size")
+        if config.exists():
+            train = read_yaml(config, "resolved run config", whole=True).get("train")
+            batch = train.get("batch_size") if isinstance(train, dict) else None
+            if not isinstance(batch, int):
+                raise RecordError(config, "train.batch_size (an integer) is missing")
         pool = (run.metrics.get("pool_size") or {}).get("mean")
         points.append({"dataset": run.dataset, "family": _SCALE_SUFFIX.sub("", run.method), "p": run.p,
                        "fold": run.fold, "pool": pool, "batch": batch, "top1": float(run.top1)})

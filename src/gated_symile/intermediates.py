@@ -79,6 +79,25 @@ def read_json(
     return document
 
 
+def read_yaml(path: str | Path, what: str = "YAML file", *, whole: bool = False) -> dict[str, Any]:
+    """A YAML file holding a mapping (a run config). ``whole``: the file was written by a stage,
+    which always ends it with a newline, so one without is refused as cut short (YAML itself
+    cannot tell: half a mapping is still a mapping)."""
+    import yaml
+
+    path = require_file(path, what)
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RecordError(path, f"{what} is not valid YAML ({error_reason(exc)})") from None
+    if whole and not text.endswith("\n"):
+        raise RecordError(path, f"{what} does not end with a newline (cut short?)")
+    if not isinstance(document, dict):
+        raise RecordError(path, f"{what} must hold a mapping, found {type(document).__name__}")
+    return document
+
+
 def _check_columns(path: Path, what: str, have: Sequence[str], columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in have]
     if missing:

@@ -16,8 +16,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-FIGURES: tuple[str, ...] = ("top1_vs_p", "gate_weights", "top1_vs_pool", "top1_vs_batch", "attrition")
-
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, required=True, help="runs root: {dataset}/{method}/p{p}/seed{seed}/")
@@ -35,22 +33,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> dict[str, Any]:
-    """Write every table and figure; returns counts and the skip notes."""
-    from gated_symile import aggregation as agg
-    from gated_symile import figures
-    from gated_symile.audit import provenance_report
-    from gated_symile.errors import GatedSymileError
-    from gated_symile.outputs import output_folder, write_text
+    """Write every table and figure; returns counts and the skip notes.
 
-    out = output_folder(out)
+    ``out`` is built beside its final name and moved there whole (``gated_symile.outputs``): a
+    figure skipped this time never survives from an earlier run, and a failure (say a damaged
+    attrition CSV) leaves the earlier tables as they were, not half of them replaced.
+    """
+    from gated_symile import aggregation as agg
+    from gated_symile.errors import GatedSymileError
+    from gated_symile.outputs import staged_folder
+
     runs, excluded = agg.discover_runs(runs_root)
     if not runs:
         raise GatedSymileError(f"{runs_root}: no usable metrics.json under {{dataset}}/{{method}}/p{{p}}/seed{{seed}}/")
-    fig_dir = output_folder(out / "figures")
-    for stem in FIGURES:  # a figure skipped this time must not survive from an earlier run
-        for suffix in (".png", ".svg"):
-            (fig_dir / f"{stem}{suffix}").unlink(missing_ok=True)
+    with staged_folder(out, markers=["summary.csv"], what="results tables folder") as work:
+        n_cells, notes = _write_tables(runs, excluded, runs_root, work, attrition)
+    return {"n_runs": len(runs), "n_cells": n_cells, "n_excluded": len(excluded), "notes": notes}
 
+
+def _write_tables(
+    runs: list[Any], excluded: list[tuple[str, str]], runs_root: Path, out: Path, attrition: Path | None
+) -> tuple[int, list[str]]:
+    from gated_symile import aggregation as agg
+    from gated_symile import figures
+    from gated_symile.audit import provenance_report
+    from gated_symile.outputs import output_folder, write_text
+
+    fig_dir = output_folder(out / "figures")
     summary = agg.summary_rows(runs)
     agg.write_csv(out / "summary.csv", agg.SUMMARY_COLUMNS, summary)
     write_text(out / "summary.md", "# Top-1 accuracy (mean ± SE)\n\n" + agg.markdown_table(summary))
@@ -77,4 +86,4 @@ def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> d
         notes.append("attrition skipped: no --attrition CSV given")
     write_text(fig_dir / "notes.txt", "".join(f"{n}\n" for n in notes))
     write_text(out / "provenance.md", provenance_report(runs_root))
-    return {"n_runs": len(runs), "n_cells": len(summary), "n_excluded": len(excluded), "notes": notes}
+    return len(summary), notes

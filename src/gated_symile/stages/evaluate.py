@@ -54,9 +54,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gated_symile.intermediates import read_run_id
     from gated_symile.outputs import output_file, write_json
 
     output_file(args.out)  # a folder in the way fails now, not after the evaluation
+    run_id_file = Path(args.run) / RUN_ID_FILE
+    run_id = read_run_id(run_id_file) if run_id_file.exists() else None  # checked before the work
     result, run_cfg = evaluate_run(
         args.run,
         args.tensors,
@@ -78,13 +81,10 @@ def run(args: argparse.Namespace) -> int:
     uri = args.tracking_uri if args.tracking_uri is not None else run_cfg.tracking.uri
     if uri is not None and uri.lower() in ("", "none", "off"):
         uri = None
-    run_id_file = Path(args.run) / RUN_ID_FILE
-    if uri and run_id_file.exists():
-        from gated_symile.intermediates import read_run_id
+    if uri and run_id is not None:
         from gated_symile.provenance import MANIFEST_NAME
         from gated_symile.tracking import log_final_metrics
 
-        run_id = read_run_id(run_id_file)
         # the training manifest (which tensor and misalignment builds the run saw), renamed: a
         # copy named provenance.json in the artifact store would look like a stage manifest
         manifest = Path(args.run) / MANIFEST_NAME
@@ -132,9 +132,9 @@ def evaluate_run(
         dataset = load_tensor_dataset(tensors, misalignment=misalignment)
         meta = dataset.metadata
         for key in ("modalities", "target", "inputs"):
-            if meta[key] != trained_meta[key]:
+            if meta[key] != trained_meta.get(key):
                 raise GatedSymileError(
-                    f"{tensors}: {key} {meta[key]!r} differs from the training data's {trained_meta[key]!r}"
+                    f"{tensors}: {key} {meta[key]!r} differs from the training data's {trained_meta.get(key)!r}"
                 )
         seed = run_cfg.evaluate.seed if seed is None else seed
         bootstrap_n = run_cfg.evaluate.bootstrap_n if bootstrap_n is None else bootstrap_n

@@ -64,18 +64,12 @@ def load_run_config_arg(value: str) -> Any:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--run-config: inline JSON is invalid ({exc})") from None
     else:
-        import yaml
-
-        from gated_symile.intermediates import error_reason, require_file
+        from gated_symile.intermediates import read_yaml
 
         path = Path(value)
         if not path.exists():
             raise ConfigError(f"{path}: run config file not found")
-        require_file(path, "run config")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid YAML ({error_reason(exc)})") from None
+        data = read_yaml(path, "run config")
     return RunConfig.from_dict(data)
 
 
@@ -94,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
     if uri is not None and uri.lower() in ("", "none", "off"):
         uri = None
     experiment = args.experiment or run_cfg.tracking.experiment
-    out: Path = output_folder(args.out)
     dataset = load_tensor_dataset(args.tensors, misalignment=args.misalignment)
     for name in ("train", "val"):  # open (and check) now: a bad file fails before any training
         dataset.split(name)
+    out: Path = output_folder(args.out)
     if not args.resume:
         _clear_previous(out)
 

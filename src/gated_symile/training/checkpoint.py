@@ -45,6 +45,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     missing = [key for key in _CHECKPOINT_KEYS if key not in ckpt]
     if missing:
         raise GatedSymileError(f"{path}: checkpoint lacks {missing} (written by another version?)")
+    state = ckpt["state"]
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), int) for k in ("epoch", "global_step")):
+        raise GatedSymileError(f"{path}: checkpoint state lacks integer epoch and global_step")
     return ckpt
 
 
