@@ -1,8 +1,8 @@
 """Hostile inputs for every stage, through the real command line (issue 11).
 
 Each case damages one input of one stage, in a copy of tiny but real pipeline outputs built once
-for the module, and runs ``gated-symile <stage>`` in-process (``gated_symile.cli.main``, stderr
-captured). Every outcome is one of:
+per session (``pipeline_outputs``, tests/pipeline_outputs.py), and runs ``gated-symile <stage>``
+in-process (``gated_symile.cli.main``, stderr captured). Every outcome is one of:
 
 - a non-zero exit with exactly one ``error:`` line that names the damaged file or setting, and no
   traceback (``inspect``: one ``PATH: problem`` line; ``audit``: the manifest named in its report);
@@ -27,75 +27,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gated_symile.cli import main
-from tests.train_helpers import inline, tiny_run_config, write_tiny_xnor
+from tests.pipeline_outputs import (
+    cli,
+    evaluate_argv,
+    tensors_mimic_argv,
+    tensors_ukb_argv,
+    train_argv,
+)
+from tests.train_helpers import inline, tiny_run_config
 
-pytestmark = pytest.mark.slow  # ~40 s of fixtures, then about 280 cases of well under a second
+pytestmark = pytest.mark.slow  # ~40 s of fixtures (conftest), then about 300 cases of under a second
 
-RUN_ID = "0123456789abcdef0123456789abcdef"
 ODD = "it's \"odd\" dätä ü"  # an apostrophe, double quotes, spaces and non-ASCII letters
-
-
-# ----------------------------------------------------------------------------- fixtures
-
-
-def cli(*argv: str | Path) -> int:
-    return main([str(a) for a in argv])
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> dict[str, Path]:
-    """Tiny real outputs of every stage, each built once by the CLI (MIMIC, UKB, XNOR chains)."""
-    root = tmp_path_factory.mktemp("built")
-    b = {name: root / name for name in (
-        "raw", "cohort", "splits", "tensors", "ukb_raw", "ukb_cohort", "ukb_tensors", "xnor",
-        "misalign", "run", "runs", "results",
-    )}  # fmt: skip
-    assert cli("synth", "mimic", "--out", b["raw"], "--admissions", 60, "--image-size", 64) == 0
-    assert cli("cohort", "mimic", "--mimic-iv", b["raw"] / "mimic-iv", "--ecg", b["raw"] / "mimic-iv-ecg",
-               "--cxr", b["raw"] / "mimic-cxr-jpg", "--out", b["cohort"]) == 0  # fmt: skip
-    assert cli("splits", "mimic", "--cohort", b["cohort"] / "cohort.parquet", "--out", b["splits"]) == 0
-    assert cli(*tensors_mimic_argv(b, b["splits"], b["tensors"])) == 0
-    assert cli("synth", "ukb", "--out", b["ukb_raw"], "--participants", 200, "--n-proteins", 10,
-               "--olink-frac", 0.5) == 0  # fmt: skip
-    assert cli("cohort", "ukb", "--raw", b["ukb_raw"], "--out", b["ukb_cohort"]) == 0
-    assert cli(*tensors_ukb_argv(b["ukb_cohort"], b["ukb_tensors"])) == 0
-    write_tiny_xnor(b["xnor"], n_samples=320)
-    assert cli("misalign", "--tensors", b["xnor"], "--out", b["misalign"], "--p", 0.5, "--mode", "noise") == 0
-    config = root / "run_config.yaml"
-    config.write_text(inline(tiny_run_config("gated_symile", epochs=1)))
-    b["config"] = config
-    assert cli(*train_argv(b["xnor"], b["misalign"], config, b["run"])) == 0
-    (b["run"] / "mlflow_run_id.txt").write_text(RUN_ID + "\n")
-    assert cli(*evaluate_argv(b["run"], b["xnor"], b["misalign"], b["run"] / "metrics.json")) == 0
-    for seed in (0, 1):
-        cell = b["runs"] / "xnor" / "gated_symile" / "p0.5" / f"seed{seed}"
-        cell.mkdir(parents=True)
-        for name in ("metrics.json", "resolved_config.yaml"):
-            shutil.copy(b["run"] / name, cell / name)
-    shutil.copy(b["cohort"] / "attrition.csv", b["runs"] / "attrition.csv")
-    shutil.copytree(b["run"], b["results"] / "run")
-    return b
-
-
-def tensors_mimic_argv(b: dict[str, Path], splits: Path, out: Path) -> list:
-    return ["tensors", "mimic", "--splits", splits, "--ecg", b["raw"] / "mimic-iv-ecg",
-            "--cxr", b["raw"] / "mimic-cxr-jpg", "--out", out, "--cxr-size", 32]  # fmt: skip
-
-
-def tensors_ukb_argv(cohort: Path, out: Path) -> list:
-    return ["tensors", "ukb", "--cohort", cohort, "--variant", "union", "--fold", 0, "--out", out,
-            "--ehr-min-count", 2]  # fmt: skip
-
-
-def train_argv(tensors: Path, misalignment: Path, config: Path | str, out: Path) -> list:
-    return ["train", "--tensors", tensors, "--misalignment", misalignment, "--run-config", config,
-            "--out", out, "--tracking-uri", "none", "--progress", "never"]  # fmt: skip
-
-
-def evaluate_argv(run: Path, tensors: Path, misalignment: Path, out: Path) -> list:
-    return ["evaluate", "--run", run, "--tensors", tensors, "--misalignment", misalignment,
-            "--out", out, "--tracking-uri", "none", "--bootstrap-n", 5]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- outcomes
@@ -179,18 +122,18 @@ CONSUMERS: dict[str, Consumer] = {
         ("splits",), lambda w, b: tensors_mimic_argv(b, w / "splits", w / "out"),
         tuple(f"splits/{f}" for f in ("metadata.json", "train.parquet", "val.parquet", "test.parquet",
                                       "candidates_val.npy", "candidates_test.npy")),
-    ),  # fmt: skip
+    ),
     "tensors_ukb": Consumer(
         ("ukb_cohort",), lambda w, b: tensors_ukb_argv(w / "ukb_cohort", w / "out"),
         tuple(f"ukb_cohort/{f}" for f in ("summary.json", "participants.parquet", "splits.parquet",
                                           "nmr.parquet", "olink.parquet", "ehr_codes.parquet")),
-    ),  # fmt: skip
+    ),
     "misalign": Consumer(
         ("tensors",), lambda w, b: ["misalign", "--tensors", w / "tensors", "--out", w / "out", "--p", 0.5,
                                     "--mode", "noise"],
         tuple(f"tensors/{f}" for f in ("metadata.json", "train/ecg.npy", "train/labs.npy",
                                        "train/index.parquet", "val/candidates.npy", "test/cxr.npy")),
-    ),  # fmt: skip
+    ),
     "train": Consumer(
         ("xnor", "misalign", "config"),
         lambda w, b: train_argv(w / "xnor", w / "misalign", w / "run_config.yaml", w / "run"),
@@ -200,7 +143,7 @@ CONSUMERS: dict[str, Consumer] = {
         out="run",
         # inline JSON is valid YAML: a config file holding other JSON is a config error (below)
         skip=(("run_config.yaml", "other_format"),),
-    ),  # fmt: skip
+    ),
     "evaluate": Consumer(
         ("run", "xnor", "misalign"),
         lambda w, b: evaluate_argv(w / "run", w / "xnor", w / "misalign", w / "metrics.json"),
@@ -219,7 +162,7 @@ CONSUMERS: dict[str, Consumer] = {
         skip=(("runs/xnor/gated_symile/p0.5/seed1/metrics.json", "missing"),
               ("runs/xnor/gated_symile/p0.5/seed1/resolved_config.yaml", "missing"),
               ("runs/xnor/gated_symile/p0.5/seed1/resolved_config.yaml", "other_format")),
-    ),  # fmt: skip
+    ),
 }
 
 DAMAGE_CASES = [
@@ -231,10 +174,10 @@ DAMAGE_CASES = [
 ]
 
 
-def stage_copy(built: dict[str, Path], tmp_path: Path, names: tuple[str, ...]) -> Path:
+def stage_copy(outputs: dict[str, Path], tmp_path: Path, names: tuple[str, ...]) -> Path:
     work = tmp_path / "work"
     for name in names:
-        source = built[name]
+        source = outputs[name]
         target = work / source.name
         if source.is_dir():
             shutil.copytree(source, target)
@@ -245,11 +188,11 @@ def stage_copy(built: dict[str, Path], tmp_path: Path, names: tuple[str, ...]) -
 
 
 @pytest.mark.parametrize("stage, file, damage", DAMAGE_CASES)
-def test_a_damaged_intermediate_is_one_line_naming_it(built, tmp_path, capsys, stage, file, damage):
+def test_a_damaged_intermediate_is_one_line_naming_it(pipeline_outputs, tmp_path, capsys, stage, file, damage):
     consumer = CONSUMERS[stage]
-    work = stage_copy(built, tmp_path, consumer.inputs)
+    work = stage_copy(pipeline_outputs, tmp_path, consumer.inputs)
     DAMAGES[damage](work / file)
-    code, _, err = run_cli(capsys, consumer.argv(work, built))
+    code, _, err = run_cli(capsys, consumer.argv(work, pipeline_outputs))
     assert_one_error_line(code, err, str(work / file))
     assert not (work / consumer.out).exists()  # nothing half-built under the output's name
 
@@ -396,11 +339,11 @@ CONTENT_CASES = [
 @pytest.mark.parametrize(
     "stage, edit, culprit, words", [pytest.param(s, e, c, w, id=f"{s}:{i}") for s, i, e, c, w in CONTENT_CASES]
 )
-def test_content_that_only_looks_right_is_one_line(built, tmp_path, capsys, stage, edit, culprit, words):
+def test_content_that_only_looks_right_is_one_line(pipeline_outputs, tmp_path, capsys, stage, edit, culprit, words):
     consumer = CONSUMERS[stage]
-    work = stage_copy(built, tmp_path, consumer.inputs)
+    work = stage_copy(pipeline_outputs, tmp_path, consumer.inputs)
     edit(work)
-    code, _, err = run_cli(capsys, consumer.argv(work, built))
+    code, _, err = run_cli(capsys, consumer.argv(work, pipeline_outputs))
     assert_one_error_line(code, err, culprit, words)
 
 
@@ -437,8 +380,8 @@ CONFIG_CASES = [
 
 
 @pytest.mark.parametrize("inline_config, setting", [pytest.param(c, s, id=i) for i, c, s in CONFIG_CASES])
-def test_a_bad_run_config_names_the_setting(built, tmp_path, capsys, inline_config, setting):
-    code, _, err = run_cli(capsys, train_argv(built["xnor"], built["misalign"], inline_config, tmp_path / "run"))
+def test_a_bad_run_config_names_the_setting(pipeline_outputs, tmp_path, capsys, inline_config, setting):
+    code, _, err = run_cli(capsys, train_argv(pipeline_outputs["xnor"], pipeline_outputs["misalign"], inline_config, tmp_path / "run"))
     assert_one_error_line(code, err, setting)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -472,28 +415,28 @@ FILE_OUTPUTS = ("evaluate", "track init", "track parent")
 
 
 @pytest.mark.parametrize("stage", FOLDER_OUTPUTS)
-def test_a_file_where_the_output_folder_goes(built, tmp_path, capsys, stage):
+def test_a_file_where_the_output_folder_goes(pipeline_outputs, tmp_path, capsys, stage):
     out = tmp_path / "out"
     out.write_text("my notes\n")
-    code, _, err = run_cli(capsys, _out_argv(stage, built, out))
+    code, _, err = run_cli(capsys, _out_argv(stage, pipeline_outputs, out))
     assert_one_error_line(code, err, str(out), "not a folder")
     assert out.read_text() == "my notes\n"
 
 
 @pytest.mark.parametrize("stage", FILE_OUTPUTS)
-def test_a_folder_where_the_output_file_goes(built, tmp_path, capsys, stage):
+def test_a_folder_where_the_output_file_goes(pipeline_outputs, tmp_path, capsys, stage):
     out = tmp_path / "out.json"
     out.mkdir()
-    code, _, err = run_cli(capsys, _out_argv(stage, built, out))
+    code, _, err = run_cli(capsys, _out_argv(stage, pipeline_outputs, out))
     assert_one_error_line(code, err, str(out), "is a folder")
 
 
 @pytest.mark.parametrize("stage", ("cohort mimic", "splits", "tensors mimic", "misalign"))
-def test_a_foreign_folder_is_never_overwritten(built, tmp_path, capsys, stage):
+def test_a_foreign_folder_is_never_overwritten(pipeline_outputs, tmp_path, capsys, stage):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("\\begin{document}\n")
-    code, _, err = run_cli(capsys, _out_argv(stage, built, out))
+    code, _, err = run_cli(capsys, _out_argv(stage, pipeline_outputs, out))
     assert_one_error_line(code, err, str(out), "refusing to overwrite")
     assert [p.name for p in out.iterdir()] == ["thesis.tex"]
 
@@ -503,12 +446,12 @@ def _same_files(a: Path, b: Path, names: list[str]) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
-def test_odd_characters_in_every_path_work(built, tmp_path, capsys):
+def test_odd_characters_in_every_path_work(pipeline_outputs, tmp_path, capsys):
     """Quotes, an apostrophe, spaces and non-ASCII letters in the input and output paths of the
     whole chain (the cohort's DuckDB SQL, the tracking store and the hash cache included)."""
     odd = tmp_path / ODD
     raw = odd / "raw"
-    shutil.copytree(built["raw"], raw)
+    shutil.copytree(pipeline_outputs["raw"], raw)
     steps = [
         ["cohort", "mimic", "--mimic-iv", raw / "mimic-iv", "--ecg", raw / "mimic-iv-ecg",
          "--cxr", raw / "mimic-cxr-jpg", "--out", odd / "cohort"],
@@ -521,9 +464,9 @@ def test_odd_characters_in_every_path_work(built, tmp_path, capsys):
     for argv in steps:
         code, _, err = run_cli(capsys, argv)
         assert code == 0, err
-    _same_files(odd / "cohort", built["cohort"], ["cohort.parquet", "exclusions.parquet", "attrition.csv"])
-    _same_files(odd / "splits", built["splits"], ["train.parquet", "candidates_test.npy", "metadata.json"])
-    _same_files(odd / "tensors", built["tensors"], ["metadata.json", "train/ecg.npy", "test/cxr.npy"])
+    _same_files(odd / "cohort", pipeline_outputs["cohort"], ["cohort.parquet", "exclusions.parquet", "attrition.csv"])
+    _same_files(odd / "splits", pipeline_outputs["splits"], ["train.parquet", "candidates_test.npy", "metadata.json"])
+    _same_files(odd / "tensors", pipeline_outputs["tensors"], ["metadata.json", "train/ecg.npy", "test/cxr.npy"])
     assert json.loads((odd / "store.json").read_text())["experiment"] == ODD
     code, out, err = run_cli(capsys, ["audit", odd])
     assert code == 0, out + err
@@ -584,8 +527,8 @@ def _record(b: dict[str, Path], kind: str, work: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind, damage", [pytest.param(k, d, id=i) for i, k, d in READER_DAMAGES])
-def test_an_unreadable_record_is_one_line_from_inspect(built, tmp_path, capsys, kind, damage):
-    path = _record(built, kind, tmp_path)
+def test_an_unreadable_record_is_one_line_from_inspect(pipeline_outputs, tmp_path, capsys, kind, damage):
+    path = _record(pipeline_outputs, kind, tmp_path)
     damage(path)
     code, _, err = run_cli(capsys, ["inspect", path])
     lines = err.splitlines()
@@ -612,14 +555,14 @@ COHORT_EXCLUSIONS = [
     [pytest.param(*c[1:], id=c[0]) for c in COHORT_EXCLUSIONS],
 )
 def test_a_damaged_record_is_excluded_with_its_reason(
-    built, tmp_path, capsys, column, template, damage, level, reason, admission_reason
+    pipeline_outputs, tmp_path, capsys, column, template, damage, level, reason, admission_reason
 ):
     raw = tmp_path / "raw"
-    shutil.copytree(built["raw"], raw)
-    record = _selected(built, column, 0)
-    hadm = int(_selected(built, "hadm_id", 0))
+    shutil.copytree(pipeline_outputs["raw"], raw)
+    record = _selected(pipeline_outputs, column, 0)
+    hadm = int(_selected(pipeline_outputs, "hadm_id", 0))
     damage(raw / template.format(record))
-    code, _, err = run_cli(capsys, _out_argv("cohort mimic", {**built, "raw": raw}, tmp_path / "cohort"))
+    code, _, err = run_cli(capsys, _out_argv("cohort mimic", {**pipeline_outputs, "raw": raw}, tmp_path / "cohort"))
     assert code == 0, err
     cohort = pd.read_parquet(tmp_path / "cohort/cohort.parquet")
     exclusions = pd.read_parquet(tmp_path / "cohort/exclusions.parquet")
@@ -648,11 +591,11 @@ TABLE_DAMAGES = [
 
 
 @pytest.mark.parametrize("table, damage", [pytest.param(t, d, id=i) for i, t, d in TABLE_DAMAGES])
-def test_a_damaged_table_stops_the_cohort_naming_it(built, tmp_path, capsys, table, damage):
+def test_a_damaged_table_stops_the_cohort_naming_it(pipeline_outputs, tmp_path, capsys, table, damage):
     raw = tmp_path / "raw"
-    shutil.copytree(built["raw"], raw)
+    shutil.copytree(pipeline_outputs["raw"], raw)
     damage(raw / table)
-    code, _, err = run_cli(capsys, _out_argv("cohort mimic", {**built, "raw": raw}, tmp_path / "cohort"))
+    code, _, err = run_cli(capsys, _out_argv("cohort mimic", {**pipeline_outputs, "raw": raw}, tmp_path / "cohort"))
     assert_one_error_line(code, err, Path(table).name)
     assert not (tmp_path / "cohort").exists()
 
@@ -661,9 +604,9 @@ def test_a_damaged_table_stops_the_cohort_naming_it(built, tmp_path, capsys, tab
 
 
 @pytest.mark.parametrize("damage", ["empty", "halved", "garbled", "other_format"])
-def test_a_damaged_manifest_is_reported_by_the_audit(built, tmp_path, capsys, damage):
+def test_a_damaged_manifest_is_reported_by_the_audit(pipeline_outputs, tmp_path, capsys, damage):
     results = tmp_path / "results"
-    shutil.copytree(built["results"], results)
+    shutil.copytree(pipeline_outputs["results"], results)
     manifest = results / "run" / "provenance.json"
     DAMAGES[damage](manifest)
     code, out, err = run_cli(capsys, ["audit", results])
@@ -682,9 +625,9 @@ def test_a_damaged_manifest_is_reported_by_the_audit(built, tmp_path, capsys, da
     ],
     ids=["outputs not a list", "entry without sha256", "path a number", "producer without sha256", "time a number"],
 )
-def test_a_manifest_with_broken_entries_is_reported_by_the_audit(built, tmp_path, capsys, edit):
+def test_a_manifest_with_broken_entries_is_reported_by_the_audit(pipeline_outputs, tmp_path, capsys, edit):
     results = tmp_path / "results"
-    shutil.copytree(built["results"], results)
+    shutil.copytree(pipeline_outputs["results"], results)
     manifest = results / "run" / "provenance.json"
     doc = json.loads(manifest.read_text())
     edit(doc)

@@ -181,7 +181,7 @@ def staged_folder(
         os.replace(staging, final)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        where = _unstaged(Path(os.path.abspath(exc.filename)) if exc.filename else final, staging, out)
+        where = _unstaged(Path(os.path.abspath(exc.filename)), staging, out) if exc.filename else out
         raise _failure(where, exc) from None
     except GatedSymileError as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -26,8 +26,11 @@ _CHECKPOINT_KEYS = ("model", "optimizer", "state", "rng", "run_config", "config_
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` through :func:`gated_symile.outputs.atomic_path`: never half a checkpoint."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+    except RuntimeError as exc:  # torch's zip writer reports a failed write (a full disk) this way
+        raise GatedSymileError(f"{path}: cannot write ({error_reason(exc)})") from None
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
