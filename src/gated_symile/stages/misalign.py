@@ -45,19 +45,26 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         exclude_same_subject=args.exclude_same_subject,
     )
-    from gated_symile.misalignment import SPEC_FILE
-    from gated_symile.outputs import staged_folder
-
-    _check_outside(args.out, args.tensors)
-    with staged_folder(args.out, markers=[SPEC_FILE], what="misalignment folder") as work:
-        spec = write_misalignment(args.tensors, work, cfg)
+    spec = write_misalignment(args.tensors, args.out, cfg)
     print(json.dumps({"out": str(args.out), "counts": spec["counts"]}, indent=2, sort_keys=True))
     return 0
 
 
 def write_misalignment(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
-    """Draw every split's manifest for ``cfg`` into the empty or new folder ``out``; returns
-    ``misalign.json``. The stage builds ``out`` beside its final name (``gated_symile.outputs``)."""
+    """Draw every split's manifest for ``cfg`` and write the folder ``out``; returns ``misalign.json``.
+
+    ``out`` is built beside its final name and moved there when complete (``gated_symile.outputs``);
+    an earlier misalignment folder is replaced, anything else refused.
+    """
+    from gated_symile.misalignment import SPEC_FILE
+    from gated_symile.outputs import staged_folder
+
+    _check_outside(out, tensors)
+    with staged_folder(out, markers=[SPEC_FILE], what="misalignment folder") as work:
+        return _draw_into(Path(tensors), work, cfg)
+
+
+def _draw_into(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
     import numpy as np
 
     from gated_symile.datasets import load_tensor_dataset
@@ -81,8 +88,6 @@ def write_misalignment(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
     if unknown:
         raise GatedSymileError(f"{tensors}: splits {unknown} not in the dataset {sorted(dataset.split_sizes)}")
     corruptible = cfg.corruptible(dataset.modalities, dataset.target)
-    _check_outside(out, tensors)
-    Path(out).mkdir(parents=True, exist_ok=True)
 
     counts = {}
     for name in sorted(dataset.split_sizes):
