@@ -74,9 +74,9 @@ def run_tables(root: Path, threads: int, memory_limit: str) -> dict:
     """The cohort's table part on ``root`` (in this process); returns timings per step."""
     import tempfile
 
-    from gated_symile.mimic import cohort_rules as rules
-    from gated_symile.mimic.cohort import open_duckdb
-    from gated_symile.mimic.cxr_index import detect_cxr_release, register_cxr_tables
+    from gated_symile.data.mimic import cohort_rules as rules
+    from gated_symile.data.mimic.cohort import open_duckdb
+    from gated_symile.data.mimic.cxr_index import detect_cxr_release, register_cxr_tables
     from gated_symile.records.mimic_tables import (
         ADMISSIONS,
         ECG_RECORD_LIST,

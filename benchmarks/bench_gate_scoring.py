@@ -1,4 +1,4 @@
-"""Exact factorised gated scoring (method.md §8) versus naive per-tuple gating.
+"""Exact factorised gated scoring (docs/method.md §8) versus naive per-tuple gating.
 
 Scores B queries against N candidates with the default gate (sigmoid, attention, NULL on,
 random_trainable neutral, renormalise, α₀ = 0.5), fp32 on CPU, no gradients:
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from _memory import PeakRSS, pin_mmap_threshold, profiled_peak_mib
-from gated_symile.gate import GatedSymileScorer
+from gated_symile.method.gate import GatedSymileScorer
 
 
 def naive_row(scorer: GatedSymileScorer, queries: list[torch.Tensor], candidates: torch.Tensor,

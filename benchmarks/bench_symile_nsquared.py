@@ -1,4 +1,4 @@
-"""Symile `n_squared` loss (method.md §4): chunked streaming log-sum-exp versus the direct formula.
+"""Symile `n_squared` loss (docs/method.md §4): chunked streaming log-sum-exp versus the direct formula.
 
 Forward + backward of the M = 3 Symile loss with N^2 negatives per anchor, fp32 on CPU:
 
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from _memory import PeakRSS, pin_mmap_threshold, profiled_peak_mib
-from gated_symile import losses
+from gated_symile.method import losses
 
 
 def chunked(embeddings: list[torch.Tensor], scale: torch.Tensor, budget: int) -> tuple[float, list]:

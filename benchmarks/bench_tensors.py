@@ -103,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import wfdb
     from PIL import Image
 
-    from gated_symile.imaging import prepare_cxr
-    from gated_symile.mimic.tensors import normalize_ecg
+    from gated_symile.data.imaging import prepare_cxr
+    from gated_symile.data.mimic.tensors import normalize_ecg
     from gated_symile.records.jpg_cxr import read_jpg_gray
     from gated_symile.records.mimic_jpg import mimic_jpg_pixels
     from gated_symile.records.wfdb_ecg import read_wfdb_ecg

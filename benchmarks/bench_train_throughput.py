@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from gated_symile.config import resolve_run_config
-from gated_symile.model import ContrastiveModel
+from gated_symile.method.model import ContrastiveModel
 from gated_symile.training.optim import build_optimizer
 
 OUT = Path(__file__).resolve().parent / "out" / "train_throughput.json"

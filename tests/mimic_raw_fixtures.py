@@ -1,6 +1,6 @@
 """Tiny hand-made MIMIC raw releases (hosp tables, ECG records, CXR index) for cohort tests.
 
-Every table is written with the exact headers of data.md §1-§3 so the real readers run on it; ECG
+Every table is written with the exact headers of docs/data.md §1-§3 so the real readers run on it; ECG
 records are real WFDB files (``wfdb.wrsamp``); radiographs are empty ``.jpg`` files (the cohort only
 checks that they exist) or tiny DICOMs for the DICOM release.
 """

@@ -1,6 +1,6 @@
 """Slow per-tuple reference of the Gated Symile gate, used ONLY by the tests.
 
-Written directly from method.md §6.2-§6.5 and §9 (one (query i, candidate j) tuple at a
+Written directly from docs/method.md §6.2-§6.5 and §9 (one (query i, candidate j) tuple at a
 time, explicit gated vectors), never from the factorisation of §8, so that agreement with
 ``GatedSymileScorer.candidate_scores`` is a real check. It reads the scorer's raw
 parameters and options but none of its computation.

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gated_symile.aggregation import estimate, mean_se, method_key
+from gated_symile.reporting.aggregate import estimate, mean_se, method_key
 from gated_symile.cli import main
 from gated_symile.errors import RecordError
 from gated_symile.stages.aggregate import aggregate

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gated_symile.audit import audit, format_table, provenance_report
+from gated_symile.provenance.audit import audit, format_table, provenance_report
 from gated_symile.cli import main
-from gated_symile.provenance import CACHE_ENV, LISTING_SUFFIX, HashCache, Hasher
+from gated_symile.provenance.hashing import CACHE_ENV, LISTING_SUFFIX, HashCache, Hasher
 
 
 @pytest.fixture(scope="module", params=["inline", "sidecar"])
@@ -22,7 +22,7 @@ def chain(tmp_path_factory, request) -> Path:
     ``sidecar``: every folder list longer than 3 files goes to a sidecar beside its manifest, as a
     raw release's does, so every audit test below also runs against lists read from sidecars.
     """
-    from gated_symile import manifests
+    from gated_symile.provenance import manifests
     from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
 
     root = tmp_path_factory.mktemp(f"chain-{request.param}")
@@ -183,7 +183,7 @@ def test_long_file_lists_live_in_sidecars_and_are_checked(work):
 
 @SIDECAR_CHAIN_ONLY
 def test_sidecars_are_deterministic_and_replaced_on_rerun(work, monkeypatch):
-    from gated_symile import manifests
+    from gated_symile.provenance import manifests
 
     res = work / "results"
     before = {p.name: p.read_bytes() for p in _sidecars(res / "splits")}

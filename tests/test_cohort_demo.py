@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from gated_symile.cli import main
-from gated_symile.mimic import cohort_rules as rules
-from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort, open_duckdb
-from gated_symile.mimic.labs import LAB_COLUMNS, LAB_ITEMIDS
+from gated_symile.data.mimic import cohort_rules as rules
+from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort, open_duckdb
+from gated_symile.data.mimic.labs import LAB_COLUMNS, LAB_ITEMIDS
 from gated_symile.records.mimic_tables import (
     ADMISSIONS,
     LABEVENTS,

@@ -1,4 +1,4 @@
-"""Every branch of the Symile-MIMIC cohort rules (data.md §4) on one small hand-made raw world.
+"""Every branch of the Symile-MIMIC cohort rules (docs/data.md §4) on one small hand-made raw world.
 
 Each subject exercises one branch (window bounds on both sides, ties, views, missing files,
 CheXpert without fallback, ECG QC, lab filters); the cohort is built once for the module.
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from gated_symile.errors import ConfigError, RecordError
-from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort, open_duckdb
-from gated_symile.mimic.labs import LAB_COLUMNS
+from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort, open_duckdb
+from gated_symile.data.mimic.labs import LAB_COLUMNS
 from tests.mimic_raw_fixtures import RawWorld
 
 T0 = datetime(2180, 1, 1, 12, 0, 0)

@@ -11,7 +11,7 @@ import yaml
 
 from gated_symile.config import RunConfig, config_hash, flatten_config, resolve_run_config
 from gated_symile.errors import ConfigError
-from gated_symile.models.encoders import EncoderConfig
+from gated_symile.method.encoders.build import EncoderConfig
 from tests.train_helpers import workflow_config
 
 REPO = Path(__file__).resolve().parents[1]

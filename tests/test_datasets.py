@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from gated_symile.datasets import IMAGENET_MEAN, IMAGENET_STD, load_tensor_dataset
+from gated_symile.data.datasets import IMAGENET_MEAN, IMAGENET_STD, load_tensor_dataset
 from gated_symile.errors import GatedSymileError, RecordError
 from gated_symile.synthetic.xnor import XnorConfig, write_xnor
 from gated_symile.synthetic.xor import XorConfig, write_xor
-from gated_symile.tensor_format import write_metadata, write_split
+from gated_symile.data.tensor_format import write_metadata, write_split
 
 N = {"train": 6, "val": 4, "test": 5}
 

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gated_symile.gate import GatedSymileScorer, gated_symile_loss
-from gated_symile.losses import sample_pair_candidates, symile_candidate_scores
+from gated_symile.method.gate import GatedSymileScorer, gated_symile_loss
+from gated_symile.method.losses import sample_pair_candidates, symile_candidate_scores
 from tests.naive_gate import naive_candidate_scores, naive_gated_cosines
 
 OPTIONS = list(

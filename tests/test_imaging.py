@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gated_symile.imaging import (
+from gated_symile.data.imaging import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     center_crop_origin,

@@ -1,4 +1,4 @@
-"""CLIP and Symile objectives and the ungated candidate scorers (method.md §1, §4, §5, §7, §9)."""
+"""CLIP and Symile objectives and the ungated candidate scorers (docs/method.md §1, §4, §5, §7, §9)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gated_symile import losses as L
+from gated_symile.method import losses as L
 
 F64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""Properties of the rank-based retrieval metrics (gated_symile.metrics)."""
+"""Properties of the rank-based retrieval metrics (gated_symile.evaluation.metrics)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gated_symile import metrics
+from gated_symile.evaluation import metrics
 
 
 def ranks_of(scores: np.ndarray, positive: np.ndarray, rng: np.random.Generator) -> np.ndarray:

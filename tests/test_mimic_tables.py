@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from gated_symile.errors import RecordError
-from gated_symile.mimic.labs import LAB_COLUMNS, LAB_ITEMIDS
+from gated_symile.data.mimic.labs import LAB_COLUMNS, LAB_ITEMIDS
 from gated_symile.records.mimic_tables import (
     ADMISSIONS,
     LABEVENTS,

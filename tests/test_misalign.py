@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from gated_symile.cli import main
-from gated_symile.datasets import load_tensor_dataset
+from gated_symile.data.datasets import load_tensor_dataset
 from gated_symile.errors import GatedSymileError, RecordError
-from gated_symile.misalignment import MisalignConfig, draw_manifest, feature_stats
+from gated_symile.data.misalign.draw import MisalignConfig, draw_manifest, feature_stats
 from gated_symile.stages.misalign import write_misalignment
-from gated_symile.tensor_format import write_metadata, write_split
+from gated_symile.data.tensor_format import write_metadata, write_split
 
 SIZES = {"train": 900, "val": 600, "test": 500}
 MODS = ("ecg", "labs", "cxr")

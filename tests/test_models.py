@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from gated_symile.errors import ConfigError
-from gated_symile.models.ecg import EcgResNet1d, ecg_resnet18_2d
-from gated_symile.models.encoders import EncoderConfig, build_encoder, resolve_arch
-from gated_symile.models.resnet import resnet18, resnet50
+from gated_symile.method.encoders.ecg import EcgResNet1d, ecg_resnet18_2d
+from gated_symile.method.encoders.build import EncoderConfig, build_encoder, resolve_arch
+from gated_symile.method.encoders.resnet import resnet18, resnet50
 
 IMAGE = {"kind": "image_uint8", "shape": [32, 32]}
 ECG = {"kind": "float32", "shape": [1, 5000, 12]}

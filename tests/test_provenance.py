@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gated_symile import manifests
+from gated_symile.provenance import manifests
 from gated_symile.errors import GatedSymileError
 from gated_symile.cli import build_parser, main
-from gated_symile.provenance import (
+from gated_symile.provenance.hashing import (
     CACHE_ENV,
     MANIFEST_NAME,
     HashCache,
@@ -92,7 +92,7 @@ def test_tree_walk_follows_links_once_and_keys_the_cache_by_real_path(tmp_path):
 def test_threaded_batches_give_the_sequential_listing(tmp_path, monkeypatch):
     """Large uncached files are read by a thread pool in batches; the listing (order, sizes,
     digests) and the cache must be exactly what one thread reading in walk order gives."""
-    from gated_symile import provenance
+    from gated_symile.provenance import hashing as provenance
 
     root = tmp_path / "t"
     for i in range(23):
@@ -125,7 +125,7 @@ def _denied_for(suffix: str, call):
 
 
 def test_an_unreadable_file_is_an_error_naming_it(tmp_path, monkeypatch):
-    from gated_symile import provenance
+    from gated_symile.provenance import hashing as provenance
 
     root = _tree(tmp_path / "t")
     monkeypatch.setattr(provenance, "file_sha256", _denied_for("b.bin", provenance.file_sha256))

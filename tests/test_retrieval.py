@@ -1,7 +1,7 @@
 """Retrieval protocols on tiny tensor datasets with fake models whose right answers are known.
 
 The datasets are written with the real tensor-format writer and read with the real loader, so the
-tests also pin the contract between ``gated_symile.datasets`` and ``gated_symile.retrieval``.
+tests also pin the contract between ``gated_symile.data.datasets`` and ``gated_symile.evaluation.retrieval``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from gated_symile.retrieval import evaluate_retrieval, rank_queries, RetrievalTask, embed_split
-from gated_symile.tensor_format import write_metadata, write_split
-from gated_symile.datasets import load_tensor_dataset
+from gated_symile.evaluation.retrieval import evaluate_retrieval, rank_queries, RetrievalTask, embed_split
+from gated_symile.data.tensor_format import write_metadata, write_split
+from gated_symile.data.datasets import load_tensor_dataset
 
 MODS = ("a", "b", "c")
 DIM = 8
@@ -281,7 +281,7 @@ class AlignmentGate:
     """Fake gate: w_m = sigmoid(4 <e_m, c>) on positive pairs, so a flipped modality gets w < 0.5."""
 
     def positive_gate_weights(self, queries, candidates, target):
-        from gated_symile.gate import GateWeights
+        from gated_symile.method.gate import GateWeights
 
         weights = tuple(torch.sigmoid(4 * (q * candidates).sum(-1)) for q in queries)
         return GateWeights(weights, None, torch.tensor(0.25))
@@ -291,7 +291,7 @@ class AlignmentGate:
 
 
 def test_gate_diagnostics_show_which_modality_is_down_weighted(tmp_path):
-    from gated_symile.gate_diagnostics import gate_diagnostics
+    from gated_symile.evaluation.gate_diagnostics import gate_diagnostics
 
     n = 30
     arrays = aligned(n)

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gated_symile.mimic.lab_percentiles import (
+from gated_symile.data.mimic.lab_percentiles import (
     NO_TRAIN_PERCENTILE,
     apply_lab_ecdf,
     fit_lab_ecdf,
 )
-from gated_symile.mimic.splits import SplitConfig, draw_candidates, split_cohort
+from gated_symile.data.mimic.splits import SplitConfig, draw_candidates, split_cohort
 
 
 def _subjects(n_admissions: int, seed: int = 0) -> np.ndarray:
@@ -152,7 +152,7 @@ def test_missing_lab_gets_train_mean_and_mask_zero():
 
 
 def _cohort_frame(n_admissions: int, seed: int = 0) -> pd.DataFrame:
-    from gated_symile.mimic.labs import LAB_COLUMNS
+    from gated_symile.data.mimic.labs import LAB_COLUMNS
 
     rng = np.random.default_rng(seed)
     subjects = _subjects(n_admissions, seed)
@@ -181,14 +181,14 @@ def _run_splits(cohort_path, out, *extra):
 
 
 def test_stage_writes_deterministic_outputs(tmp_path):
-    from gated_symile.mimic.labs import LAB_COLUMNS
+    from gated_symile.data.mimic.labs import LAB_COLUMNS
 
     cohort_path = tmp_path / "cohort.parquet"
     _cohort_frame(120).to_parquet(cohort_path, index=False)
     args = ["--train-n", "70", "--val-n", "20", "--candidate-n", "10"]
     assert _run_splits(cohort_path, tmp_path / "a", *args) == 0
     assert _run_splits(cohort_path, tmp_path / "b", *args) == 0
-    from gated_symile.provenance import is_manifest
+    from gated_symile.provenance.hashing import is_manifest
 
     names = sorted(p.name for p in (tmp_path / "a").iterdir() if not is_manifest(p))
     assert names == sorted(

@@ -1,4 +1,4 @@
-"""Synthetic-XNOR and binary XOR generators (method.md §12, §16) and their tensor-format output."""
+"""Synthetic-XNOR and binary XOR generators (docs/method.md §12, §16) and their tensor-format output."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from gated_symile.cli import main
 from gated_symile.errors import ConfigError, GatedSymileError
 from gated_symile.synthetic.xnor import XnorConfig, generate_xnor, split_sizes, write_xnor
 from gated_symile.synthetic.xor import XorConfig, bit_bank, write_xor
-from gated_symile.tensor_format import FORMAT
+from gated_symile.data.tensor_format import FORMAT
 
 SMALL = XnorConfig(n_samples=4000, n_bits=8, dim=32, signal_scale=2.0, p=0.5, seed=7)
 S = 3 * SMALL.n_bits

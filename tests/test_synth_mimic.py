@@ -255,7 +255,7 @@ def _hours(series: pd.Series, anchor: pd.Series) -> pd.Series:
 
 
 def _reference_cohort(root: Path) -> pd.DataFrame:
-    """data.md section 4 applied the way the reference script reads the files (a test oracle)."""
+    """docs/data.md §4 applied the way the reference script reads the files (a test oracle)."""
     import wfdb
 
     hosp = root / "mimic-iv" / "hosp"

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from gated_symile.imaging import prepare_cxr
-from gated_symile.mimic.tensors import normalize_ecg
+from gated_symile.data.imaging import prepare_cxr
+from gated_symile.data.mimic.tensors import normalize_ecg
 from gated_symile.records.lead_names import MIMIC_LEAD_ORDER
 
 N_ADMISSIONS = 24
@@ -51,7 +51,7 @@ def _write_dicom(path: Path, pixels: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory) -> Path:
     """ecg/ and cxr/ roots plus cohort.parquet; one radiograph is a DICOM, one ECG is constant."""
-    from gated_symile.mimic.labs import LAB_COLUMNS
+    from gated_symile.data.mimic.labs import LAB_COLUMNS
     from gated_symile.records.mimic_tables import CHEXPERT_LABELS
 
     root = tmp_path_factory.mktemp("raw")
@@ -173,7 +173,7 @@ def test_rows_equal_the_recipe_applied_to_the_raw_files(raw, tensors):
 
 def test_byte_identical_across_runs_and_worker_counts(raw, tensors, tmp_path):
     assert _run_tensors(raw, tmp_path / "again", workers=2) == 0
-    from gated_symile.provenance import is_manifest
+    from gated_symile.provenance.hashing import is_manifest
 
     files = sorted(
         p.relative_to(tensors) for p in tensors.rglob("*") if p.is_file() and not is_manifest(p)
@@ -207,7 +207,7 @@ def test_generator_cohort_splits_tensors_end_to_end(tmp_path):
     """synth mimic -> cohort mimic -> splits mimic -> tensors mimic on ~40 admissions; the DICOM
     release gives the JPG release's tensors up to JPEG loss."""
     from gated_symile.cli import main
-    from gated_symile.mimic.splits import file_sha256
+    from gated_symile.data.mimic.splits import file_sha256
 
     raw, cohort, splits = tmp_path / "raw", tmp_path / "cohort", tmp_path / "splits"
     assert (

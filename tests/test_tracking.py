@@ -13,7 +13,7 @@ import pytest
 
 from gated_symile.cli import main
 from gated_symile.config import config_hash
-from gated_symile.tracking import (
+from gated_symile.provenance.track import (
     TrainingRun,
     _is_unique_violation,
     dataset_fingerprint,

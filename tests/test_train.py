@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gated_symile.cli import main
-from gated_symile.datasets import load_tensor_dataset
-from gated_symile.model import ContrastiveModel
+from gated_symile.data.datasets import load_tensor_dataset
+from gated_symile.method.model import ContrastiveModel
 from gated_symile.training import load_model
 from gated_symile.training.loop import fit, strip_timing
 from gated_symile.training.optim import apply_warmup, build_optimizer, parameter_groups
@@ -80,7 +80,7 @@ def test_same_seed_same_history_and_weights(dataset, tmp_path):
 
 
 def test_early_stopping_keeps_best_checkpoint(dataset, tmp_path, monkeypatch):
-    import gated_symile.retrieval as retrieval
+    import gated_symile.evaluation.retrieval as retrieval
 
     scores = iter([0.5, 0.6, 0.4, 0.3, 0.9, 0.9])
     monkeypatch.setattr(retrieval, "evaluate_retrieval", lambda *a, **k: {"top1": next(scores)})

@@ -11,12 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gated_symile.datasets import load_tensor_dataset
+from gated_symile.data.datasets import load_tensor_dataset
 from gated_symile.errors import ConfigError, RecordError
-from gated_symile.provenance import is_manifest
+from gated_symile.provenance.hashing import is_manifest
 from gated_symile.synthetic.ukb import UkbSynthConfig, generate_ukb
-from gated_symile.ukb.cohort import UkbCohortConfig, build_ukb_cohort
-from gated_symile.ukb.ehr import (
+from gated_symile.data.ukb.cohort import UkbCohortConfig, build_ukb_cohort
+from gated_symile.data.ukb.ehr import (
     FEATURIZERS,
     CodeBagFeaturizer,
     EhrConfig,
@@ -24,8 +24,8 @@ from gated_symile.ukb.ehr import (
     make_featurizer,
     register_featurizer,
 )
-from gated_symile.ukb.folds import assign_folds, make_splits, split_roles
-from gated_symile.ukb.tensors import UkbTensorConfig, build_ukb_tensors, zscore_fit
+from gated_symile.data.ukb.folds import assign_folds, make_splits, split_roles
+from gated_symile.data.ukb.tensors import UkbTensorConfig, build_ukb_tensors, zscore_fit
 
 EHR = EhrConfig(min_count=3)
 

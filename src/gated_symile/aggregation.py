@@ -5,7 +5,7 @@ Runs are found by their path, the layout the workflow writes:
 ``RUNS/{dataset}/{method}/p{p}/fold{k}/seed{seed}/metrics.json``. A cell is one (dataset, method,
 p). Without folds the estimate is the mean over seeds ± SE (sd with ddof 1 / sqrt(n), 0 for one
 run); with folds it is the mean over seeds within each fold, then mean ± SE over folds (the
-reporting of [ref-G], method.md §11). ``n_runs`` always counts metrics files.
+reporting of [ref-G], docs/method.md §11). ``n_runs`` always counts metrics files.
 
 A run whose top-1 is null (no eligible query) is not averaged but listed with the reason in
 ``excluded_runs.csv``; an unreadable JSON stops the aggregation with the file named. Everything is

@@ -1,7 +1,7 @@
 """Audit a results tree against its stage manifests: is every artefact still what was recorded?
 
 Why: Snakemake reruns on command or input changes it can see, but not on a tensor file edited in
-place, a raw record re-downloaded, or a stage rerun by hand. The manifests (``gated_symile.manifests``)
+place, a raw record re-downloaded, or a stage rerun by hand. The manifests (``gated_symile.provenance.manifests``)
 hold the sha256 of what each stage read and wrote; the audit compares them with the disk.
 
 Statuses, per artefact (the outputs of one stage run, or a raw input tree nobody produced):
@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gated_symile.manifests import entry_files, read_manifest, resolve_entry
-from gated_symile.provenance import Digest, Hasher, file_sha256, is_manifest
+from gated_symile.provenance.manifests import entry_files, read_manifest, resolve_entry
+from gated_symile.provenance.hashing import Digest, Hasher, file_sha256, is_manifest
 
 STATUSES: tuple[str, ...] = ("OK", "STALE", "MODIFIED", "MISSING")  # ascending severity
 _LIST_MAX = 5

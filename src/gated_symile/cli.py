@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Bad input (``GatedSymileError``) and failed file-system calls (``OSError``: disk full,
     permission denied) end in one ``error:`` line on stderr and exit code 2, never a traceback.
     """
-    from gated_symile.manifests import StageRecorder
+    from gated_symile.provenance.manifests import StageRecorder
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

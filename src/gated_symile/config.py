@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 from gated_symile.errors import ConfigError
-from gated_symile.models.encoders import EncoderConfig
+from gated_symile.method.encoders.build import EncoderConfig
 
 Objective = Literal["clip", "symile", "gated_symile"]
 _SECTIONS = ("model", "loss", "gate", "train", "evaluate", "tracking")
@@ -32,7 +32,7 @@ _SECTIONS = ("model", "loss", "gate", "train", "evaluate", "tracking")
 
 @dataclass(frozen=True)
 class LogitScaleConfig:
-    """Learnable log logit scale θ (s = exp θ, method.md §3).
+    """Learnable log logit scale θ (s = exp θ, docs/method.md §3).
 
     ``clamp_max`` bounds θ itself (log space: CLIP's s ≤ 100 is ``clamp_max: 4.6052``); None = no clamp.
     ``weight_decay`` puts θ in the weight-decayed parameter group, as both references do.
@@ -46,7 +46,7 @@ class LogitScaleConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Embedding width, normalisation (method.md §2), logit scale and per-modality encoders."""
+    """Embedding width, normalisation (docs/method.md §2), logit scale and per-modality encoders."""
 
     embed_dim: int
     embedding_norm: Literal["layernorm", "l2", "l2_dvs"]
@@ -56,7 +56,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """``negatives``: n | n_squared | full | pair for Symile, full | pair for Gated Symile (method.md §4,
+    """``negatives``: n | n_squared | full | pair for Symile, full | pair for Gated Symile (docs/method.md §4,
     §7; the gated n/n_squared ablation mismatches training and test gating and is not offered);
     CLIP ignores it. ``pair_k``: sampled negatives per row for ``pair``."""
 
@@ -67,7 +67,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Gated Symile gate (method.md §6); ignored by the other objectives."""
+    """Gated Symile gate (docs/method.md §6); ignored by the other objectives."""
 
     type: Literal["sigmoid", "softmax"] = "sigmoid"
     mode: Literal["attention", "matrix"] = "attention"
@@ -85,7 +85,7 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser, schedule and loop settings (method.md §14, §16).
+    """Optimiser, schedule and loop settings (docs/method.md §14, §16).
 
     ``patience`` 0 disables early stopping. ``precision`` auto = bf16 autocast on CUDA, fp32 on CPU.
     ``num_threads`` 0 leaves torch's default. ``progress`` auto = progress bar only on a TTY.
@@ -227,7 +227,7 @@ def flatten_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 
 def _validate(cfg: RunConfig) -> None:
-    """Rules that involve more than one field (method.md §2, §6.2, §7)."""
+    """Rules that involve more than one field (docs/method.md §2, §6.2, §7)."""
     positive_ints = {
         "model.embed_dim": cfg.model.embed_dim,
         "loss.pair_k": cfg.loss.pair_k,

@@ -7,7 +7,7 @@ training epoch.
 Arrays are memory-mapped; only the rows of a batch are read and converted.
 
 With ``misalignment=`` (a folder written by the ``misalign`` stage) the split applies its
-corruption manifest by indirection (``gated_symile.misalignment``): ``batch`` reads swapped
+corruption manifest by indirection (``gated_symile.data.misalign``): ``batch`` reads swapped
 modalities from their donor rows and fills noised ones with noise, ``present`` is the presence
 after corruption (dropped rows False) and ``flags`` are the manifest's ``corr_*`` columns. The
 clean files are only ever read.
@@ -26,8 +26,9 @@ import torch
 
 from gated_symile.errors import RecordError
 from gated_symile.intermediates import check_finite, load_npy, read_frame, read_json
-from gated_symile.misalignment import Misalignment, SplitCorruption
-from gated_symile.tensor_format import FORMAT, INDEX_FILE, KINDS, METADATA_FILE, PROTOCOLS
+from gated_symile.data.misalign.apply import SplitCorruption
+from gated_symile.data.misalign.store import Misalignment
+from gated_symile.data.tensor_format import FORMAT, INDEX_FILE, KINDS, METADATA_FILE, PROTOCOLS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

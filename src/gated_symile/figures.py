@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gated_symile.aggregation import estimate, method_key
+from gated_symile.reporting.aggregate import estimate, method_key
 
 _RC = {"svg.hashsalt": "gated-symile", "svg.fonttype": "path", "figure.dpi": 100}
 

@@ -1,4 +1,4 @@
-"""The Gated Symile gate and its exact factorised per-candidate scoring (method.md §6-§9).
+"""The Gated Symile gate and its exact factorised per-candidate scoring (docs/method.md §6-§9).
 
 Why factorised: gating depends on the (query, candidate) pair, so a naive implementation
 builds B·N gated D-dimensional tuples (O(B·N·D) memory, 4 GB at B = N = 2048, D = 256).
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gated_symile.losses import candidate_conditioned_loss
+from gated_symile.method.losses import candidate_conditioned_loss
 
 GATE_TYPES = ("sigmoid", "softmax")
 GATE_MODES = ("attention", "matrix")

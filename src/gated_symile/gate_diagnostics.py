@@ -1,6 +1,6 @@
 """What the Gated Symile gate does on positive pairs, overall and per misalignment group.
 
-method.md §11 asks for the evidence that the gate works, not only its accuracy: on a positive
+docs/method.md §11 asks for the evidence that the gate works, not only its accuracy: on a positive
 pair (query i with its own target), a gate that detects misalignment should lower the weight of
 the corrupted modality, i.e. mean(w_b − w_c | b corrupted) < 0 and mean(w_b − w_c | c corrupted)
 > 0 on Synthetic-XNOR. Reported per ``corr_mod`` group: the mean gate weight of every query
@@ -8,7 +8,7 @@ modality, the mean NULL probability, the mean weight difference for every pair o
 modalities, and cos(g_m, e_m) (how far gating moved each embedding); plus the gate strength α.
 
 Only rows whose target and every query modality are present are used: for a missing query
-modality the gate's weight is overridden by the hard neutral (method.md §9), so its w would
+modality the gate's weight is overridden by the hard neutral (docs/method.md §9), so its w would
 describe nothing. The positive-pair quantities come from the scorer's paired methods (O(B) per
 block, no B×N matrix).
 """
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gated_symile.retrieval import RetrievalTask, corr_mod_groups, presence
+from gated_symile.evaluation.retrieval import RetrievalTask, corr_mod_groups, presence
 
 if TYPE_CHECKING:
     import torch
 
-    from gated_symile.datasets import TensorSplit
+    from gated_symile.data.datasets import TensorSplit
 
 
 def gate_diagnostics(

@@ -1,4 +1,4 @@
-"""Torch-free image transforms with torchvision's semantics for PIL images (data.md §7).
+"""Torch-free image transforms with torchvision's semantics for PIL images (docs/data.md §7).
 
 The Symile-MIMIC recipe is ``Image.open(jpg).convert("RGB")`` -> ``Resize(320)`` ->
 ``RandomCrop(320)`` (train, drawn once) / ``CenterCrop(320)`` -> ``ToTensor`` -> ``Normalize``

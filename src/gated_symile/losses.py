@@ -1,4 +1,4 @@
-"""Contrastive objectives and ungated candidate scorers (method.md §1, §4, §5, §7, §9).
+"""Contrastive objectives and ungated candidate scorers (docs/method.md §1, §4, §5, §7, §9).
 
 Pure tensor maths: no I/O, no module state. Every function takes the embeddings of the M
 modalities as a sequence of (N, D) tensors in modality-index order.

@@ -37,7 +37,7 @@ from typing import Any
 
 from gated_symile import __version__
 from gated_symile.outputs import write_bytes
-from gated_symile.provenance import LISTING_SUFFIX, MANIFEST_NAME, MANIFEST_SUFFIX, Hasher, file_sha256
+from gated_symile.provenance.hashing import LISTING_SUFFIX, MANIFEST_NAME, MANIFEST_SUFFIX, Hasher, file_sha256
 
 LISTING_INLINE_MAX = 10_000
 """Most files a folder entry lists inside the manifest; longer lists go to a sidecar."""
@@ -361,7 +361,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def _valid_entry(entry: Any) -> bool:
-    """One input/output entry: the fields :mod:`gated_symile.audit` reads, with their types."""
+    """One input/output entry: the fields :mod:`gated_symile.provenance.audit` reads, with their types."""
     if not isinstance(entry, dict) or entry.get("kind") not in ("file", "dir"):
         return False
     if not all(isinstance(entry.get(k), str) for k in ("path", "sha256")) or not isinstance(entry.get("size"), int):

@@ -2,7 +2,7 @@
 
 Everything here works on plain numpy arrays of 1-based ranks (one per scored query) and the size of
 each query's candidate pool, so the metrics are independent of how the ranks were produced
-(method.md §11). Keeping the per-query values instead of only their means is what makes the
+(docs/method.md §11). Keeping the per-query values instead of only their means is what makes the
 bootstrap over queries and the stratified accuracies consistent with the headline numbers: every
 reported figure is a mean of the same per-query arrays over some subset or resample of the queries.
 
@@ -24,7 +24,7 @@ _BOOTSTRAP_CHUNK = 64  # replicates resampled at once: bounds memory to 64 x n_q
 
 
 def tie_broken_ranks(greater: np.ndarray, ties: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """1-based ranks of the positives with a uniform random tie-break (method.md §11).
+    """1-based ranks of the positives with a uniform random tie-break (docs/method.md §11).
 
     ``greater[i]`` counts the candidates scoring strictly above query i's positive and ``ties[i]``
     those scoring exactly the same (positive excluded). rank = 1 + greater + U{0..ties} has the
@@ -77,7 +77,7 @@ def bootstrap(
     """Resample the queries with replacement ``n_boot`` times and summarise each metric.
 
     Each replicate keeps every query's fixed candidate set and its already drawn tie-break
-    (method.md §11: bootstrap over queries), so the spread reflects only which queries were
+    (docs/method.md §11: bootstrap over queries), so the spread reflects only which queries were
     evaluated. Returns ``{"n": n_boot, key: {mean, std, p2_5, p97_5}}`` (``std`` with ddof 1).
     """
     if n_boot < 1:

@@ -1,4 +1,4 @@
-"""Misalignment injection by indirection (method.md §10): draw, store and apply corruption manifests.
+"""Misalignment injection by indirection (docs/method.md §10): draw, store and apply corruption manifests.
 
 With probability ``p`` per sample one modality is corrupted; the choice is either ``exclusive``
 (one of the non-target modalities, uniformly, at most one per sample, as in the paper) or a fixed
@@ -12,7 +12,7 @@ list of modalities (each corrupted independently with probability ``p``). How:
   i.e. ``mean + std * z`` with the per-feature mean/std of the clean train split; ``image_uint8``
   inputs by uniform random pixels. The noise is a function of (seed, split, modality, row) only,
   so a sample gets the same noise in every batch and epoch.
-- ``drop``: the modality is marked missing (present = False), which exercises method.md §9.
+- ``drop``: the modality is marked missing (present = False), which exercises docs/method.md §9.
 
 For MIMIC, the ECG and lab tensors are computed per record (one ECG, one lab panel per
 admission), so swapping the ECG or labs row of admission i with another admission's row is
@@ -20,7 +20,7 @@ exactly a record-level swap: what a wrong timestamp or identifier join would pro
 
 Why indirection: the manifests (``manifest_<split>.parquet``) are drawn once per (dataset, split,
 p, seed) and are small; the clean tensors are never modified or copied, so every p of a sweep reads
-the same files, and the loader (``gated_symile.datasets``) applies a manifest per batch.
+the same files, and the loader (``gated_symile.data.datasets``) applies a manifest per batch.
 
 Masks come from one uniform per sample (per sample and modality when not exclusive) compared with
 ``p``, and the donor permutations do not depend on ``p``: for one seed the corrupted sets are nested
@@ -39,7 +39,7 @@ import numpy as np
 
 from gated_symile.errors import GatedSymileError, RecordError
 from gated_symile.intermediates import check_finite, load_npy, read_frame, read_json
-from gated_symile.provenance import file_sha256
+from gated_symile.provenance.hashing import file_sha256
 
 if TYPE_CHECKING:  # pandas/pyarrow load lazily: the CLI imports this module for its constants
     import pandas as pd

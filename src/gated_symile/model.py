@@ -2,7 +2,7 @@
 
 ``ContrastiveModel`` is the single object that training and evaluation share. It hides the
 objective: ``loss`` and ``candidate_scores`` dispatch to CLIP, Symile or Gated Symile with the right
-multiplier (s for CLIP, s·κ for the Symile family, method.md §2-§3), so the training loop and the
+multiplier (s for CLIP, s·κ for the Symile family, docs/method.md §2-§3), so the training loop and the
 retrieval code never branch on the method.
 """
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gated_symile.config import RunConfig
-from gated_symile.models.encoders import EncoderConfig, build_encoder
+from gated_symile.method.encoders.build import EncoderConfig, build_encoder
 
 
 class ContrastiveModel(nn.Module):
@@ -54,7 +54,7 @@ class ContrastiveModel(nn.Module):
             )
             self.gate: nn.Module | None = None
             if self.objective == "gated_symile":
-                from gated_symile.gate import GatedSymileScorer
+                from gated_symile.method.gate import GatedSymileScorer
 
                 g = run_cfg.gate
                 self.gate = GatedSymileScorer(
@@ -77,7 +77,7 @@ class ContrastiveModel(nn.Module):
 
     @property
     def kappa(self) -> float:
-        """DVS factor D^((M-1)/2) for ``l2_dvs``, else 1 (method.md §2); never used by CLIP."""
+        """DVS factor D^((M-1)/2) for ``l2_dvs``, else 1 (docs/method.md §2); never used by CLIP."""
         if self.run_cfg.model.embedding_norm != "l2_dvs":
             return 1.0
         return float(self.run_cfg.model.embed_dim) ** ((len(self.modalities) - 1) / 2)
@@ -136,7 +136,7 @@ class ContrastiveModel(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Training loss of the configured objective on one batch of embeddings."""
-        from gated_symile import losses
+        from gated_symile.method import losses
 
         embeddings = list(embeddings)
         present = None if present is None else list(present)
@@ -155,7 +155,7 @@ class ContrastiveModel(nn.Module):
                 present=present,
                 k=loss_cfg.pair_k,
             )
-        from gated_symile.gate import gated_symile_loss
+        from gated_symile.method.gate import gated_symile_loss
 
         assert self.gate is not None
         if self.training:  # EMA of the `mean` neutral; a no-op for the other neutral types
@@ -181,7 +181,7 @@ class ContrastiveModel(nn.Module):
         ``query_embs``: the non-target modalities' embeddings in modality order (each B×D).
         Scores omit the positive factor s(·κ), which never changes a ranking.
         """
-        from gated_symile import losses
+        from gated_symile.method import losses
 
         queries = list(query_embs)
         qp = None if query_present is None else list(query_present)

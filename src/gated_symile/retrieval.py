@@ -1,6 +1,6 @@
 """Zero-shot retrieval evaluation: embed a split once, score queries against their candidates, rank.
 
-The three protocols of the tensor format (docs/tensor-format.md, method.md §11) differ only in
+The three protocols of the tensor format (docs/tensor-format.md, docs/method.md §11) differ only in
 which target embeddings form each query's candidate pool and which of them is the positive:
 
 - ``candidates``: query row i against the rows ``split.candidates[i]`` (positive in column 0);
@@ -10,9 +10,9 @@ which target embeddings form each query's candidate pool and which of them is th
   trailing partial block is dropped.
 
 Scoring always goes through ``model.candidate_scores``, i.e. candidate-conditioned: the query's
-gate sees each candidate, never the true target alone (method.md §15 pitfall 1). Queries are
+gate sees each candidate, never the true target alone (docs/method.md §15 pitfall 1). Queries are
 scored in blocks against a whole pool (never one Python iteration per query, pitfall 16). A query
-counts only if its target and at least one query modality are present (method.md §9).
+counts only if its target and at least one query modality are present (docs/method.md §9).
 
 Ranks use a seeded uniform tie-break (pitfall 7): rank = 1 + #{scores > s_true} + U, with U
 uniform on {0, ..., #ties}. This has the distribution of the positive's position after a random
@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gated_symile import metrics
+from gated_symile.evaluation import metrics
 from gated_symile.errors import GatedSymileError
 
 if TYPE_CHECKING:
     import torch
 
-    from gated_symile.datasets import TensorSplit
+    from gated_symile.data.datasets import TensorSplit
 
 PROTOCOLS: tuple[str, ...] = ("candidates", "bank", "inbatch")
 _SCORE_BUDGET = 1 << 22  # max query x candidate scores per block: bounds memory for large banks

@@ -3,7 +3,7 @@
 Every producer (``synth xnor``, ``synth xor``, the ``tensors`` stage) writes through these functions
 so that the files are laid out one way and are byte-identical for the same inputs: ``np.save``
 without pickles, parquet without a pandas index and with fixed compression, JSON with sorted keys.
-The reader is ``gated_symile.datasets``.
+The reader is ``gated_symile.data.datasets``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """MLflow tracking: store initialisation, parent runs, per-training-run logging, final metrics.
 
-Why the split into ``init_store`` / ``create_parent_run`` / ``TrainingRun`` (ecosystem.md §9):
+Why the split into ``init_store`` / ``create_parent_run`` / ``TrainingRun`` (docs/ecosystem.md §9):
 parallel jobs against a fresh SQLite store race on its schema migrations, so one workflow rule
 creates the database and the experiment (with an absolute ``artifact_location``) before any
 training job starts; another creates one parent run per (dataset, method, setting) whose id the
@@ -25,9 +25,9 @@ from typing import Any
 from gated_symile import __version__
 from gated_symile.errors import ConfigError, GatedSymileError
 from gated_symile.intermediates import read_run_id
-from gated_symile.manifests import git_state
+from gated_symile.provenance.manifests import git_state
 from gated_symile.outputs import write_text
-from gated_symile.provenance import Hasher, is_listing, is_manifest
+from gated_symile.provenance.hashing import Hasher, is_listing, is_manifest
 
 _PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value
 _TAG_VALUE_MAX = 8000

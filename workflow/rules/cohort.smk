@@ -1,4 +1,4 @@
-# Symile-MIMIC cohort: one admission per row with its CXR, ECG and 50 labs (data.md section 4).
+# Symile-MIMIC cohort: one admission per row with its CXR, ECG and 50 labs (docs/data.md §4).
 
 
 rule cohort_mimic:

@@ -12,7 +12,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 SYNTHETIC_MIMIC = "resources/raw/mimic"
 SYNTHETIC_UKB = "resources/raw/ukb"
 DATASETS = ("mimic", "xnor", "xor", "ukb", "ukb_union")
-# Synthetic-XNOR draws its corruption inside the generator (swap_signal, method.md section 12);
+# Synthetic-XNOR draws its corruption inside the generator (swap_signal, docs/method.md §12);
 # every other dataset is corrupted by the misalign stage through a manifest.
 GENERATOR_MISALIGNED = ("xnor",)
 # UK Biobank-style cohorts (intersect, union) are evaluated per participant fold.

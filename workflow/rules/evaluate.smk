@@ -1,4 +1,4 @@
-# Zero-shot retrieval on the test split (method.md section 11), logged into the training run.
+# Zero-shot retrieval on the test split (docs/method.md §11), logged into the training run.
 
 
 rule evaluate:

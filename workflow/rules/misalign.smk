@@ -1,4 +1,4 @@
-# Misalignment manifests (method.md section 10): per dataset (and fold) and p, which samples have
+# Misalignment manifests (docs/method.md §10): per dataset (and fold) and p, which samples have
 # a swapped, noised or dropped modality. The clean tensors are never modified.
 
 

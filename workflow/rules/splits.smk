@@ -1,4 +1,4 @@
-# Patient-disjoint train/val/test splits, retrieval candidates and lab percentiles (data.md section 6).
+# Patient-disjoint train/val/test splits, retrieval candidates and lab percentiles (docs/data.md §6).
 
 
 rule splits_mimic:

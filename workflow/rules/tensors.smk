@@ -1,4 +1,4 @@
-# Model-ready tensors per split: CXR crops, normalised ECGs, lab percentiles (data.md section 7).
+# Model-ready tensors per split: CXR crops, normalised ECGs, lab percentiles (docs/data.md §7).
 
 
 rule tensors_mimic:

@@ -1,1 +1,1 @@
-"""Symile-MIMIC dataset: cohort rules, lab panel, splits and tensors (data.md §4-§7)."""
+"""Symile-MIMIC dataset: cohort rules, lab panel, splits and tensors (docs/data.md §4-§7)."""

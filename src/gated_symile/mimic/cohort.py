@@ -1,8 +1,8 @@
-"""Build the Symile-MIMIC cohort from the three raw releases (data.md §4): the ``cohort mimic`` stage.
+"""Build the Symile-MIMIC cohort from the three raw releases (docs/data.md §4): the ``cohort mimic`` stage.
 
 Order of work: load the small tables (admissions, patients, record list, CXR index, CheXpert) into
 DuckDB; QC every listed ECG record in parallel; index the radiographs and check that candidate image
-files exist; run the SQL rules of :mod:`gated_symile.mimic.cohort_rules` (labevents is streamed,
+files exist; run the SQL rules of :mod:`gated_symile.data.mimic.cohort_rules` (labevents is streamed,
 never loaded); write the cohort, the exclusions, the attrition and a summary.
 
 Outputs are byte-deterministic for the same inputs: rows are sorted, ties are broken by file order,
@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gated_symile.errors import ConfigError, RecordError
-from gated_symile.mimic import cohort_rules as rules
-from gated_symile.mimic.attrition import write_attrition
-from gated_symile.mimic.cxr_index import (
+from gated_symile.data.mimic import cohort_rules as rules
+from gated_symile.data.mimic.attrition import write_attrition
+from gated_symile.data.mimic.cxr_index import (
     detect_cxr_release,
     file_presence,
     register_cxr_tables,
 )
-from gated_symile.mimic.ecg_qc_scan import scan_ecg_records
+from gated_symile.data.mimic.ecg_qc_scan import scan_ecg_records
 from gated_symile.outputs import staged_folder
-from gated_symile.provenance import file_sha256
+from gated_symile.provenance.hashing import file_sha256
 from gated_symile.records.mimic_tables import (
     ADMISSIONS,
     ECG_RECORD_LIST,

@@ -1,4 +1,4 @@
-"""The Symile-MIMIC cohort rules (data.md §4) as DuckDB SQL over the raw tables.
+"""The Symile-MIMIC cohort rules (docs/data.md §4) as DuckDB SQL over the raw tables.
 
 Why SQL: every rule is a windowed join of a small table (admissions) with a large one (labevents,
 ~120 M rows); DuckDB streams the large side through a hash join whose build side is the admissions,
@@ -7,7 +7,7 @@ and aggregates into at most ``admissions x 50`` groups, so memory does not grow 
 Inputs (views/tables on the connection, created by the readers):
 
 - ``admissions``, ``patients`` (:mod:`gated_symile.records.mimic_tables`);
-- ``cxr_meta`` (:data:`gated_symile.mimic.cxr_index.CXR_META_COLUMNS`), ``chexpert`` (+ ``file_row``);
+- ``cxr_meta`` (:data:`gated_symile.data.mimic.cxr_index.CXR_META_COLUMNS`), ``chexpert`` (+ ``file_row``);
 - ``ecg_list`` (``record_list.csv`` + ``file_row``), ``ecg_rejected(file_row, reason)`` from ECG QC;
 - ``cxr_absent(file_row)``: images whose file is missing.
 
@@ -18,7 +18,7 @@ CXR ``24 h < Δ <= 72 h``, ECG and labs ``-24 h <= Δ <= +24 h``.
 
 from __future__ import annotations
 
-from gated_symile.mimic.labs import LAB_ITEMIDS, lab_column
+from gated_symile.data.mimic.labs import LAB_ITEMIDS, lab_column
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS, sql_name
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Index of the chest radiographs of either MIMIC-CXR release (data.md §3), as DuckDB tables.
+"""Index of the chest radiographs of either MIMIC-CXR release (docs/data.md §3), as DuckDB tables.
 
 Why one index for two releases: the cohort rules only need, per image, its ids, view, study time
 and file path.  The MIMIC-CXR-JPG release ships them in ``mimic-cxr-2.0.0-metadata.csv.gz``; the
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gated_symile.errors import RecordError
-from gated_symile.mimic.parallel import ordered_map
+from gated_symile.data.mimic.parallel import ordered_map
 from gated_symile.records.mimic_tables import (
     CXR_CHEXPERT,
     CXR_METADATA,

@@ -1,4 +1,4 @@
-"""ECG quality control of every record listed in ``record_list.csv`` (data.md §4 "ECG QC").
+"""ECG quality control of every record listed in ``record_list.csv`` (docs/data.md §4 "ECG QC").
 
 Why before selection: the reference drops bad records first, so a NaN or all-zero earliest ECG lets
 the next valid one in the window be chosen.  An unreadable or missing record is not a crash: it is
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gated_symile.mimic.parallel import ordered_map
+from gated_symile.data.mimic.parallel import ordered_map
 
 __all__ = ["EcgQcTask", "qc_record", "scan_ecg_records"]
 

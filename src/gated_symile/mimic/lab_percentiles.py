@@ -1,4 +1,4 @@
-"""Lab values -> ECDF percentiles fitted on the training split (data.md §6).
+"""Lab values -> ECDF percentiles fitted on the training split (docs/data.md §6).
 
 Why percentiles: the 50 labs have wildly different units and heavy tails; the Symile-MIMIC recipe
 feeds the model each value's rank among the *training* values, so nothing about val/test leaks into

@@ -1,4 +1,4 @@
-"""The 50 Symile-MIMIC laboratory items (data.md §5).
+"""The 50 Symile-MIMIC laboratory items (docs/data.md §5).
 
 Why one constant: the cohort table, the percentile normalisation and the tensors must agree on the
 same 50 items in the same order, and the tensor order of the reference is the sorted

@@ -1,4 +1,4 @@
-"""Patient-disjoint train/val/test splits, retrieval candidates and lab percentiles (data.md §6).
+"""Patient-disjoint train/val/test splits, retrieval candidates and lab percentiles (docs/data.md §6).
 
 Reference algorithm (Symile-MIMIC ``create_dataset_splits.py``), made deterministic:
 
@@ -42,9 +42,9 @@ import pandas as pd
 
 from gated_symile.errors import RecordError
 from gated_symile.intermediates import read_frame
-from gated_symile.mimic.lab_percentiles import apply_lab_ecdf, ecdf_table, fit_lab_ecdf
+from gated_symile.data.mimic.lab_percentiles import apply_lab_ecdf, ecdf_table, fit_lab_ecdf
 from gated_symile.outputs import staged_folder
-from gated_symile.provenance import file_sha256
+from gated_symile.provenance.hashing import file_sha256
 
 __all__ = [
     "SPLIT_NAMES",
@@ -222,7 +222,7 @@ def write_splits(cohort_path: str | Path, out_dir: str | Path, config: SplitConf
 
 
 def _write_splits(cohort_path: Path, out_dir: Path, config: SplitConfig) -> dict:
-    from gated_symile.mimic.labs import LAB_COLUMNS
+    from gated_symile.data.mimic.labs import LAB_COLUMNS
 
     itemids = list(LAB_COLUMNS)
     cohort = _read_cohort(cohort_path, itemids)

@@ -1,8 +1,8 @@
-"""Symile-MIMIC splits -> model-ready tensors, format ``gated-symile-tensors/1`` (data.md §7).
+"""Symile-MIMIC splits -> model-ready tensors, format ``gated-symile-tensors/1`` (docs/data.md §7).
 
 Per split folder: ``ecg.npy`` float32 (n, 1, 5000, 12), ``labs.npy`` float32 (n, 100),
 ``cxr.npy`` uint8 (n, size, size) (expanded to normalised RGB at load time, see
-:mod:`gated_symile.imaging`), ``index.parquet`` and, for val/test, ``candidates.npy``.
+:mod:`gated_symile.data.imaging`), ``index.parquet`` and, for val/test, ``candidates.npy``.
 
 Decoding dominates the cost (≈ 11 000 ECGs and radiographs), so rows are decoded by a pool of
 worker processes, each writing its rows straight into the preallocated ``.npy`` memory maps:
@@ -23,12 +23,12 @@ import pandas as pd
 
 from gated_symile.errors import RecordError
 from gated_symile.intermediates import check_finite, load_npy, read_frame, read_json
-from gated_symile.mimic.lab_percentiles import mask_column, percentile_column
-from gated_symile.mimic.parallel import ordered_map
-from gated_symile.mimic.splits import SPLIT_NAMES
-from gated_symile.provenance import file_sha256
+from gated_symile.data.mimic.lab_percentiles import mask_column, percentile_column
+from gated_symile.data.mimic.parallel import ordered_map
+from gated_symile.data.mimic.splits import SPLIT_NAMES
+from gated_symile.provenance.hashing import file_sha256
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS
-from gated_symile.tensor_format import dataset_folder
+from gated_symile.data.tensor_format import dataset_folder
 
 __all__ = [
     "ECG_SHAPE",
@@ -99,7 +99,7 @@ def _decode_chunk(chunk: _Chunk) -> tuple[str, str] | None:
     Errors travel back as plain strings because exception classes with extra constructor arguments
     do not survive pickling between processes.
     """
-    from gated_symile.imaging import prepare_cxr
+    from gated_symile.data.imaging import prepare_cxr
     from gated_symile.records.wfdb_ecg import read_wfdb_ecg
 
     folder = Path(chunk.split_dir)

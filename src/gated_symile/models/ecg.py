@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gated_symile.models.resnet import ResNet, resnet18
+from gated_symile.method.encoders.resnet import ResNet, resnet18
 
 
 def ecg_resnet18_2d(width: int = 64, blocks: tuple[int, ...] | None = None) -> ResNet:

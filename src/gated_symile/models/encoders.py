@@ -1,4 +1,4 @@
-"""Build one modality's encoder from its tensor-format input spec (method.md §13).
+"""Build one modality's encoder from its tensor-format input spec (docs/method.md §13).
 
 An encoder is a trunk (ResNet, ECG ResNet or MLP) followed by the projection head
 ``Linear(features, d)`` and, for ``embedding_norm: layernorm``, ``LayerNorm(d)``. The trunk is
@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from gated_symile.errors import ConfigError
-from gated_symile.models.ecg import EcgResNet1d, ecg_resnet18_2d
-from gated_symile.models.mlp import MLP, InitScheme, init_linear
-from gated_symile.models.resnet import resnet18, resnet50
+from gated_symile.method.encoders.ecg import EcgResNet1d, ecg_resnet18_2d
+from gated_symile.method.encoders.mlp import MLP, InitScheme, init_linear
+from gated_symile.method.encoders.resnet import resnet18, resnet50
 
 ARCHS: tuple[str, ...] = (
     "resnet18",

@@ -1,4 +1,4 @@
-"""Multilayer perceptron trunks for vector inputs (method.md §13).
+"""Multilayer perceptron trunks for vector inputs (docs/method.md §13).
 
 One class serves the three MLP encoders of the references; only the block recipe differs:
 

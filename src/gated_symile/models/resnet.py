@@ -1,4 +1,4 @@
-"""Residual networks written in the project (method.md §13).
+"""Residual networks written in the project (docs/method.md §13).
 
 torchvision is not used (it does not import in this environment, see ecosystem.md), so the two
 standard architectures are written here: ResNet-18 (BasicBlock, [2, 2, 2, 2]) and ResNet-50

@@ -1,4 +1,4 @@
-"""DICOM chest radiograph reader and the MIMIC-CXR-JPG pixel conversion (data.md section 3).
+"""DICOM chest radiograph reader and the MIMIC-CXR-JPG pixel conversion (docs/data.md §3).
 
 Why a wrapper around ``pydicom``: the cohort must turn every way a DICOM can be unusable (RGB,
 multi-frame, no pixels, truncated, undecodable transfer syntax, not DICOM at all) into one typed

@@ -1,4 +1,4 @@
-"""GE CardioSoft ``CardiologyXML`` resting-ECG reader (UK Biobank field 20205; data.md section 9.2).
+"""GE CardioSoft ``CardiologyXML`` resting-ECG reader (UK Biobank field 20205; docs/data.md §9.2).
 
 The 10 s rhythm strip lives in ``StripData``: ``NumberOfLeads``, ``SampleRate`` (Hz),
 ``ChannelSampleCountTotal``, ``Resolution`` (uV per LSB) and one ``WaveformData lead="..."`` per lead

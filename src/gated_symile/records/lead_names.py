@@ -1,7 +1,7 @@
 """The canonical MIMIC-IV-ECG lead order and case-insensitive lead-name mapping.
 
 Shared by the WFDB and CardioSoft XML readers so that every ECG tensor has the same channel order
-(data.md section 2: **aVF before aVL**, unlike PTB-XL and the CardioSoft files).
+(docs/data.md §2: **aVF before aVL**, unlike PTB-XL and the CardioSoft files).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The MIMIC-CXR-JPG pixel conversion of a DICOM radiograph (data.md section 3).
+"""The MIMIC-CXR-JPG pixel conversion of a DICOM radiograph (docs/data.md §3).
 
 MIMIC-CXR-JPG was made from the DICOM release by: Modality LUT / rescale, inverting MONOCHROME1,
 min-max scaling to 8 bits, global histogram equalisation, JPEG q95.  The synthetic generator
@@ -76,7 +76,7 @@ def _equalization_lut(hist: np.ndarray) -> np.ndarray:
 def mimic_jpg_pixels(path: str | Path) -> np.ndarray:
     """The MIMIC-CXR-JPG conversion of one DICOM: uint8 (H, W), ready to save as JPEG q95.
 
-    Steps (data.md section 3): decode; Modality LUT / rescale; invert once if MONOCHROME1 (a
+    Steps (docs/data.md §3): decode; Modality LUT / rescale; invert once if MONOCHROME1 (a
     ``PresentationLUTShape INVERSE`` on a MONOCHROME1 image is the standard companion, not a second
     inversion); min-max scale to 0..255; global histogram equalisation.  No VOI windowing: the
     equalisation replaces it, as in the published conversion.

@@ -1,4 +1,4 @@
-"""DuckDB readers of the MIMIC csv(.gz) tables (data.md §1-§3).
+"""DuckDB readers of the MIMIC csv(.gz) tables (docs/data.md §1-§3).
 
 Why DuckDB views over ``read_csv`` rather than pandas: ``labevents`` of the full database is ~120
 million rows; DuckDB streams the gzip file through the cohort query, so memory stays bounded by

@@ -1,4 +1,4 @@
-"""WFDB reader for MIMIC-IV-ECG style 12-lead resting ECGs (data.md section 2).
+"""WFDB reader for MIMIC-IV-ECG style 12-lead resting ECGs (docs/data.md §2).
 
 Why not just ``wfdb.rdrecord``: the cohort needs every unusable record turned into a typed
 :class:`~gated_symile.errors.RecordError` that names the file and the problem (wrong fs, wrong

@@ -39,7 +39,7 @@ def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> d
     figure skipped this time never survives from an earlier run, and a failure (say a damaged
     attrition CSV) leaves the earlier tables as they were, not half of them replaced.
     """
-    from gated_symile import aggregation as agg
+    from gated_symile.reporting import aggregate as agg
     from gated_symile.errors import GatedSymileError
     from gated_symile.outputs import staged_folder
 
@@ -54,9 +54,9 @@ def aggregate(runs_root: Path, out: Path, *, attrition: Path | None = None) -> d
 def _write_tables(
     runs: list[Any], excluded: list[tuple[str, str]], runs_root: Path, out: Path, attrition: Path | None
 ) -> tuple[int, list[str]]:
-    from gated_symile import aggregation as agg
-    from gated_symile import figures
-    from gated_symile.audit import provenance_report
+    from gated_symile.reporting import aggregate as agg
+    from gated_symile.reporting import figures
+    from gated_symile.provenance.audit import provenance_report
     from gated_symile.outputs import output_folder, write_text
 
     fig_dir = output_folder(out / "figures")

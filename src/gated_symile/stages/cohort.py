@@ -1,10 +1,10 @@
-"""Build study cohorts from raw records: ``cohort mimic`` (Symile-MIMIC rules, data.md §4).
+"""Build study cohorts from raw records: ``cohort mimic`` (Symile-MIMIC rules, docs/data.md §4).
 
 ``cohort mimic`` joins MIMIC-IV ``hosp`` admissions with MIMIC-IV-ECG records and MIMIC-CXR(-JPG)
 radiographs: CXR in (24 h, 72 h] after admission with CheXpert labels, a QC-passed ECG and labs
 within 24 h.  Writes ``cohort.parquet``, ``exclusions.parquet``, ``attrition.csv``/``.png`` and
-``summary.json``.  ``cohort ukb`` builds the UK-Biobank-style cohort (data.md §9.3,
-``gated_symile.ukb.cohort``).
+``summary.json``.  ``cohort ukb`` builds the UK-Biobank-style cohort (docs/data.md §9.3,
+``gated_symile.data.ukb.cohort``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_mimic(args: argparse.Namespace) -> int:
-    from gated_symile.mimic.cohort import MimicCohortConfig, build_mimic_cohort
+    from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort
 
     config = MimicCohortConfig(
         mimic_iv=args.mimic_iv,
@@ -88,7 +88,7 @@ def _run_mimic(args: argparse.Namespace) -> int:
 
 
 def _run_ukb(args: argparse.Namespace) -> int:
-    from gated_symile.ukb.cohort import UkbCohortConfig, build_ukb_cohort
+    from gated_symile.data.ukb.cohort import UkbCohortConfig, build_ukb_cohort
 
     config = UkbCohortConfig(
         raw=args.raw, out=args.out, n_folds=args.n_folds, val_frac=args.val_frac, seed=args.seed,

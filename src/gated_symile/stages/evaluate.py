@@ -1,7 +1,7 @@
 """Zero-shot retrieval evaluation of a trained run on one split, written as a metrics JSON.
 
 Loads the run's checkpoint (``--which best`` by default: the highest validation top-1), embeds the
-split once, ranks every eligible query with a seeded tie-break (method.md §11), adds bootstrap
+split once, ranks every eligible query with a seeded tie-break (docs/method.md §11), adds bootstrap
 intervals over queries, accuracy per misalignment group and, for Gated Symile, gate diagnostics on
 positive pairs. The validation split is evaluated too (headline metrics only) as a reference.
 
@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if uri is not None and uri.lower() in ("", "none", "off"):
         uri = None
     if uri and run_id is not None:
-        from gated_symile.provenance import MANIFEST_NAME
-        from gated_symile.tracking import log_final_metrics
+        from gated_symile.provenance.hashing import MANIFEST_NAME
+        from gated_symile.provenance.track import log_final_metrics
 
         # the training manifest (which tensor and misalignment builds the run saw), renamed: a
         # copy named provenance.json in the artifact store would look like a stage manifest
@@ -115,10 +115,10 @@ def evaluate_run(
     import torch
 
     from gated_symile.config import config_hash
-    from gated_symile.datasets import load_tensor_dataset
+    from gated_symile.data.datasets import load_tensor_dataset
     from gated_symile.errors import GatedSymileError
-    from gated_symile.gate_diagnostics import gate_diagnostics
-    from gated_symile.retrieval import embed_split, evaluate_retrieval
+    from gated_symile.evaluation.gate_diagnostics import gate_diagnostics
+    from gated_symile.evaluation.retrieval import embed_split, evaluate_retrieval
     from gated_symile.training.checkpoint import load_checkpoint, model_from_checkpoint
     from gated_symile.training.loop import select_device, torch_settings
 

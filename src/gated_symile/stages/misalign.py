@@ -4,7 +4,7 @@ Writes ``OUT/manifest_<split>.parquet`` for every split of the dataset (splits n
 ``--splits`` get all-clean manifests), ``OUT/misalign.json`` (parameters, counts, the source
 ``metadata.json`` sha256) and, for ``--mode noise``, the train-split standardisation statistics
 of the float modalities (``noise_mean_<m>.npy``, ``noise_std_<m>.npy``). The clean tensors are
-only read; training and evaluation apply the manifest when loading (method.md §10).
+only read; training and evaluation apply the manifest when loading (docs/method.md §10).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from gated_symile.misalignment import DEFAULT_SPLITS, EXCLUSIVE, MODES
+    from gated_symile.data.misalign.draw import DEFAULT_SPLITS, EXCLUSIVE, MODES
 
     parser.add_argument("--tensors", type=Path, required=True, help="clean tensor dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="misalignment folder to write")
@@ -35,7 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gated_symile.misalignment import MisalignConfig
+    from gated_symile.data.misalign.draw import MisalignConfig
 
     cfg = MisalignConfig(
         p=args.p,
@@ -56,7 +56,7 @@ def write_misalignment(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
     ``out`` is built beside its final name and moved there when complete (``gated_symile.outputs``);
     an earlier misalignment folder is replaced, anything else refused.
     """
-    from gated_symile.misalignment import SPEC_FILE
+    from gated_symile.data.misalign.store import SPEC_FILE
     from gated_symile.outputs import staged_folder
 
     _check_outside(out, tensors)
@@ -67,21 +67,12 @@ def write_misalignment(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
 def _draw_into(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
     import numpy as np
 
-    from gated_symile.datasets import load_tensor_dataset
+    from gated_symile.data.datasets import load_tensor_dataset
     from gated_symile.errors import GatedSymileError
-    from gated_symile.misalignment import (
-        SPEC_FILE,
-        STATS_SPLIT,
-        draw_manifest,
-        feature_stats,
-        manifest_counts,
-        manifest_file,
-        noise_stat_files,
-        spec_document,
-        write_manifest,
-    )
-    from gated_symile.provenance import file_sha256
-    from gated_symile.tensor_format import METADATA_FILE
+    from gated_symile.data.misalign.draw import STATS_SPLIT, draw_manifest, feature_stats, manifest_counts
+    from gated_symile.data.misalign.store import SPEC_FILE, manifest_file, noise_stat_files, spec_document, write_manifest
+    from gated_symile.provenance.hashing import file_sha256
+    from gated_symile.data.tensor_format import METADATA_FILE
 
     dataset = load_tensor_dataset(tensors)
     unknown = sorted(set(cfg.splits) - set(dataset.split_sizes))

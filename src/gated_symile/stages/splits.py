@@ -1,8 +1,8 @@
 """Split a cohort into patient-disjoint train/val/test sets with retrieval candidates and lab percentiles.
 
-``splits mimic`` follows the Symile-MIMIC reference algorithm (data.md §6) with a seeded
+``splits mimic`` follows the Symile-MIMIC reference algorithm (docs/data.md §6) with a seeded
 scikit-learn split, patient-overlap dropping, train-only lab ECDFs and seeded candidate sets; sizes
-scale down for small cohorts (rule in ``gated_symile.mimic.splits``).
+scale down for small cohorts (rule in ``gated_symile.data.mimic.splits``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _run_mimic(args: argparse.Namespace) -> int:
     from gated_symile.errors import ConfigError
-    from gated_symile.mimic.splits import SplitConfig, write_splits
+    from gated_symile.data.mimic.splits import SplitConfig, write_splits
 
     for flag in ("train_n", "val_n", "candidate_n"):
         if getattr(args, flag) < 1:

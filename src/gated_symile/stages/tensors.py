@@ -3,7 +3,7 @@
 ``tensors mimic`` turns the splits of ``splits mimic`` into ``ecg.npy`` (min-max scaled 12-lead
 ECGs), ``labs.npy`` (lab percentiles + observation bits) and ``cxr.npy`` (resized, cropped uint8
 radiographs) per split, plus ``index.parquet``, the candidate sets and ``metadata.json``.
-``tensors ukb`` writes one fold of the UK-Biobank-style cohort (``gated_symile.ukb.tensors``).
+``tensors ukb`` writes one fold of the UK-Biobank-style cohort (``gated_symile.data.ukb.tensors``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _run_mimic(args: argparse.Namespace) -> int:
     from gated_symile.errors import ConfigError
-    from gated_symile.mimic.tensors import TensorConfig, build_tensors
+    from gated_symile.data.mimic.tensors import TensorConfig, build_tensors
 
     for flag in ("cxr_size", "workers", "eval_batch"):
         if getattr(args, flag) < 1:
@@ -59,8 +59,8 @@ def _run_mimic(args: argparse.Namespace) -> int:
 
 
 def _run_ukb(args: argparse.Namespace) -> int:
-    from gated_symile.ukb.ehr import EhrConfig
-    from gated_symile.ukb.tensors import UkbTensorConfig, build_ukb_tensors
+    from gated_symile.data.ukb.ehr import EhrConfig
+    from gated_symile.data.ukb.tensors import UkbTensorConfig, build_ukb_tensors
 
     ehr = EhrConfig(
         featurizer=args.ehr_featurizer, min_count=args.ehr_min_count,

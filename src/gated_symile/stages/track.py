@@ -1,7 +1,7 @@
 """MLflow store set-up: ``track init`` (database + experiment) and ``track parent`` (parent run).
 
 ``init`` runs once before any training job so that parallel jobs never race on creating a fresh
-SQLite database (ecosystem.md §9); ``parent`` creates the run that a group of seed runs attach to.
+SQLite database (docs/ecosystem.md §9); ``parent`` creates the run that a group of seed runs attach to.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _run_init(args: argparse.Namespace) -> int:
     from gated_symile.outputs import output_file, write_json
-    from gated_symile.tracking import init_store, resolve_tracking_uri
+    from gated_symile.provenance.track import init_store, resolve_tracking_uri
 
     output_file(args.out)
     uri = resolve_tracking_uri(args.uri)
@@ -48,7 +48,7 @@ def _run_init(args: argparse.Namespace) -> int:
 
 def _run_parent(args: argparse.Namespace) -> int:
     from gated_symile.outputs import output_file, write_text
-    from gated_symile.tracking import create_parent_run, parse_tags
+    from gated_symile.provenance.track import create_parent_run, parse_tags
 
     output_file(args.out)
     run_id = create_parent_run(args.uri, args.experiment, args.name, parse_tags(args.tags))

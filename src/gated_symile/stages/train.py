@@ -17,7 +17,7 @@ from gated_symile.errors import ConfigError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from gated_symile.manifests import declare
+    from gated_symile.provenance.manifests import declare
 
     parser.add_argument("--tensors", type=Path, required=True, help="tensor dataset folder")
     parser.add_argument(
@@ -74,11 +74,11 @@ def load_run_config_arg(value: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gated_symile.datasets import load_tensor_dataset
+    from gated_symile.data.datasets import load_tensor_dataset
     from gated_symile.intermediates import read_run_id
-    from gated_symile.manifests import inputs_digest
+    from gated_symile.provenance.manifests import inputs_digest
     from gated_symile.outputs import output_folder, write_json
-    from gated_symile.tracking import TrainingRun, parse_tags
+    from gated_symile.provenance.track import TrainingRun, parse_tags
     from gated_symile.training.loop import fit, show_progress
 
     run_cfg = load_run_config_arg(args.run_config)

@@ -1,4 +1,4 @@
-"""Synthetic-XNOR misalignment benchmark (method.md §12), written in the tensor format.
+"""Synthetic-XNOR misalignment benchmark (docs/method.md §12), written in the tensor format.
 
 Three modalities share K latent bit pairs (u, v). A carries u, v and a = xnor(u, v); B carries u
 (twice) and C carries v (twice), laid out so that, in ±1 space, B ⊙ C equals A's signal block
@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gated_symile.errors import ConfigError
-from gated_symile.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
+from gated_symile.data.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
 
 MODALITIES: tuple[str, ...] = ("a", "b", "c")
 _CORR_MOD_SEVERAL = len(MODALITIES) + 1

@@ -1,4 +1,4 @@
-"""Binary XOR dataset of the Symile paper (method.md §16), written in the tensor format.
+"""Binary XOR dataset of the Symile paper (docs/method.md §16), written in the tensor format.
 
 a, b ~ Bernoulli(½)^d independently and c = a XOR b (with probability ``p_hat``, else c = a). Every
 pair of modalities is then independent when p_hat = 1, so a pairwise (CLIP) score cannot predict b
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gated_symile.errors import ConfigError
-from gated_symile.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
+from gated_symile.data.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
 
 MODALITIES: tuple[str, ...] = ("a", "b", "c")
 TARGET = "b"

@@ -109,7 +109,7 @@ def model_from_checkpoint(
     """:func:`load_model` for a checkpoint already read (callers that also need its state);
     ``source`` names the file in errors."""
     from gated_symile.errors import ConfigError
-    from gated_symile.model import ContrastiveModel
+    from gated_symile.method.model import ContrastiveModel
 
     try:
         run_cfg = RunConfig.from_dict(ckpt["run_config"])

@@ -68,7 +68,7 @@ def select_device(requested: str) -> torch.device:
 
 
 def configure_torch(run_cfg: RunConfig, device: torch.device) -> None:
-    """Threads, denormal flushing (method.md §16: CLIP ran 5x slower without it), determinism."""
+    """Threads, denormal flushing (docs/method.md §16: CLIP ran 5x slower without it), determinism."""
     if run_cfg.train.num_threads > 0:
         torch.set_num_threads(run_cfg.train.num_threads)
     torch.set_flush_denormal(True)
@@ -125,7 +125,7 @@ def _fit(
     logger: EpochLogger | None,
     progress: bool | None,
 ) -> dict[str, Any]:
-    from gated_symile.model import ContrastiveModel
+    from gated_symile.method.model import ContrastiveModel
 
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
@@ -278,7 +278,7 @@ def _validate(
     model: Any, val_split: Any, metadata: dict, run_cfg: RunConfig, device: torch.device
 ) -> dict[str, float]:
     """Validation retrieval metrics (scalars only) for model selection; no bootstrap."""
-    from gated_symile.retrieval import evaluate_retrieval
+    from gated_symile.evaluation.retrieval import evaluate_retrieval
 
     with torch.no_grad():
         result = evaluate_retrieval(

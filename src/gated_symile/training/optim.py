@@ -1,6 +1,6 @@
 """Optimiser construction: parameter groups, AdamW or schedule-free AdamW, linear warm-up.
 
-Groups follow method.md §6.1 / §14: every parameter whose name starts with ``gate.`` trains at
+Groups follow docs/method.md §6.1 / §14: every parameter whose name starts with ``gate.`` trains at
 lr × ``lr_gate_mul`` without weight decay; the logit scale θ joins the decayed group only when
 ``logit_scale.weight_decay`` is true (both references decay it); everything else is decayed.
 Frozen parameters (a non-learnable θ) are left out.

@@ -40,8 +40,8 @@ from gated_symile.records.ukb_tables import (
     read_main_dataset,
     read_olink_coding,
 )
-from gated_symile.ukb.ehr import baseline_codes
-from gated_symile.ukb.folds import make_splits
+from gated_symile.data.ukb.ehr import baseline_codes
+from gated_symile.data.ukb.folds import make_splits
 
 __all__ = ["MODALITIES", "NMR_FIELDS", "UkbCohortConfig", "build_ukb_cohort", "raw_file"]
 

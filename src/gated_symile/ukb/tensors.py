@@ -20,12 +20,12 @@ import polars as pl
 
 from gated_symile.errors import ConfigError, RecordError
 from gated_symile.intermediates import read_frame, read_json
-from gated_symile.provenance import file_sha256
+from gated_symile.provenance.hashing import file_sha256
 from gated_symile.records.errors import MissingRecord
-from gated_symile.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
-from gated_symile.ukb.cohort import MODALITIES
-from gated_symile.ukb.ehr import EhrConfig, make_featurizer
-from gated_symile.ukb.folds import split_roles
+from gated_symile.data.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
+from gated_symile.data.ukb.cohort import MODALITIES
+from gated_symile.data.ukb.ehr import EhrConfig, make_featurizer
+from gated_symile.data.ukb.folds import split_roles
 
 __all__ = ["VARIANTS", "UkbTensorConfig", "build_ukb_tensors", "zscore_fit"]
 

@@ -1,6 +1,6 @@
 """Configuration of the synthetic MIMIC generator: sizes, signal strength and branch rates.
 
-Every cohort-rule branch (data.md sections 4 and 10) has its own rate so that tests and
+Every cohort-rule branch (docs/data.md §4 and 10) has its own rate so that tests and
 benchmarks can dial each one.  A rate is the *exact* share of eligible admissions (or subjects)
 that receive the branch, rounded, with at least one whenever the rate is positive and an
 eligible admission exists: a 30-admission test run therefore still hits every branch.

@@ -1,4 +1,4 @@
-"""The lab items the generator writes: the 50 Symile-MIMIC labs (data.md section 5) plus others.
+"""The lab items the generator writes: the 50 Symile-MIMIC labs (docs/data.md §5) plus others.
 
 Labels, fluids, categories, units and reference ranges follow MIMIC-IV ``d_labitems`` /
 ``labevents`` conventions (as seen in the open MIMIC-IV demo v2.2, ODbL: Johnson et al.,
@@ -336,7 +336,7 @@ TEXT_ITEMS: tuple[tuple[int, str, str, str, str, tuple[str, ...]], ...] = (
 PANELS: tuple[str, ...] = ("CBC", "DIFF", "CHEM", "COAG", "LFT", "BG", "UA", "HOLD")
 
 SYMILE_LABS: tuple[int, ...] = tuple(sorted(i.itemid for i in NUMERIC_ITEMS[:50]))
-"""The 50 labs of data.md section 5 in tensor order (ascending itemid)."""
+"""The 50 labs of docs/data.md §5 in tensor order (ascending itemid)."""
 
 TEXT_RESULTS: tuple[str, ...] = ("___", "UNABLE TO REPORT", "HEMOLYZED", "NEG", "ERROR")
 """Text a numeric lab may carry instead of a number (valuenum empty)."""

@@ -102,7 +102,7 @@ def synthesize_cxr(
 def write_dicom(
     path: Path, pixels: np.ndarray, photometric: str, tags: dict, uid_key: str
 ) -> None:
-    """Uncompressed explicit-VR little-endian DX DICOM with the MIMIC-CXR tags (data.md section 10)."""
+    """Uncompressed explicit-VR little-endian DX DICOM with the MIMIC-CXR tags (docs/data.md §10)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import (

@@ -1,6 +1,6 @@
 """Orchestration: draw the plan, write the tables, render the records in parallel.
 
-Layout under ``out`` (data.md sections 1-3)::
+Layout under ``out`` (docs/data.md §1-3)::
 
     mimic-iv/hosp/{patients,admissions,labevents,d_labitems}.csv.gz
     mimic-iv-ecg/record_list.csv

@@ -1,6 +1,6 @@
 """Fixed catalogues of the UK-Biobank-style release: fields, biochemistry, ICD-10, proteins.
 
-Field ids follow data.md section 9.2 (NMR 23400-23648, blood biochemistry 30600-30890, sex 31, year
+Field ids follow docs/data.md §9.2 (NMR 23400-23648, blood biochemistry 30600-30890, sex 31, year
 of birth 34, assessment date 53).  Biochemistry means are typical UK Biobank medians (order of
 magnitude only).  The ICD-10 and protein catalogues are synthetic apart from a few common
 three-character codes; they do not depend on the seed, so two generated releases share a vocabulary.

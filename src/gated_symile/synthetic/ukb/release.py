@@ -1,6 +1,6 @@
 """Orchestration: draw participants chunk by chunk and write the UK-Biobank-style release.
 
-Layout under ``out`` (data.md section 9.2)::
+Layout under ``out`` (docs/data.md §9.2)::
 
     ukb_main.csv              eid + <field>-<instance>.<array> columns (or the R / RAP spelling)
     olink_data.txt            eid, ins_index, protein_id, result (long, tab-separated)
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from gated_symile.mimic.parallel import ordered_map
+from gated_symile.data.mimic.parallel import ordered_map
 from gated_symile.synthetic.ukb import model
 from gated_symile.synthetic.ukb.catalogue import (
     BIOCHEMISTRY_FIELDS,
