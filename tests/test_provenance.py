@@ -195,7 +195,8 @@ def test_file_output_manifest_beside_it_with_producers(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     upstream = _tree(tmp_path / "up")
     manifests.write_manifest({"format": manifests.FORMAT, "outputs": [
-        {"path": "up", "abspath": str(upstream), "kind": "dir"}]}, tmp_path / MANIFEST_NAME)  # fmt: skip
+        {"path": "up", "abspath": str(upstream), "kind": "dir", "sha256": "0" * 64, "size": 0}]},
+        tmp_path / MANIFEST_NAME)  # fmt: skip
     out = tmp_path / "res" / "table.csv"
     args = argparse.Namespace(func=print, out=out, src=upstream / "sub")
     recorder = manifests.StageRecorder.start(args, ["fake", "--out", str(out)])

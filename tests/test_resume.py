@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from gated_symile.cli import main
+from gated_symile.errors import GatedSymileError
 from gated_symile.training.checkpoint import atomic_torch_save, capture_rng, restore_rng
 from gated_symile.training.loop import strip_timing
 from tests.train_helpers import inline, read_history, tiny_run_config, write_tiny_xnor
@@ -109,7 +110,7 @@ def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(GatedSymileError, match="last.pt: cannot write \\(disk full\\)"):
         atomic_torch_save({"v": torch.tensor(2)}, target)
     monkeypatch.undo()
     assert torch.load(target, weights_only=True)["v"].item() == 1

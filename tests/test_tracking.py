@@ -1,5 +1,5 @@
 """MLflow tracking against a real SQLite store: init, parent + child runs, tags, params, metrics,
-artifacts, final metrics from the evaluate stage, and two training processes in parallel."""
+artifacts, final metrics from the evaluate stage, and 16 training processes in parallel."""
 
 from __future__ import annotations
 
@@ -158,14 +158,21 @@ def test_parent_and_child_runs(xnor_dir, store, tmp_path, monkeypatch):
     assert "metrics.json" in {a.path for a in client.list_artifacts(runs[0][2])}
 
 
+PARALLEL_JOBS = 16
+
+
 @pytest.mark.slow
-def test_two_training_processes_share_an_initialised_store(xnor_dir, store, tmp_path):
+def test_sixteen_training_processes_share_an_initialised_store(xnor_dir, store, tmp_path):
+    """16 seed jobs of one dataset at once on one SQLite store: every run is there and finished,
+    and the dataset is one row, linked once to each run (the insert race of ``_log_dataset``)."""
+    import sqlite3
+
     from mlflow import MlflowClient
 
     uri, flag = _init(store, "parallel")
-    env = {**os.environ, "SNAKEMAKE_RULE": "train"}
+    env = {**os.environ, "SNAKEMAKE_RULE": "train", "OMP_NUM_THREADS": "1"}
     procs = []
-    for seed in (0, 1):
+    for seed in range(PARALLEL_JOBS):
         cfg = tiny_run_config("symile", seed=seed, epochs=1)
         cmd = [
             sys.executable,
@@ -187,11 +194,23 @@ def test_two_training_processes_share_an_initialised_store(xnor_dir, store, tmp_
             subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         )
     for proc in procs:
-        _, err = proc.communicate(timeout=300)
+        _, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, err.decode()[-2000:]
-    runs = MlflowClient(tracking_uri=uri).search_runs([flag["experiment_id"]])
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
-    assert all(r.data.tags["snakemake.rule"] == "train" for r in runs)
+    runs = MlflowClient(tracking_uri=uri).search_runs([flag["experiment_id"]], max_results=100)
+    ids = {(tmp_path / f"s{seed}" / "mlflow_run_id.txt").read_text().strip() for seed in range(PARALLEL_JOBS)}
+    assert {r.info.run_id for r in runs} == ids and len(ids) == PARALLEL_JOBS
+    assert all(r.info.status == "FINISHED" and r.data.tags["snakemake.rule"] == "train" for r in runs)
+    assert sorted(int(r.data.params["seed"]) for r in runs) == list(range(PARALLEL_JOBS))
+    with sqlite3.connect(uri[len("sqlite:///"):]) as db:
+        datasets = db.execute(
+            "SELECT name, digest, count(*) FROM datasets WHERE experiment_id = ? GROUP BY name, digest",
+            (int(flag["experiment_id"]),),
+        ).fetchall()
+        links = db.execute(
+            "SELECT destination_id, count(*) FROM inputs WHERE source_type = 'DATASET' GROUP BY destination_id"
+        ).fetchall()
+    assert [count for _, _, count in datasets] == [1]
+    assert {run: count for run, count in links if run in ids} == dict.fromkeys(ids, 1)
 
 
 def _duplicate_dataset_error(client, experiment_id: str, name: str, digest: str) -> Exception:

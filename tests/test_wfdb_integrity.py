@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gated_symile.data.mimic.ecg_qc_scan import scan_ecg_records
+from gated_symile.data.mimic.ecg_qc_scan import EcgQcTask, qc_record
 from gated_symile.records import UnreadableRecord, WrongLength, qc_ecg, read_wfdb_ecg
 from gated_symile.records.wfdb_integrity import signal_file_bytes
 from tests.test_records_wfdb import write_mimic_record
@@ -78,7 +78,7 @@ def test_cohort_ecg_qc_quarantines_the_record_with_the_true_reason(tmp_path):
     good = write_mimic_record(tmp_path, "40000001", digital=_digital(seed=1))
     scrambled = write_mimic_record(tmp_path, "40000002", digital=_digital(seed=2))
     _digital(seed=2, leads=13).astype("<i2").tofile(scrambled.with_suffix(".dat"))
-    reasons = scan_ecg_records(tmp_path, [good.name, scrambled.name])
+    reasons = [qc_record(EcgQcTask(str(tmp_path), stem.name)) for stem in (good, scrambled)]
     assert reasons[0] is None
     assert reasons[1].startswith("ECG record unreadable: signal file has 130000 bytes")
     # what the scrambled file would have been without the check: an ECG that passes QC

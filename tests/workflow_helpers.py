@@ -11,8 +11,12 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def snakemake(*args: str | Path, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``snakemake`` with the venv's console scripts (gated-symile) first on PATH."""
+def snakemake_command(*args: str | Path) -> tuple[list[str], dict[str, str]]:
+    """``snakemake`` argv and environment, with the venv's console scripts (gated-symile) first on PATH."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *map(str, args)]
+    return [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *map(str, args)], env
+
+
+def snakemake(*args: str | Path, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd, env = snakemake_command(*args)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -32,8 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: a library's multi-line text (YAML, SQL errors) joined by spaces,
+    so that every failure is exactly one ``error: ...`` line in a log."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one stage; after a successful run that wrote outputs, write its provenance manifest."""
+    """Run one stage; after a successful run that wrote outputs, write its provenance manifest.
+
+    Bad input (``GatedSymileError``) and failed file-system calls (``OSError``: disk full,
+    permission denied) end in one ``error:`` line on stderr and exit code 2, never a traceback.
+    """
     from gated_symile.provenance.manifests import StageRecorder
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -46,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if result == 0 and recorder is not None:
             recorder.finish()
     except GatedSymileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return 2
     finally:
         if recorder is not None:

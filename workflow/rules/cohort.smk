@@ -25,8 +25,8 @@ rule cohort_mimic:
         out=lambda wildcards, output: Path(output.cohort).parent,
         qc_rule=config["mimic"]["cohort"]["qc_rule"],
     shell:
-        "gated-symile cohort mimic --mimic-iv {input.mimic_iv} --ecg {input.ecg}"
-        " --cxr {input.cxr} --out {params.out} --workers {threads}"
+        "gated-symile cohort mimic --mimic-iv {input.mimic_iv:q} --ecg {input.ecg:q}"
+        " --cxr {input.cxr:q} --out {params.out} --workers {threads}"
         " --qc-rule {params.qc_rule} > {log} 2>&1"
 
 
@@ -47,6 +47,6 @@ rule cohort_ukb:
         val_frac=config["ukb"]["val_frac"],
         seed=config["ukb"]["seed"],
     shell:
-        "gated-symile cohort ukb --raw {input.raw} --out {output}"
+        "gated-symile cohort ukb --raw {input.raw:q} --out {output}"
         " --n-folds {params.n_folds} --val-frac {params.val_frac} --seed {params.seed}"
         " --threads {threads} > {log} 2>&1"

@@ -19,8 +19,8 @@ rule tensors_mimic:
         cxr_size=config["mimic"]["tensors"]["cxr_size"],
         seed=config["mimic"]["tensors"]["seed"],
     shell:
-        "gated-symile tensors mimic --splits {input.splits} --ecg {input.ecg}"
-        " --cxr {input.cxr} --out {output} --cxr-size {params.cxr_size}"
+        "gated-symile tensors mimic --splits {input.splits} --ecg {input.ecg:q}"
+        " --cxr {input.cxr:q} --out {output} --cxr-size {params.cxr_size}"
         " --seed {params.seed} --workers {threads} > {log} 2>&1"
 
 

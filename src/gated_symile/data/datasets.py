@@ -1,8 +1,9 @@
 """Read tensor-format datasets (docs/tensor-format.md) and turn rows into model-ready tensors.
 
 The loader checks the whole contract up front (format tag, keys, one array per modality with the
-declared dtype and shape, row counts equal to ``metadata.splits``), so a bad or half-written
-dataset fails at load time with a message naming the file, not deep inside a training epoch.
+declared dtype and shape, row counts equal to ``metadata.splits``, finite float rows), so a bad
+or half-written dataset fails at load time with a message naming the file, not deep inside a
+training epoch.
 Arrays are memory-mapped; only the rows of a batch are read and converted.
 
 With ``misalignment=`` (a folder written by the ``misalign`` stage) the split applies its
@@ -14,7 +15,6 @@ clean files are only ever read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from gated_symile.errors import RecordError
+from gated_symile.intermediates import check_finite, load_npy, read_frame, read_json
 from gated_symile.data.misalign.apply import SplitCorruption
 from gated_symile.data.misalign.store import Misalignment
 from gated_symile.data.tensor_format import FORMAT, INDEX_FILE, KINDS, METADATA_FILE, PROTOCOLS
@@ -153,10 +154,11 @@ class TensorDataset:
         arrays, present = {}, {}
         for m in self.modalities:
             spec = self.inputs[m]
-            arrays[m] = _load(folder / f"{m}.npy", _DTYPES[spec["kind"]], (n, *spec["shape"]))
+            arrays[m] = load_npy(folder / f"{m}.npy", _DTYPES[spec["kind"]], (n, *spec["shape"]))
+            check_finite(folder / f"{m}.npy", arrays[m])
             present_file = folder / f"{m}_present.npy"
             present[m] = (
-                _load(present_file, np.dtype(bool), (n,))
+                load_npy(present_file, np.dtype(bool), (n,))
                 if present_file.exists()
                 else np.ones(n, dtype=bool)
             )
@@ -171,7 +173,7 @@ class TensorDataset:
         )
         # Candidate sets are drawn for the evaluated splits only; training uses in-batch negatives.
         if self.protocol == "candidates" and (name != "train" or (folder / "candidates.npy").exists()):
-            split.candidates = _load(folder / "candidates.npy", np.dtype(np.int64), None)
+            split.candidates = load_npy(folder / "candidates.npy", np.dtype(np.int64), None)
             _check_rows(folder / "candidates.npy", split.candidates, n, ndim=2)
         bank_file = folder / f"bank_{self.target}.npy"
         if bank_file.exists():
@@ -180,8 +182,9 @@ class TensorDataset:
                     bank_file, f"explicit bank given but protocol is {self.protocol!r}"
                 )
             spec = self.inputs[self.target]
-            split.bank = _load(bank_file, _DTYPES[spec["kind"]], (None, *spec["shape"]))
-            split.bank_index = _load(folder / "bank_index.npy", np.dtype(np.int64), (n,))
+            split.bank = load_npy(bank_file, _DTYPES[spec["kind"]], (None, *spec["shape"]))
+            check_finite(bank_file, split.bank)
+            split.bank_index = load_npy(folder / "bank_index.npy", np.dtype(np.int64), (n,))
             _check_rows(folder / "bank_index.npy", split.bank_index, len(split.bank), ndim=1)
         return split
 
@@ -196,12 +199,9 @@ def load_tensor_dataset(
     """
     path = Path(path)
     meta_file = path / METADATA_FILE
-    if not meta_file.is_file():
+    if not meta_file.exists():
         raise RecordError(meta_file, "metadata.json is missing: not a tensor dataset folder")
-    try:
-        metadata = json.loads(meta_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise RecordError(meta_file, f"cannot read JSON ({exc})") from exc
+    metadata = read_json(meta_file, "tensor metadata")
     _validate_metadata(meta_file, metadata)
     applied = None
     if misalignment is not None:
@@ -256,25 +256,6 @@ def _validate_metadata(meta_file: Path, meta: Any) -> None:
                 fail(f"inputs[{m!r}]: normalize {spec['normalize']!r} is not supported (imagenet)")
 
 
-def _load(file: Path, dtype: np.dtype, shape: tuple[int | None, ...] | None) -> np.ndarray:
-    """Memory-map ``file`` and check dtype and shape (``None`` entries are free)."""
-    if not file.is_file():
-        raise RecordError(file, "required file is missing")
-    try:
-        array = np.load(file, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise RecordError(file, f"not a readable .npy array ({exc})") from exc
-    if array.dtype != dtype:
-        raise RecordError(file, f"dtype {array.dtype}, expected {dtype}")
-    if shape is not None and (
-        array.ndim != len(shape)
-        or any(s is not None and a != s for a, s in zip(array.shape, shape))
-    ):
-        want = tuple("*" if s is None else s for s in shape)
-        raise RecordError(file, f"shape {array.shape}, expected {want}")
-    return array
-
-
 def _check_rows(file: Path, rows: np.ndarray, limit: int, ndim: int) -> None:
     if rows.ndim != ndim:
         raise RecordError(file, f"expected {ndim} dimensions, got shape {rows.shape}")
@@ -283,14 +264,7 @@ def _check_rows(file: Path, rows: np.ndarray, limit: int, ndim: int) -> None:
 
 
 def _read_index(file: Path, n: int) -> pd.DataFrame:
-    if not file.is_file():
-        raise RecordError(file, "required file is missing")
-    try:
-        index = pd.read_parquet(file)
-    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-        raise RecordError(file, f"not a readable parquet table ({exc})") from exc
-    if "sample_id" not in index.columns:
-        raise RecordError(file, "column sample_id is missing")
+    index = read_frame(file, "index table", columns=["sample_id"])
     if len(index) != n:
         raise RecordError(file, f"{len(index)} rows, expected {n} (metadata splits)")
     return index

@@ -9,8 +9,8 @@ The reader is ``gated_symile.data.datasets``.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gated_symile.errors import GatedSymileError
+from gated_symile.outputs import staged_folder
 
 FORMAT = "gated-symile-tensors/1"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -28,28 +28,14 @@ METADATA_FILE = "metadata.json"
 INDEX_FILE = "index.parquet"
 
 
-def prepare_output_dir(out: Path) -> None:
-    """Create ``out`` empty; an earlier dataset there is replaced, any other content is refused.
+def dataset_folder(out: Path) -> AbstractContextManager[Path]:
+    """Build a dataset in a staging folder moved to ``out`` when complete (``gated_symile.outputs``).
 
-    Stale files (say a ``<m>_present.npy`` of an earlier run) would silently change the dataset,
-    so the folder is cleared, but only when it is recognisably a tensor dataset.
+    An earlier dataset at ``out`` is replaced, any other non-empty folder refused: stale files (say
+    a ``<m>_present.npy`` of an earlier run) would silently change the dataset, and a dataset cut
+    short by a killed job must never sit under the name its readers look for.
     """
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise GatedSymileError(f"{out}: output path exists and is not a folder")
-        if any(out.iterdir()):
-            meta = out / METADATA_FILE
-            try:
-                is_dataset = json.loads(meta.read_text()).get("format") == FORMAT
-            except (OSError, ValueError, AttributeError):
-                is_dataset = False
-            if not is_dataset:
-                raise GatedSymileError(
-                    f"{out}: folder is not empty and is not a tensor dataset; refusing to overwrite"
-                )
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    return staged_folder(out, markers=[METADATA_FILE], what="tensor dataset")
 
 
 def write_split(

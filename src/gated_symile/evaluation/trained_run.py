@@ -67,8 +67,9 @@ def evaluate_run(
     """
     started = time.perf_counter()
     torch_device = select_device(device)
-    checkpoint = load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")
-    model, run_cfg, trained_meta = model_from_checkpoint(checkpoint, device=torch_device)
+    checkpoint_file = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    checkpoint = load_checkpoint(checkpoint_file)
+    model, run_cfg, trained_meta = model_from_checkpoint(checkpoint, torch_device, checkpoint_file)
     state = checkpoint["state"]
     with torch_settings(run_cfg, torch_device):
         dataset = load_tensor_dataset(tensors, misalignment=misalignment)
@@ -115,9 +116,9 @@ def evaluate_run(
 def check_same_inputs(tensors: Path, meta: dict[str, Any], trained_meta: dict[str, Any]) -> None:
     """The evaluated tensors must have the modalities, target and input shapes the run trained on."""
     for key in ("modalities", "target", "inputs"):
-        if meta[key] != trained_meta[key]:
+        if meta[key] != trained_meta.get(key):
             raise GatedSymileError(
-                f"{tensors}: {key} {meta[key]!r} differs from the training data's {trained_meta[key]!r}"
+                f"{tensors}: {key} {meta[key]!r} differs from the training data's {trained_meta.get(key)!r}"
             )
 
 

@@ -374,7 +374,7 @@ def provenance_report(results_dir: str | Path | Sequence[Path]) -> str:
     for stage, out, doc in data:
         entry = doc["outputs"][0]
         lines.append(f"| {stage} | `{_display(out)}` | `{entry['sha256'][:16]}` | {entry.get('n_files', 1)} "
-                     f"| {entry['size']} | `{doc['config_sha256'][:16]}` |")
+                     f"| {entry['size']} | `{doc.get('config_sha256', '?')[:16]}` |")
     lines += ["", "## Raw inputs (no producing manifest)", "", "| path | sha256 | files | bytes | read by |",
               "|---|---|---|---|---|"]
     for path, uses in sorted(sources.items()):

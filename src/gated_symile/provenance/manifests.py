@@ -24,11 +24,11 @@ import gzip
 import hashlib
 import importlib.metadata
 import json
+import tempfile
 import os
 import platform
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
@@ -47,6 +47,7 @@ from gated_symile.provenance.hashing import (
     selective_fields,
 )
 from gated_symile.provenance.read_set import active, recording
+from gated_symile.outputs import atomic_path, write_bytes
 
 LISTING_INLINE_MAX = 10_000
 """Most files a folder entry lists inside the manifest; longer lists go to a sidecar."""
@@ -409,12 +410,11 @@ def write_listings(doc: dict[str, Any], target: Path) -> None:
 
 def _write_sidecar(sidecar: Path, rows: Iterable[list[Any]]) -> dict[str, str]:
     """Stream JSON-line rows into a gzip sidecar (no timestamp, atomically); its manifest key."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{sidecar.name}.", suffix=".tmp", dir=sidecar.parent)
-    with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-        for row in rows:
-            out.write((json.dumps(row) + "\n").encode("utf-8"))
-    digest = file_sha256(tmp)
-    os.replace(tmp, sidecar)
+    with atomic_path(sidecar) as tmp:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+            for row in rows:
+                out.write((json.dumps(row) + "\n").encode("utf-8"))
+        digest = file_sha256(tmp)
     return {"path": sidecar.name, "sha256": digest}
 
 
@@ -453,18 +453,46 @@ def write_manifest(doc: dict[str, Any], target: Path) -> None:
     """Write the manifest and its list sidecars (:func:`write_listings`, which moves long lists out
     of ``doc``), each atomically (temporary file + rename): a killed job never leaves half a one."""
     write_listings(doc, target)
-    _write_atomic(target, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, target)
+    write_bytes(target, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    """A stage manifest whose entries have the fields the audit and the chain walk use.
+
+    Raises ``ValueError`` naming the file for anything else (unreadable, cut short, edited), which
+    the audit reports as an unreadable manifest instead of failing on a missing key.
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} manifest")
+    for section in ("inputs", "outputs"):
+        entries = doc.get(section, [])
+        if not isinstance(entries, list) or not all(_valid_entry(e) for e in entries):
+            raise ValueError(f"{path}: {section} entries lack path, kind, sha256 or size")
+    if not all(isinstance(doc.get(k, ""), str) for k in ("stage", "finished", "config_sha256")):
+        raise ValueError(f"{path}: stage, finished and config_sha256 must be strings")
     return doc
+
+
+def _valid_entry(entry: Any) -> bool:
+    """One input/output entry: the fields :mod:`gated_symile.provenance.audit` reads, with their types."""
+    if not isinstance(entry, dict) or entry.get("kind") not in ("file", "dir"):
+        return False
+    if not all(isinstance(entry.get(k), str) for k in ("path", "sha256")) or not isinstance(entry.get("size"), int):
+        return False
+    files = entry.get("files", {})
+    if not isinstance(entry.get("abspath", ""), str) or not isinstance(files, dict):
+        return False
+    if not all(isinstance(v, list) and len(v) == 2 for v in files.values()):
+        return False
+    producers, listing = entry.get("producers", []), entry.get("listing", {"path": "", "sha256": ""})
+    return (
+        isinstance(producers, list)
+        and all(isinstance(p, dict) and isinstance(p.get("path"), str) and isinstance(p.get("sha256"), str) for p in producers)
+        and isinstance(listing, dict) and isinstance(listing.get("path"), str) and isinstance(listing.get("sha256"), str)
+    )

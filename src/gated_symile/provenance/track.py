@@ -23,7 +23,9 @@ from typing import Any
 
 from gated_symile import __version__
 from gated_symile.errors import ConfigError, GatedSymileError
+from gated_symile.intermediates import read_run_id
 from gated_symile.provenance.manifests import git_state
+from gated_symile.outputs import write_text
 from gated_symile.provenance.hashing import Hasher, is_listing, is_manifest
 
 _PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value
@@ -59,6 +61,36 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_store(db: Path) -> None:
+    """The store's folder exists and the file, if there, is an SQLite database (not a half copy,
+    not a folder): otherwise MLflow fails with a page of SQLAlchemy errors."""
+    from gated_symile.outputs import output_folder
+
+    output_folder(db.parent)
+    if db.exists():
+        if not db.is_file():
+            raise ConfigError(f"{db}: tracking database path is not a file")
+        with db.open("rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+        if head and head != _SQLITE_MAGIC:
+            raise ConfigError(f"{db}: tracking database is not an SQLite file")
+
+
+def existing_run(client: Any, run_id: str, source: str | Path) -> None:
+    """Raise naming ``source`` (where the id came from) when the store has no run ``run_id``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise GatedSymileError(f"{source}: run {run_id} is not in the tracking store") from None
+
+
 def init_store(uri: str, experiment: str) -> str:
     """Create the database (and its folder) and the experiment; idempotent. Returns the experiment id.
 
@@ -71,7 +103,7 @@ def init_store(uri: str, experiment: str) -> str:
     db = sqlite_path(uri)
     artifact_location = None
     if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_store(db)
         artifact_location = str(db.parent / "artifacts")
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
@@ -191,8 +223,9 @@ class TrainingRun:
         self.run_dir = Path(run_dir)
         id_file = self.run_dir / "mlflow_run_id.txt"
         data_sha, files = dataset_fingerprint(tensor_dir)
-        if id_file.is_file():
-            self.run_id = id_file.read_text().strip()
+        if id_file.exists():
+            self.run_id = read_run_id(id_file)
+            existing_run(self.client, self.run_id, id_file)
             self.client.update_run(self.run_id, status="RUNNING")
             return
         exp_id = init_store(self.uri, experiment)
@@ -219,8 +252,7 @@ class TrainingRun:
             tags={k: _clip(str(v), _TAG_VALUE_MAX) for k, v in all_tags.items()},
         )
         self.run_id = run.info.run_id
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        id_file.write_text(self.run_id + "\n")
+        write_text(id_file, self.run_id + "\n")
         self._log_params(flatten_config(run_cfg.to_dict()))
         self._log_dataset(tensor_dir, run_cfg.dataset, data_sha)
 
@@ -319,18 +351,21 @@ def log_final_metrics(
     metrics: Mapping[str, Any],
     artifacts: Sequence[Path] = (),
     texts: Mapping[str, str] | None = None,
+    source: str | Path = "run id",
 ) -> None:
     """For the evaluate stage: test metrics (nested dicts flattened to dotted keys) and files.
 
     Non-numeric leaves are skipped; artifacts that do not exist are an error (a wiring mistake).
     ``texts`` maps artifact file names to contents (e.g. a manifest logged under another name,
     so that the artifact store never holds a second ``provenance.json`` for the audit to find).
+    ``source`` names where ``run_id`` came from when the store has no such run.
     """
     from mlflow import MlflowClient
 
     from gated_symile.config import flatten_config
 
     client = MlflowClient(tracking_uri=resolve_tracking_uri(uri))
+    existing_run(client, run_id, source)
     log_metrics(client, run_id, flatten_config(metrics), step=None)
     for path in artifacts:
         if not Path(path).is_file():

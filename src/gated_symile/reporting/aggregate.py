@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gated_symile.errors import GatedSymileError, RecordError
+from gated_symile.intermediates import read_json
 from gated_symile.layout import parse_run_dir
+from gated_symile.outputs import atomic_path
 
 if TYPE_CHECKING:
     from gated_symile.evaluation.retrieval import QueryRanks
@@ -143,16 +145,32 @@ def load_runs(
 
 
 def _read_metrics(file: Path) -> dict[str, Any]:
-    try:
-        metrics = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise RecordError(file, f"cannot read metrics JSON ({exc})") from exc
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("metrics"), dict):
+    """An evaluate-stage metrics JSON with the fields the tables use, of the right types."""
+    metrics = read_json(file, "metrics JSON", keys=("metrics",))
+    if not isinstance(metrics["metrics"], dict):
         raise RecordError(file, "no 'metrics' object: not an evaluate-stage metrics JSON")
     bad = [k for k in ("top1", "chance") if not _is_number_or_null(metrics["metrics"].get(k))]
     if bad:
         raise RecordError(file, f"metrics.{bad[0]} is neither a finite number nor null")
+    top1 = metrics["metrics"].get("top1")
+    if top1 is not None and not 0.0 <= top1 <= 1.0:
+        raise RecordError(file, f"metrics.top1 must be a number in [0, 1] or null, got {top1!r}")
+    _check_gate_shape(file, metrics)
     return metrics
+
+
+def _check_gate_shape(file: Path, metrics: dict[str, Any]) -> None:
+    """gate_diagnostics and pool_size must be objects of numbers (or nulls) for the tables."""
+    shape_error = RecordError(file, "gate_diagnostics or pool_size is not an object of numbers (or nulls)")
+    gates = metrics.get("gate_diagnostics") or {}
+    by_group = (gates.get("by_corr_mod") or {}) if isinstance(gates, dict) else None
+    if not isinstance(by_group, dict) or not isinstance(metrics.get("pool_size") or {}, dict):
+        raise shape_error
+    groups = [gates.get("overall") or {}, *by_group.values()]
+    if not all(isinstance(g, dict) for g in groups):
+        raise shape_error
+    if not all(_is_number_or_null(v) for v in [gates.get("alpha"), *(v for g in groups for v in g.values())]):
+        raise shape_error
 
 
 def _check_ranks(run: Run) -> None:
@@ -301,7 +319,7 @@ def fmt(value: Any) -> str:
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
-    with Path(path).open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:

@@ -7,7 +7,6 @@ clip paths and glyphs) and no date or creator.
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,12 +18,15 @@ _RC = {"svg.hashsalt": "gated-symile", "svg.fonttype": "path", "figure.dpi": 100
 
 
 def _save(fig: Any, stem: Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg``; returns both paths."""
+    """Write ``stem.png`` and ``stem.svg`` (each atomically); returns both paths."""
     import matplotlib.pyplot as plt
 
+    from gated_symile.outputs import atomic_path
+
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    fig.savefig(png, metadata={"Software": None})
-    fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    for path, fmt, metadata in ((png, "png", {"Software": None}), (svg, "svg", {"Date": None, "Creator": None})):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, metadata=metadata)
     plt.close(fig)
     return [png, svg]
 
@@ -146,15 +148,13 @@ def top1_vs_scale(points: Sequence[dict[str, Any]], scale: str, stem: Path) -> l
 def attrition(csv_file: Path, stem: Path) -> list[Path]:
     """Horizontal bars of the samples remaining after each cohort criterion (cohort stage CSV)."""
     from gated_symile.errors import RecordError
+    from gated_symile.intermediates import read_csv_rows
 
-    with Path(csv_file).open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"criterion", "remaining"} <= set(reader.fieldnames):
-            raise RecordError(csv_file, "attrition CSV needs columns criterion and remaining")
-        try:
-            rows = [(r["criterion"], int(r["remaining"])) for r in reader]
-        except ValueError as exc:
-            raise RecordError(csv_file, f"remaining must be integers ({exc})") from exc
+    table = read_csv_rows(csv_file, "attrition CSV", columns=("criterion", "remaining"))
+    try:
+        rows = [(r["criterion"], int(r["remaining"])) for r in table]
+    except (TypeError, ValueError) as exc:
+        raise RecordError(csv_file, f"remaining must be integers ({exc})") from None
     plt = _pyplot()
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(7.0, 0.5 * len(rows) + 1.2))

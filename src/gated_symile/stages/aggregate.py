@@ -23,8 +23,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-FIGURES: tuple[str, ...] = ("top1_vs_p", "gate_weights", "top1_vs_pool", "top1_vs_batch", "attrition")
-
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from gated_symile.reporting.contrasts import BOOTSTRAP_N, BOOTSTRAP_SEED
@@ -68,11 +66,10 @@ def aggregate(
 
     ``bootstrap_n`` and ``seed`` default to :mod:`gated_symile.reporting.contrasts`' constants.
     """
-    from gated_symile.reporting import aggregate as agg
-    from gated_symile.reporting import contrasts, figures
-    from gated_symile.provenance.audit import provenance_report
     from gated_symile.errors import GatedSymileError
-    from gated_symile.provenance.manifests import manifest_path
+    from gated_symile.outputs import staged_folder
+    from gated_symile.reporting import aggregate as agg
+    from gated_symile.reporting import contrasts
 
     bootstrap_n = contrasts.BOOTSTRAP_N if bootstrap_n is None else bootstrap_n
     seed = contrasts.BOOTSTRAP_SEED if seed is None else seed
@@ -82,18 +79,37 @@ def aggregate(
     if not runs:
         raise GatedSymileError(f"{metrics[0]}: no usable run among the {len(metrics)} metrics files given")
     oracles = agg.read_oracles(oracle)
-    out = Path(out)
-    fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    for stem in FIGURES:  # a figure skipped this time must not survive from an earlier run
-        for suffix in (".png", ".svg"):
-            (fig_dir / f"{stem}{suffix}").unlink(missing_ok=True)
+    # ``out`` is built beside its final name and moved there whole (``gated_symile.outputs``): a
+    # figure skipped this time never survives from an earlier run, and a failure leaves the
+    # earlier tables as they were, not half of them replaced.
+    with staged_folder(out, markers=["summary.csv"], what="results tables folder") as work:
+        counts = _write_tables(runs, excluded, oracles, metrics, work, attrition, bootstrap_n, seed)
+    return {"n_runs": len(runs), "n_excluded": len(excluded), **counts}
 
+
+def _write_tables(
+    runs: list[Any],
+    excluded: list[tuple[str, str]],
+    oracles: Any,
+    metrics: list[Path],
+    out: Path,
+    attrition: Path | None,
+    bootstrap_n: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Every table and figure into ``out`` (the staged folder); returns the counts and notes."""
+    from gated_symile.outputs import output_folder, write_text
+    from gated_symile.provenance.audit import provenance_report
+    from gated_symile.provenance.manifests import manifest_path
+    from gated_symile.reporting import aggregate as agg
+    from gated_symile.reporting import contrasts, figures
+
+    fig_dir = output_folder(out / "figures")
     summary = agg.summary_rows(runs, oracles)
     agg.write_csv(out / "summary.csv", agg.SUMMARY_COLUMNS, summary)
     pairs = contrasts.contrast_rows(runs, n_boot=bootstrap_n, seed=seed)
     agg.write_csv(out / "contrasts.csv", contrasts.COLUMNS, pairs)
-    (out / "summary.md").write_text(summary_markdown(summary, pairs))
+    write_text(out / "summary.md", summary_markdown(summary, pairs))
     columns, wide = agg.wide_rows(summary)
     agg.write_csv(out / "top1_by_p.csv", columns, wide)
     gates = agg.gate_rows(runs)
@@ -115,11 +131,10 @@ def aggregate(
         figures.attrition(attrition, fig_dir / "attrition")
     else:
         notes.append("attrition skipped: no --attrition CSV given")
-    (fig_dir / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
+    write_text(fig_dir / "notes.txt", "".join(f"{n}\n" for n in notes))
     sources = [m for m in map(manifest_path, map(Path, metrics)) if m.is_file()]
-    (out / "provenance.md").write_text(provenance_report(sources))
-    return {"n_runs": len(runs), "n_cells": len(summary), "n_excluded": len(excluded),
-            "n_contrasts": len(pairs), "notes": notes}
+    write_text(out / "provenance.md", provenance_report(sources))
+    return {"n_cells": len(summary), "n_contrasts": len(pairs), "notes": notes}
 
 
 def summary_markdown(summary: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> str:

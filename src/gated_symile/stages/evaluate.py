@@ -17,11 +17,7 @@ The evaluation itself lives in :mod:`gated_symile.evaluation.trained_run`; this 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 TRAIN_SUMMARY = "train_summary.json"
 
@@ -59,7 +55,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gated_symile.evaluation.trained_run import evaluate_run, flat_metrics
+    from gated_symile.outputs import output_file, write_json
 
+    output_file(args.out)  # a folder in the way fails now, not after the evaluation
+    summary_file = Path(args.run) / TRAIN_SUMMARY
+    run_id = _mlflow_run_id(summary_file)  # checked before the work
     result, run_cfg, ranks = evaluate_run(
         args.run,
         args.tensors,
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
     )
-    write_json(result, args.out)
+    write_json(args.out, result)
     if args.out_ranks is not None:
         from gated_symile.evaluation.query_ranks import write_query_ranks
 
@@ -85,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     uri = args.tracking_uri if args.tracking_uri is not None else run_cfg.tracking.uri
     if uri is not None and uri.lower() in ("", "none", "off"):
         uri = None
-    run_id = _mlflow_run_id(Path(args.run) / TRAIN_SUMMARY)
     if uri and run_id:
         from gated_symile.provenance.hashing import MANIFEST_NAME
         from gated_symile.provenance.track import log_final_metrics
@@ -94,30 +93,14 @@ def run(args: argparse.Namespace) -> int:
         # copy named provenance.json in the artifact store would look like a stage manifest
         manifest = Path(args.run) / MANIFEST_NAME
         texts = {"provenance/training_manifest.json": manifest.read_text()} if manifest.is_file() else {}
-        log_final_metrics(uri, run_id, flat_metrics(result), [Path(args.out)], texts)
+        log_final_metrics(uri, run_id, flat_metrics(result), [Path(args.out)], texts, source=summary_file)
     return 0
 
 
 def _mlflow_run_id(summary_file: Path) -> str | None:
     """The MLflow run the training job logged to, from its ``train_summary.json`` (None: untracked)."""
-    from gated_symile.errors import RecordError
+    from gated_symile.intermediates import read_json
 
     if not summary_file.is_file():
         return None
-    try:
-        summary = json.loads(summary_file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RecordError(summary_file, f"not a readable JSON file ({exc})") from None
-    if not isinstance(summary, dict):
-        raise RecordError(summary_file, "expected a JSON object")
-    return summary.get("mlflow_run_id")
-
-
-def write_json(result: dict[str, Any], out: Path) -> None:
-    """Write atomically (temporary file + rename) so a killed job never leaves half a JSON."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)
+    return read_json(summary_file, "training summary").get("mlflow_run_id")

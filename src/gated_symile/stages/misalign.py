@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_misalignment(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
-    """Draw every split's manifest for ``cfg`` and write the folder; returns ``misalign.json``."""
+    """Draw every split's manifest for ``cfg`` and write the folder ``out``; returns ``misalign.json``.
+
+    ``out`` is built beside its final name and moved there when complete (``gated_symile.outputs``);
+    an earlier misalignment folder is replaced, anything else refused.
+    """
+    from gated_symile.data.misalign.store import SPEC_FILE
+    from gated_symile.outputs import staged_folder
+
+    _check_outside(out, tensors)
+    with staged_folder(out, markers=[SPEC_FILE], what="misalignment folder") as work:
+        return _draw_into(Path(tensors), work, cfg)
+
+
+def _draw_into(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
     import numpy as np
 
     from gated_symile.data.datasets import load_tensor_dataset
@@ -65,7 +77,6 @@ def write_misalignment(tensors: Path, out: Path, cfg: Any) -> dict[str, Any]:
     if unknown:
         raise GatedSymileError(f"{tensors}: splits {unknown} not in the dataset {sorted(dataset.split_sizes)}")
     corruptible = cfg.corruptible(dataset.modalities, dataset.target)
-    _prepare(Path(out), Path(tensors))
 
     counts = {}
     for name in sorted(dataset.split_sizes):
@@ -101,22 +112,10 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def _prepare(out: Path, tensors: Path) -> None:
-    """Create ``out`` empty; an earlier misalignment folder is replaced, anything else refused.
-
-    ``out`` may not be the dataset folder or lie inside it: the clean tensors must stay untouched.
-    """
+def _check_outside(out: Path, tensors: Path) -> None:
+    """``out`` may not be the dataset folder or lie inside it: the clean tensors must stay untouched."""
     from gated_symile.errors import GatedSymileError
-    from gated_symile.data.misalign.store import SPEC_FILE
 
-    out_abs, tensors_abs = out.resolve(), tensors.resolve()
+    out_abs, tensors_abs = Path(out).resolve(), Path(tensors).resolve()
     if out_abs == tensors_abs or tensors_abs in out_abs.parents:
         raise GatedSymileError(f"{out}: the misalignment folder must lie outside the dataset {tensors}")
-    if out.exists():
-        if not out.is_dir():
-            raise GatedSymileError(f"{out}: output path exists and is not a folder")
-        if any(out.iterdir()):
-            if not (out / SPEC_FILE).is_file():
-                raise GatedSymileError(f"{out}: folder is not empty and is not a misalignment folder; refusing to overwrite")
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)

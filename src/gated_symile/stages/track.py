@@ -34,22 +34,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_init(args: argparse.Namespace) -> int:
+    from gated_symile.outputs import output_file, write_json
     from gated_symile.provenance.track import init_store, resolve_tracking_uri
 
+    output_file(args.out)
     uri = resolve_tracking_uri(args.uri)
     experiment_id = init_store(uri, args.experiment)
     flag = {"tracking_uri": uri, "experiment": args.experiment, "experiment_id": experiment_id}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(flag, indent=2, sort_keys=True) + "\n")
+    write_json(args.out, flag)
     print(json.dumps(flag, sort_keys=True))
     return 0
 
 
 def _run_parent(args: argparse.Namespace) -> int:
+    from gated_symile.outputs import output_file, write_text
     from gated_symile.provenance.track import create_parent_run, parse_tags
 
+    output_file(args.out)
     run_id = create_parent_run(args.uri, args.experiment, args.name, parse_tags(args.tags))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(run_id + "\n")
+    write_text(args.out, run_id + "\n")
     print(run_id)
     return 0

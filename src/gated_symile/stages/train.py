@@ -71,15 +71,12 @@ def load_run_config_arg(value: str) -> Any:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--run-config: inline JSON is invalid ({exc})") from None
     else:
-        import yaml
+        from gated_symile.intermediates import read_yaml
 
         path = Path(value)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"{path}: run config file not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        data = read_yaml(path, "run config")
     return RunConfig.from_dict(data)
 
 
@@ -113,6 +110,8 @@ def _distributed_tags(run_cfg: RunConfig, procs: Processes) -> dict[str, str]:
 
 def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> int:
     from gated_symile.data.datasets import load_tensor_dataset
+    from gated_symile.intermediates import read_run_id
+    from gated_symile.outputs import output_folder, write_json
     from gated_symile.provenance.manifests import inputs_digest
     from gated_symile.provenance.track import TrainingRun, parse_tags
     from gated_symile.training.loop import fit, show_progress
@@ -122,7 +121,9 @@ def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> in
         uri = None
     experiment = args.experiment or run_cfg.tracking.experiment
     dataset = load_tensor_dataset(args.tensors, misalignment=args.misalignment)
-    out: Path = args.out
+    for name in ("train", "val"):  # open (and check) now: a bad file fails before any training
+        dataset.split(name)
+    out: Path = output_folder(args.out)
     if not args.resume and procs.is_main:
         _clear_previous(out)
     procs.barrier()  # no rank starts before the previous run's files are gone
@@ -132,9 +133,9 @@ def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> in
     if uri is not None and procs.is_main:
         parent = None
         if args.parent_run_id_file is not None:
-            if not args.parent_run_id_file.is_file():
+            if not args.parent_run_id_file.exists():
                 raise ConfigError(f"{args.parent_run_id_file}: parent run id file not found")
-            parent = args.parent_run_id_file.read_text().strip() or None
+            parent = read_run_id(args.parent_run_id_file, "parent run id file")
         manifests_sha = inputs_digest([args.tensors, args.misalignment])
         if manifests_sha is not None:
             tags["provenance.inputs.sha256"] = manifests_sha
@@ -169,7 +170,7 @@ def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> in
     summary["misalignment"] = None if args.misalignment is None else str(args.misalignment)
     if tracker is not None:
         summary["mlflow_run_id"] = tracker.run_id
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_json(out / "train_summary.json", summary)
     if tracker is not None:
         artifacts = [
             out / "resolved_config.yaml",

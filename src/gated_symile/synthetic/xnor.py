@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gated_symile.errors import ConfigError
-from gated_symile.data.tensor_format import SPLITS, prepare_output_dir, write_metadata, write_split
+from gated_symile.data.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
 
 MODALITIES: tuple[str, ...] = ("a", "b", "c")
 _CORR_MOD_SEVERAL = len(MODALITIES) + 1
@@ -163,34 +163,33 @@ def write_xnor(out: Path, cfg: XnorConfig) -> dict[str, Any]:
     """Generate Synthetic-XNOR and write it to ``out`` in the tensor format; returns a summary."""
     data = generate_xnor(cfg)
     sizes = split_sizes(cfg.n_samples)
-    out = Path(out)
-    prepare_output_dir(out)
-    start = 0
-    for name in SPLITS:
-        rows = data["split"][start : start + sizes[name]]
-        start += sizes[name]
-        index = {"sample_id": rows.astype(np.int64), "label": data["label"][rows]}
-        index.update({col: data[col][rows] for col in ("corr_a", "corr_b", "corr_c", "corr_mod")})
-        write_split(out / name, {m: data[m][rows] for m in MODALITIES}, index)
-    write_metadata(
-        out,
-        {
-            "dataset": "xnor",
-            "modalities": list(MODALITIES),
-            "target": "a",
-            "protocol": "inbatch",
-            "eval_batch": cfg.eval_batch,
-            "splits": sizes,
-            "inputs": {m: {"kind": "float32", "shape": [cfg.dim]} for m in MODALITIES},
-            "seeds": {"xnor": cfg.seed},
-            "sources": {},
-            "generator": {
-                **asdict(cfg),
-                "p_flips": list(cfg.p_flips),
-                "signal_width": cfg.signal_width,
+    with dataset_folder(out) as work:
+        start = 0
+        for name in SPLITS:
+            rows = data["split"][start : start + sizes[name]]
+            start += sizes[name]
+            index = {"sample_id": rows.astype(np.int64), "label": data["label"][rows]}
+            index.update({col: data[col][rows] for col in ("corr_a", "corr_b", "corr_c", "corr_mod")})
+            write_split(work / name, {m: data[m][rows] for m in MODALITIES}, index)
+        write_metadata(
+            work,
+            {
+                "dataset": "xnor",
+                "modalities": list(MODALITIES),
+                "target": "a",
+                "protocol": "inbatch",
+                "eval_batch": cfg.eval_batch,
+                "splits": sizes,
+                "inputs": {m: {"kind": "float32", "shape": [cfg.dim]} for m in MODALITIES},
+                "seeds": {"xnor": cfg.seed},
+                "sources": {},
+                "generator": {
+                    **asdict(cfg),
+                    "p_flips": list(cfg.p_flips),
+                    "signal_width": cfg.signal_width,
+                },
             },
-        },
-    )
+        )
     return {
         "out": str(out),
         "dataset": "xnor",

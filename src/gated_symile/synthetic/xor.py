@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gated_symile.errors import ConfigError
-from gated_symile.data.tensor_format import SPLITS, prepare_output_dir, write_metadata, write_split
+from gated_symile.data.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
 
 MODALITIES: tuple[str, ...] = ("a", "b", "c")
 TARGET = "b"
@@ -74,38 +74,37 @@ def generate_xor_split(
 
 def write_xor(out: Path, cfg: XorConfig) -> dict[str, Any]:
     """Generate the three splits, write them to ``out`` in the tensor format; return a summary."""
-    out = Path(out)
-    prepare_output_dir(out)
-    bank = bit_bank(cfg.d)
-    split_seeds = np.random.SeedSequence(cfg.seed).spawn(len(SPLITS))
-    xor_rate = {}
-    for name, seed_seq in zip(SPLITS, split_seeds):
-        n = cfg.sizes[name]
-        data = generate_xor_split(n, cfg.d, cfg.p_hat, np.random.default_rng(seed_seq))
-        arrays = {m: data[m] for m in MODALITIES}
-        arrays.update({f"bank_{TARGET}": bank, "bank_index": data["bank_index"]})
-        index = {
-            "sample_id": np.arange(n, dtype=np.int64),
-            "label": data["bank_index"],
-            "c_is_xor": data["c_is_xor"],
-        }
-        write_split(out / name, arrays, index)
-        xor_rate[name] = float(data["c_is_xor"].mean())
-    write_metadata(
-        out,
-        {
-            "dataset": "xor",
-            "modalities": list(MODALITIES),
-            "target": TARGET,
-            "protocol": "bank",
-            "eval_batch": None,
-            "splits": cfg.sizes,
-            "inputs": {m: {"kind": "float32", "shape": [cfg.d]} for m in MODALITIES},
-            "seeds": {"xor": cfg.seed},
-            "sources": {},
-            "generator": asdict(cfg),
-        },
-    )
+    with dataset_folder(out) as work:
+        bank = bit_bank(cfg.d)
+        split_seeds = np.random.SeedSequence(cfg.seed).spawn(len(SPLITS))
+        xor_rate = {}
+        for name, seed_seq in zip(SPLITS, split_seeds):
+            n = cfg.sizes[name]
+            data = generate_xor_split(n, cfg.d, cfg.p_hat, np.random.default_rng(seed_seq))
+            arrays = {m: data[m] for m in MODALITIES}
+            arrays.update({f"bank_{TARGET}": bank, "bank_index": data["bank_index"]})
+            index = {
+                "sample_id": np.arange(n, dtype=np.int64),
+                "label": data["bank_index"],
+                "c_is_xor": data["c_is_xor"],
+            }
+            write_split(work / name, arrays, index)
+            xor_rate[name] = float(data["c_is_xor"].mean())
+        write_metadata(
+            work,
+            {
+                "dataset": "xor",
+                "modalities": list(MODALITIES),
+                "target": TARGET,
+                "protocol": "bank",
+                "eval_batch": None,
+                "splits": cfg.sizes,
+                "inputs": {m: {"kind": "float32", "shape": [cfg.d]} for m in MODALITIES},
+                "seeds": {"xor": cfg.seed},
+                "sources": {},
+                "generator": asdict(cfg),
+            },
+        )
     return {
         "out": str(out),
         "dataset": "xor",

@@ -8,9 +8,7 @@ as tensors and plain Python values so that ``torch.load(weights_only=True)`` can
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +17,40 @@ import torch
 
 from gated_symile.config import RunConfig
 from gated_symile.errors import GatedSymileError
+from gated_symile.intermediates import error_reason, require_file
+from gated_symile.outputs import atomic_path
 
 CHECKPOINT_FORMAT = "gated-symile-checkpoint/1"
+_CHECKPOINT_KEYS = ("model", "optimizer", "state", "rng", "run_config", "config_sha256", "metadata")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then ``os.replace``: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """``torch.save`` through :func:`gated_symile.outputs.atomic_path`: never half a checkpoint."""
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except RuntimeError as exc:  # torch's zip writer reports a failed write (a full disk) this way
+        raise GatedSymileError(f"{path}: cannot write ({error_reason(exc)})") from None
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by this module (safe loader: tensors and plain values only)."""
-    if not path.is_file():
+    path = Path(path)
+    if not path.exists():
         raise GatedSymileError(f"{path}: checkpoint not found")
+    require_file(path, "checkpoint")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # a corrupt or foreign file: say which one
-        raise GatedSymileError(f"{path}: not a readable checkpoint ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: say which one
+        raise GatedSymileError(f"{path}: not a readable checkpoint ({error_reason(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise GatedSymileError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    missing = [key for key in _CHECKPOINT_KEYS if key not in ckpt]
+    if missing:
+        raise GatedSymileError(f"{path}: checkpoint lacks {missing} (written by another version?)")
+    state = ckpt["state"]
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), int) for k in ("epoch", "global_step")):
+        raise GatedSymileError(f"{path}: checkpoint state lacks integer epoch and global_step")
     return ckpt
 
 
@@ -96,18 +99,27 @@ def load_model(
     """
     if which not in ("best", "last"):
         raise GatedSymileError(f"which must be 'best' or 'last', got {which!r}")
-    return model_from_checkpoint(load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt"), device)
+    path = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    return model_from_checkpoint(load_checkpoint(path), device, source=path)
 
 
 def model_from_checkpoint(
-    ckpt: dict[str, Any], device: str | torch.device = "cpu"
+    ckpt: dict[str, Any], device: str | torch.device = "cpu", source: str | Path = "checkpoint"
 ) -> tuple[Any, RunConfig, dict[str, Any]]:
-    """:func:`load_model` for a checkpoint already read (callers that also need its state)."""
+    """:func:`load_model` for a checkpoint already read (callers that also need its state);
+    ``source`` names the file in errors."""
+    from gated_symile.errors import ConfigError
     from gated_symile.method.model import ContrastiveModel
 
-    run_cfg = RunConfig.from_dict(ckpt["run_config"])
+    try:
+        run_cfg = RunConfig.from_dict(ckpt["run_config"])
+    except ConfigError as exc:
+        raise GatedSymileError(f"{source}: run config inside the checkpoint is invalid ({exc})") from None
     metadata = ckpt["metadata"]
-    model = ContrastiveModel(metadata, run_cfg)
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = ContrastiveModel(metadata, run_cfg)
+        model.load_state_dict(ckpt["model"])
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise GatedSymileError(f"{source}: model weights do not fit its config ({error_reason(exc)})") from None
     model.to(device).eval()
     return model, run_cfg, metadata

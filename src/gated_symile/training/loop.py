@@ -28,6 +28,7 @@ import torch
 
 from gated_symile.config import RunConfig, config_hash
 from gated_symile.errors import ConfigError, GatedSymileError
+from gated_symile.outputs import write_text
 from gated_symile.training.checkpoint import (
     CHECKPOINT_FORMAT,
     atomic_torch_save,
@@ -168,8 +169,7 @@ def _fit(
         if improved:
             atomic_torch_save(ckpt, ckpt_dir / "best.pt")
         atomic_torch_save(ckpt, last_path)
-        with (run_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        _rewrite_history(run_dir / "history.jsonl", state.history)
         print(_epoch_line(record, improved), file=sys.stderr, flush=True)
         if logger is not None:
             logger.log_epoch(record)
@@ -422,14 +422,13 @@ def _write_resolved_config(run_dir: Path, run_cfg: RunConfig) -> None:
     import yaml
 
     text = yaml.safe_dump(run_cfg.to_dict(), sort_keys=True)
-    (run_dir / "resolved_config.yaml").write_text(text, encoding="utf-8")
+    write_text(run_dir / "resolved_config.yaml", text)
 
 
 def _rewrite_history(path: Path, history: list[dict[str, Any]]) -> None:
-    """history.jsonl = exactly the checkpointed epochs (drops lines of an epoch lost in a kill)."""
-    path.write_text(
-        "".join(json.dumps(r, sort_keys=True) + "\n" for r in history), encoding="utf-8"
-    )
+    """history.jsonl = exactly the checkpointed epochs, replaced whole after every epoch (a kill
+    never leaves half a line; a resumed run drops the lines of an epoch lost in the kill)."""
+    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
 
 
 def show_progress(mode: str) -> bool:

@@ -34,6 +34,7 @@ from gated_symile.data.mimic.ecg_candidates import EcgScan, scan_ecg_candidates
 from gated_symile.data.mimic.parallel import RecordPool
 from gated_symile.provenance.hashing import file_sha256
 from gated_symile.provenance.read_set import active, opened_file
+from gated_symile.outputs import staged_folder
 from gated_symile.records.mimic_tables import (
     ADMISSIONS,
     ECG_RECORD_LIST,
@@ -89,7 +90,15 @@ def open_duckdb(threads: int, memory_limit: str, temp_dir: str | Path):
 
 
 def build_mimic_cohort(config: MimicCohortConfig) -> dict:
-    """Run the whole stage; returns the summary also written to ``summary.json``."""
+    """Run the whole stage; returns the summary also written to ``summary.json``.
+
+    The folder is built beside ``config.out`` and moved there when complete (``gated_symile.outputs``).
+    """
+    with staged_folder(config.out, markers=["summary.json"], what="cohort folder") as work:
+        return _build_mimic_cohort(config, work)
+
+
+def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
     from gated_symile.records.ecg_qc import QC_RULES
 
     if config.qc_rule not in QC_RULES:
@@ -109,8 +118,6 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
     labevents_sql = csv_select_sql(files["labevents"], LABEVENTS, file_row=True)  # checks header
 
     start = time.perf_counter()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out) as temp_dir:
         con = open_duckdb(config.duckdb_threads, config.memory_limit, temp_dir)
         try:
@@ -150,7 +157,7 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
             summary["records_opened"] = opened
             summary["ecg_candidates"] = scan.candidates
             summary["ecg_qc_rounds"] = scan.rounds
-            _progress(start, f"cohort of {summary['cohort']} admissions written to {out}")
+            _progress(start, f"cohort of {summary['cohort']} admissions written")
         finally:
             con.close()
     summary["inputs"] = {name: _table_input(path) for name, path in files.items()}

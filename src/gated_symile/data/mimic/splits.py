@@ -41,7 +41,9 @@ import numpy as np
 import pandas as pd
 
 from gated_symile.errors import RecordError
+from gated_symile.intermediates import read_frame
 from gated_symile.data.mimic.lab_percentiles import apply_lab_ecdf, ecdf_table, fit_lab_ecdf
+from gated_symile.outputs import staged_folder
 from gated_symile.provenance.hashing import file_sha256
 
 __all__ = [
@@ -174,13 +176,14 @@ def draw_candidates(n_rows: int, k: int, rng: np.random.Generator) -> np.ndarray
 
 
 def _read_cohort(path: Path, itemids: Sequence[str]) -> pd.DataFrame:
-    cohort = pd.read_parquet(path)
-    required = ["subject_id", "hadm_id", *itemids]
-    missing = [c for c in required if c not in cohort.columns]
-    if missing:
-        raise RecordError(
-            path, f"cohort table lacks columns {missing[:5]}{'...' if len(missing) > 5 else ''}"
-        )
+    cohort = read_frame(path, "cohort table", columns=["subject_id", "hadm_id", *itemids])
+    try:
+        labs = cohort[list(itemids)].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(path, f"lab columns are not numeric ({exc})") from None
+    infinite = np.flatnonzero(np.isinf(labs).any(axis=1))
+    if infinite.size:
+        raise RecordError(path, f"row {infinite[0]} has an infinite lab value (missing values must be null)")
     if cohort["hadm_id"].duplicated().any():
         raise RecordError(path, "hadm_id is not unique: one row per admission expected")
     keys = cohort[["subject_id", "hadm_id"]].to_numpy()
@@ -211,11 +214,16 @@ def _write_json(payload: dict, path: Path) -> None:
 def write_splits(cohort_path: str | Path, out_dir: str | Path, config: SplitConfig) -> dict:
     """Run the splits stage: read the cohort, split, fit labs on train, write all outputs.
 
-    Returns the metadata dictionary that is also written to ``out_dir/metadata.json``.
+    Returns the metadata dictionary that is also written to ``out_dir/metadata.json``. The folder
+    is built beside ``out_dir`` and moved there when complete (``gated_symile.outputs``).
     """
+    with staged_folder(out_dir, markers=["metadata.json"], what="splits folder") as work:
+        return _write_splits(Path(cohort_path), work, config)
+
+
+def _write_splits(cohort_path: Path, out_dir: Path, config: SplitConfig) -> dict:
     from gated_symile.data.mimic.labs import LAB_COLUMNS
 
-    cohort_path, out_dir = Path(cohort_path), Path(out_dir)
     itemids = list(LAB_COLUMNS)
     cohort = _read_cohort(cohort_path, itemids)
     result = split_cohort(cohort["subject_id"].to_numpy(), config, source=str(cohort_path))

@@ -24,12 +24,14 @@ import pandas as pd
 
 from gated_symile.errors import RecordError
 from gated_symile.data.mimic.ecg_qc_scan import record_files_read
+from gated_symile.intermediates import check_finite, load_npy, read_frame, read_json
 from gated_symile.data.mimic.lab_percentiles import mask_column, percentile_column
 from gated_symile.data.mimic.parallel import ordered_map
 from gated_symile.data.mimic.splits import SPLIT_NAMES
 from gated_symile.provenance.hashing import file_sha256
 from gated_symile.provenance.read_set import OpenedFile, active, opened_file
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS
+from gated_symile.data.tensor_format import dataset_folder
 
 __all__ = [
     "ECG_SHAPE",
@@ -201,12 +203,9 @@ def _allocate(path: Path, dtype: type, shape: tuple[int, ...]) -> None:
 
 
 def _read_split(path: Path, itemids: list[str]) -> pd.DataFrame:
-    frame = pd.read_parquet(path)
     needed = ["subject_id", "hadm_id", "ecg_path", "cxr_path"]
     needed += [percentile_column(i) for i in itemids] + [mask_column(i) for i in itemids]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise RecordError(path, f"split table lacks columns {missing[:5]}")
+    frame = read_frame(path, "split table", columns=needed)
     if frame.empty:
         raise RecordError(path, "split table has no rows")
     return frame
@@ -214,9 +213,7 @@ def _read_split(path: Path, itemids: list[str]) -> pd.DataFrame:
 
 def _check_candidates(path: Path, n_rows: int) -> int:
     """Validate a candidate matrix against its split; returns the candidates per query."""
-    candidates = np.load(path)
-    if candidates.ndim != 2 or candidates.shape[0] != n_rows:
-        raise RecordError(path, f"shape {candidates.shape} does not fit a split of {n_rows} rows")
+    candidates = load_npy(path, np.dtype(np.int64), (n_rows, None), what="candidate matrix")
     if candidates.min() < 0 or candidates.max() >= n_rows:
         raise RecordError(path, f"candidate indices outside the {n_rows} rows of the split")
     return int(candidates.shape[1])
@@ -247,15 +244,24 @@ def build_tensors(
     out_dir: str | Path,
     config: TensorConfig,
 ) -> dict:
-    """Run the tensors stage; returns the ``metadata.json`` dictionary it writes."""
+    """Run the tensors stage; returns the ``metadata.json`` dictionary it writes.
+
+    The dataset is built beside ``out_dir`` and moved there when complete (``dataset_folder``).
+    """
+    with dataset_folder(Path(out_dir)) as work:
+        return _build_tensors(Path(splits_dir), Path(ecg_root), Path(cxr_root), work, config)
+
+
+def _build_tensors(
+    splits_dir: Path, ecg_root: Path, cxr_root: Path, out_dir: Path, config: TensorConfig
+) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    splits_dir, ecg_root, cxr_root, out_dir = map(Path, (splits_dir, ecg_root, cxr_root, out_dir))
     split_meta_path = splits_dir / "metadata.json"
-    if not split_meta_path.exists():
-        raise RecordError(split_meta_path, "missing: not an output folder of the splits stage")
-    split_meta = json.loads(split_meta_path.read_text())
+    split_meta = read_json(split_meta_path, "splits metadata", keys=("lab_itemids", "seed", "cohort"))
+    if not isinstance(split_meta["lab_itemids"], list) or "sha256" not in (split_meta["cohort"] or {}):
+        raise RecordError(split_meta_path, "lab_itemids must be a list and cohort an object with sha256")
     itemids = [str(i) for i in split_meta["lab_itemids"]]
     sources = {"metadata.json": file_sha256(split_meta_path)}
     sizes: dict[str, int] = {}
@@ -271,13 +277,15 @@ def build_tensors(
         _allocate(folder / "ecg.npy", np.float32, (n, 1, *ECG_SHAPE))
         _allocate(folder / "cxr.npy", np.uint8, (n, config.cxr_size, config.cxr_size))
         chunks += _chunks(frame, folder, ecg_root, cxr_root, config, train=name == "train")
-        np.save(folder / "labs.npy", _labs_matrix(frame, itemids))
+        labs = _labs_matrix(frame, itemids)
+        check_finite(table_path, labs)
+        np.save(folder / "labs.npy", labs)
         index = pa.Table.from_pandas(_index_table(frame), preserve_index=False)
         pq.write_table(index, folder / "index.parquet")
         if name != "train":
             candidates_path = splits_dir / f"candidates_{name}.npy"
-            sources[candidates_path.name] = file_sha256(candidates_path)
             candidate_n[name] = _check_candidates(candidates_path, n)
+            sources[candidates_path.name] = file_sha256(candidates_path)
             shutil.copyfile(candidates_path, folder / "candidates.npy")
     # one pool for all splits: the decoding is the whole cost
     _run_chunks(chunks, config.workers)

@@ -6,7 +6,6 @@ which checks that it was drawn for the very dataset it is applied to.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from gated_symile.data.misalign.apply import SplitCorruption
 from gated_symile.data.misalign.draw import ROW_MODES, STATS_SPLIT, MisalignConfig
 from gated_symile.errors import RecordError
+from gated_symile.intermediates import check_finite, load_npy, read_frame, read_json
 from gated_symile.provenance.hashing import file_sha256
 
 if TYPE_CHECKING:
@@ -56,18 +56,16 @@ class Misalignment:
         """Read ``misalign.json`` and check it was drawn from this dataset's ``metadata.json``."""
         path = Path(path)
         spec_file = path / SPEC_FILE
-        if not spec_file.is_file():
+        if not spec_file.exists():
             raise RecordError(spec_file, "misalign.json is missing: not a misalignment folder")
-        try:
-            spec = json.loads(spec_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise RecordError(spec_file, f"cannot read JSON ({exc})") from exc
-        if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-            raise RecordError(spec_file, f"format is not {FORMAT!r}")
+        spec = read_json(spec_file, "misalignment spec", format=FORMAT, keys=("parameters", "source", "modalities"))
+        seed = spec["parameters"].get("seed") if isinstance(spec["parameters"], dict) else None
+        if not isinstance(seed, int) or not isinstance(spec["source"], dict):
+            raise RecordError(spec_file, "parameters.seed (an integer) or the source object is missing")
         want = file_sha256(Path(dataset_path) / "metadata.json")
-        if spec.get("source", {}).get("metadata_sha256") != want:
+        if spec["source"].get("metadata_sha256") != want:
             raise RecordError(spec_file, f"drawn for another dataset: metadata sha256 differs from {dataset_path}")
-        if list(spec.get("modalities", [])) != list(modalities):
+        if spec["modalities"] != list(modalities):
             raise RecordError(spec_file, f"modalities {spec.get('modalities')} differ from the dataset's {list(modalities)}")
         return cls(path, spec)
 
@@ -75,18 +73,8 @@ class Misalignment:
         """Read and validate ``manifest_<name>.parquet`` against the split's ``sample_id`` column."""
         file = self.path / manifest_file(name)
         modalities = tuple(self.spec["modalities"])
-        if not file.is_file():
-            raise RecordError(file, "manifest is missing")
-        import pandas as pd
-
-        try:
-            manifest = pd.read_parquet(file)
-        except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-            raise RecordError(file, f"not a readable parquet table ({exc})") from exc
         needed = ["sample_id", *(f"{k}_{m}" for k in ("corr", "donor") for m in modalities), "mode", "corr_mod"]
-        missing = [c for c in needed if c not in manifest.columns]
-        if missing:
-            raise RecordError(file, f"columns {missing} are missing")
+        manifest = read_frame(file, "misalignment manifest", columns=needed)
         n = len(sample_ids)
         if len(manifest) != n or not np.array_equal(manifest["sample_id"].to_numpy(), np.asarray(sample_ids)):
             raise RecordError(file, f"sample_id column does not match the split's index ({n} rows)")
@@ -96,8 +84,11 @@ class Misalignment:
         rows = np.arange(n, dtype=np.int64)
         source, noised, dropped, stats = {}, {}, {}, {}
         for m in modalities:
-            corr = manifest[f"corr_{m}"].to_numpy(dtype=bool)
-            donor = manifest[f"donor_{m}"].to_numpy(dtype=np.int64)
+            try:
+                corr = manifest[f"corr_{m}"].to_numpy(dtype=bool)
+                donor = manifest[f"donor_{m}"].to_numpy(dtype=np.int64)
+            except (TypeError, ValueError) as exc:
+                raise RecordError(file, f"corr_{m}/donor_{m} are not boolean/integer columns ({exc})") from None
             swapped = corr & (modes == "swap")
             if (donor[swapped] < 0).any() or (donor[~swapped] != -1).any() or (donor >= n).any():
                 raise RecordError(file, f"donor_{m} must be a row 0..{n - 1} exactly for swapped rows, else -1")
@@ -112,11 +103,8 @@ class Misalignment:
         arrays = []
         for name in noise_stat_files(modality):
             file = self.path / name
-            if not file.is_file():
-                raise RecordError(file, "noise standardisation statistics are missing")
-            array = np.load(file, allow_pickle=False)
-            if array.shape != shape or array.dtype != np.float32:
-                raise RecordError(file, f"expected float32 {shape}, got {array.dtype} {array.shape}")
+            array = load_npy(file, np.dtype(np.float32), shape, mmap=False, what="noise statistics")
+            check_finite(file, array)
             arrays.append(array)
         return arrays[0], arrays[1]
 

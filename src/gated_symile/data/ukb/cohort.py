@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from gated_symile.errors import ConfigError
+from gated_symile.outputs import staged_folder
 from gated_symile.records.errors import MissingRecord
 from gated_symile.records.ukb_tables import (
     pivot_olink,
@@ -81,8 +82,15 @@ def raw_file(raw: Path, name: str, required: bool = True) -> Path | None:
 
 
 def build_ukb_cohort(cfg: UkbCohortConfig) -> dict:
-    """Write the cohort files to ``cfg.out`` and return ``summary.json``'s content."""
-    raw, out = Path(cfg.raw), Path(cfg.out)
+    """Write the cohort files to ``cfg.out`` and return ``summary.json``'s content.
+
+    The folder is built beside ``cfg.out`` and moved there when complete (``gated_symile.outputs``).
+    """
+    with staged_folder(cfg.out, markers=["summary.json"], what="cohort folder") as work:
+        return _build_ukb_cohort(Path(cfg.raw), work, cfg)
+
+
+def _build_ukb_cohort(raw: Path, out: Path, cfg: UkbCohortConfig) -> dict:
     paths = {
         "main": raw_file(raw, "ukb_main.csv"),
         "olink": raw_file(raw, "olink_data.txt"),
@@ -90,7 +98,6 @@ def build_ukb_cohort(cfg: UkbCohortConfig) -> dict:
         "hesin_diag": raw_file(raw, "hesin_diag.txt"),
         "coding143": raw_file(raw, "coding143.tsv", required=False),
     }
-    out.mkdir(parents=True, exist_ok=True)
     exclusions: list[pl.DataFrame] = []
 
     main = read_main_dataset(

@@ -11,7 +11,6 @@ The EHR featuriser is fitted on the variant's training participants of this fold
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from gated_symile.errors import ConfigError
+from gated_symile.errors import ConfigError, RecordError
+from gated_symile.intermediates import read_frame, read_json
 from gated_symile.provenance.hashing import file_sha256
 from gated_symile.records.errors import MissingRecord
-from gated_symile.data.tensor_format import SPLITS, prepare_output_dir, write_metadata, write_split
+from gated_symile.data.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
 from gated_symile.data.ukb.cohort import MODALITIES
 from gated_symile.data.ukb.ehr import EhrConfig, make_featurizer
 from gated_symile.data.ukb.folds import split_roles
@@ -78,7 +78,7 @@ def build_ukb_tensors(cohort: Path, out: Path, cfg: UkbTensorConfig) -> dict[str
         "nmr": _aligned(cohort / "nmr.parquet", eids),
         "olink": _aligned(cohort / "olink.parquet", eids),
     }
-    codes = pl.read_parquet(cohort / "ehr_codes.parquet")
+    codes = read_frame(cohort / "ehr_codes.parquet", "EHR code table", columns=["eid", "code"], polars=True)
     ehr_present = people["ehr"].to_numpy()
     featurizer = make_featurizer(cfg.ehr).fit(codes, eids[train & ehr_present])
     ehr = featurizer.transform(codes, eids)
@@ -87,7 +87,11 @@ def build_ukb_tensors(cohort: Path, out: Path, cfg: UkbTensorConfig) -> dict[str
 
     arrays, scalers, features = _standardise(raw, train, cfg.variant)
     present = {m: people[m].to_numpy().astype(bool) for m in MODALITIES}
-    sizes, counts = _write_splits(Path(out), arrays, present, eids, role, cfg.variant)
+    rows_of = {split: np.flatnonzero(role == split) for split in SPLITS}
+    sizes = {split: int(rows.size) for split, rows in rows_of.items()}
+    counts = {
+        split: {m: int(present[m][rows].sum()) for m in MODALITIES} for split, rows in rows_of.items()
+    }
     metadata = {
         "dataset": "ukb",
         "variant": cfg.variant,
@@ -107,7 +111,7 @@ def build_ukb_tensors(cohort: Path, out: Path, cfg: UkbTensorConfig) -> dict[str
         "sources": {name: file_sha256(cohort / name) for name in COHORT_FILES},
         "config": {"variant": cfg.variant, "fold": cfg.fold, "ehr": asdict(cfg.ehr)},
     }
-    write_metadata(Path(out), metadata)
+    _write_dataset(Path(out), arrays, present, eids, rows_of, metadata)
     return metadata
 
 
@@ -116,15 +120,19 @@ def _participants(cohort: Path, cfg: UkbTensorConfig) -> tuple[dict[str, Any], p
     for name in COHORT_FILES:
         if not (cohort / name).is_file():
             raise MissingRecord(cohort / name, "cohort file is missing (run `cohort ukb` first)")
-    summary = json.loads((cohort / "summary.json").read_text())
+    summary = _read_summary(cohort / "summary.json")
     if cfg.fold >= summary["folds"]["n_folds"]:
         raise ConfigError(
             f"--fold {cfg.fold} does not exist (the cohort has {summary['folds']['n_folds']} folds)"
         )
-    people = pl.read_parquet(cohort / "participants.parquet").filter("included")
+    people = read_frame(
+        cohort / "participants.parquet", "participants table",
+        columns=["eid", "included", *MODALITIES], polars=True,
+    ).filter("included")
     if cfg.variant == "intersect":
         people = people.filter(pl.all_horizontal(MODALITIES))
-    roles = split_roles(pl.read_parquet(cohort / "splits.parquet"), cfg.fold)
+    splits = read_frame(cohort / "splits.parquet", "splits table", columns=["eid", "fold"], polars=True)
+    roles = split_roles(splits, cfg.fold)
     people = people.join(roles, on="eid", how="left").sort("eid")
     if people["role"].null_count():
         raise ConfigError(f"{cohort / 'splits.parquet'}: participants without a split")
@@ -157,44 +165,58 @@ def _standardise(
     return arrays, scalers, features
 
 
-def _write_splits(
+def _write_dataset(
     out: Path,
     arrays: dict[str, np.ndarray],
     present: dict[str, np.ndarray],
     eids: np.ndarray,
-    role: np.ndarray,
-    variant: str,
-) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    """One tensor-format split folder per role (``union`` adds ``<m>_present``); returns the split
-    sizes and the participants with each modality per split."""
-    prepare_output_dir(out)
-    sizes, counts = {}, {}
-    for split in SPLITS:
-        rows = np.flatnonzero(role == split)
-        extra = {f"{m}_present": present[m][rows] for m in MODALITIES} if variant == "union" else {}
-        write_split(
-            out / split,
-            {**{m: arrays[m][rows] for m in MODALITIES}, **extra},
-            {"sample_id": eids[rows].astype(np.int64)},
-        )
-        sizes[split] = int(rows.size)
-        counts[split] = {m: int(present[m][rows].sum()) for m in MODALITIES}
-    return sizes, counts
+    rows_of: dict[str, np.ndarray],
+    metadata: dict[str, Any],
+) -> None:
+    """One tensor-format split folder per role (``union`` adds ``<m>_present``) and the metadata,
+    built in a staged folder that replaces ``out`` only when complete."""
+    union = metadata["variant"] == "union"
+    with dataset_folder(out) as work:
+        for split, rows in rows_of.items():
+            extra = {f"{m}_present": present[m][rows] for m in MODALITIES} if union else {}
+            write_split(
+                work / split,
+                {**{m: arrays[m][rows] for m in MODALITIES}, **extra},
+                {"sample_id": eids[rows].astype(np.int64)},
+            )
+        write_metadata(work, metadata)
 
 
 def _aligned(path: Path, eids: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Rows of a cohort feature table in ``eids`` order; participants without a row are NaN."""
-    table = pl.read_parquet(path)
+    table = read_frame(path, "feature table", columns=["eid"], polars=True)
     names = [c for c in table.columns if c != "eid"]
-    x = np.full((eids.size, len(names)), np.nan)
     have = table["eid"].to_numpy()
+    if have.size > 1 and not (np.diff(have) > 0).all():
+        raise RecordError(path, "eid column is not sorted and unique (rows would be misaligned)")
+    try:
+        values = table.select(names).to_numpy().astype(np.float64)
+    except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise RecordError(path, f"feature columns are not numeric ({exc})") from None
+    infinite = np.flatnonzero(np.isinf(values).any(axis=1))
+    if infinite.size:
+        raise RecordError(path, f"row {infinite[0]} has infinite values (missing values must be null)")
+    x = np.full((eids.size, len(names)), np.nan)
     pos = np.searchsorted(have, eids)
     found = (
         (pos < have.size) & (have[np.minimum(pos, max(have.size - 1, 0))] == eids)
         if have.size
         else np.zeros(eids.size, bool)
     )
-    x[found] = table.select(names).to_numpy().astype(np.float64)[pos[found]]
+    x[found] = values[pos[found]]
     return x, names
 
 
+def _read_summary(path: Path) -> dict[str, Any]:
+    """``summary.json`` of ``cohort ukb`` with the keys this stage reads."""
+    summary = read_json(path, "cohort summary", keys=("folds", "counts"))
+    folds = summary["folds"]
+    keys = ("n_folds", "val_frac", "seed")
+    if not isinstance(folds, dict) or any(k not in folds for k in keys) or not isinstance(folds["n_folds"], int):
+        raise RecordError(path, f"folds must be an object with {list(keys)} (n_folds an integer)")
+    return summary
