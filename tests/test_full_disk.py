@@ -53,7 +53,8 @@ def _argv(stage: str, b: dict[str, Path], out: Path) -> list:
         "misalign": ["misalign", "--tensors", b["xnor"], "--out", out, "--p", 0.5, "--mode", "noise"],
         "train": train_argv(b["xnor"], b["misalign"], b["config"], out),
         "evaluate": evaluate_argv(b["run"], b["xnor"], b["misalign"], out),
-        "aggregate": ["aggregate", "--runs", b["runs"], "--out", out, "--attrition", b["runs"] / "attrition.csv"],
+        "aggregate": ["aggregate", "--metrics", *sorted(b["runs"].rglob("metrics.json")), "--out", out,
+                      "--attrition", b["runs"] / "attrition.csv"],
     }[stage]  # fmt: skip
 
 

@@ -153,9 +153,9 @@ CONSUMERS: dict[str, Consumer] = {
     ),
     "aggregate": Consumer(
         ("runs",),
-        lambda w, b: ["aggregate", "--runs", w / "runs", "--out", w / "tables", "--attrition", w / "runs/attrition.csv"],
-        ("runs/xnor/gated_symile/p0.5/seed1/metrics.json", "runs/attrition.csv",
-         "runs/xnor/gated_symile/p0.5/seed1/resolved_config.yaml"),
+        lambda w, b: ["aggregate", "--metrics", *sorted((w / "runs").rglob("metrics.json")),
+                      "--out", w / "tables", "--attrition", w / "runs/attrition.csv"],
+        ("runs/xnor/gated_symile/p0.5/seed1/metrics.json", "runs/attrition.csv"),
         out="tables",
         # a missing metrics.json is a cell the runs folder lacks (the aggregate's declared inputs
         # are the workflow's business); resolved_config.yaml is optional and JSON is YAML
@@ -402,7 +402,7 @@ def _out_argv(stage: str, b: dict[str, Path], out: Path) -> list:
         "tensors ukb": tensors_ukb_argv(b["ukb_cohort"], out),
         "misalign": ["misalign", "--tensors", xnor, "--out", out, "--p", 0.5, "--mode", "swap"],
         "train": train_argv(xnor, mis, cfg, out),
-        "aggregate": ["aggregate", "--runs", b["runs"], "--out", out],
+        "aggregate": ["aggregate", "--metrics", *sorted(b["runs"].rglob("metrics.json")), "--out", out],
         "evaluate": evaluate_argv(b["run"], xnor, mis, out),
         "track init": ["track", "init", "--uri", store, "--experiment", "e", "--out", out],
         "track parent": ["track", "parent", "--uri", store, "--experiment", "e", "--name", "n", "--out", out],
