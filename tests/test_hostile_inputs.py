@@ -147,9 +147,9 @@ CONSUMERS: dict[str, Consumer] = {
     "evaluate": Consumer(
         ("run", "xnor", "misalign"),
         lambda w, b: evaluate_argv(w / "run", w / "xnor", w / "misalign", w / "metrics.json"),
-        ("run/checkpoints/best.pt", "run/mlflow_run_id.txt", "xnor/test/c.npy", "misalign/manifest_test.parquet"),
+        ("run/checkpoints/best.pt", "run/train_summary.json", "xnor/test/c.npy", "misalign/manifest_test.parquet"),
         out="metrics.json",
-        skip=(("run/mlflow_run_id.txt", "missing"),),  # an untracked run has none
+        skip=(("run/train_summary.json", "missing"),),  # an untracked run's id is simply absent
     ),
     "aggregate": Consumer(
         ("runs",),
@@ -311,7 +311,8 @@ CONTENT_CASES = [
     ("train", "config file holds a list", _write("run_config.yaml", "- 1\n- 2\n"), "run_config.yaml", "mapping"),
     ("evaluate", "foreign checkpoint", _foreign_checkpoint, "run/checkpoints/best.pt", "lacks"),
     ("evaluate", "weights of another model", _other_model_checkpoint, "run/checkpoints/best.pt", "do not fit"),
-    ("evaluate", "run id not an id", _write("run/mlflow_run_id.txt", "nonsense\n"), "run/mlflow_run_id.txt", "run id"),
+    ("evaluate", "run id not an id", _json("run/train_summary.json", lambda d: d.update(mlflow_run_id="nonsense")),
+     "run/train_summary.json", "run id"),
     ("evaluate", "NaN test row", _npy("xnor/test/c.npy", lambda a: _set(a, (7, 1), np.nan)), "xnor/test/c.npy", "row 7"),
     ("evaluate", "tensors of another dataset", _json("xnor/metadata.json", lambda d: d.update(target="b")),
      "misalign/misalign.json", "another dataset"),

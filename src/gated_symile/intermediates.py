@@ -205,6 +205,11 @@ def read_run_id(path: str | Path, what: str = "MLflow run id file") -> str:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(path, f"cannot read {what} ({error_reason(exc)})") from None
-    if not _RUN_ID.match(text):
-        raise RecordError(path, f"{what} does not hold an MLflow run id (32 hex digits)")
-    return text
+    return checked_run_id(path, text, what)
+
+
+def checked_run_id(path: str | Path, value: Any, what: str) -> str:
+    """``value`` when it is an MLflow run id (32 hex digits); else an error naming ``path``."""
+    if not isinstance(value, str) or not _RUN_ID.match(value):
+        raise RecordError(Path(path), f"{what} does not hold an MLflow run id (32 hex digits)")
+    return value

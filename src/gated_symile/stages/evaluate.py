@@ -99,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _mlflow_run_id(summary_file: Path) -> str | None:
     """The MLflow run the training job logged to, from its ``train_summary.json`` (None: untracked)."""
-    from gated_symile.intermediates import read_json
+    from gated_symile.intermediates import checked_run_id, read_json
 
-    if not summary_file.is_file():
+    if not summary_file.exists():
         return None
-    return read_json(summary_file, "training summary").get("mlflow_run_id")
+    run_id = read_json(summary_file, "training summary").get("mlflow_run_id")
+    return None if run_id is None else checked_run_id(summary_file, run_id, "training summary's mlflow_run_id")
