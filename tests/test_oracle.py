@@ -314,3 +314,25 @@ def test_ukb_config_fields_are_known():
     assert {"participants", "seed", "n_proteins", "olink_frac", "signal_strength"} <= set(
         UkbSynthConfig.__dataclass_fields__
     )
+
+
+@pytest.mark.parametrize(("name", "dataset"), [("paper-mimic", "mimic"), ("paper-ukb", "ukb_union")])
+def test_paper_configs_do_not_inherit_the_cpu_sized_recipe(name, dataset):
+    """--configfile deep-merges over config.yaml: every key of the CPU-sized default recipe must be
+    given its paper value, or the paper-scale run would train a shrunken network."""
+    from snakemake.utils import update_config
+
+    from gated_symile.config import resolve_run_config
+
+    config = _default_config()
+    update_config(config, yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text()))
+    for method in ("clip", "symile", "gated_symile"):
+        run = resolve_run_config(config, dataset, method, 0)
+        assert run.train.weight_decay == 0.0
+        assert all(e.pool == 1 for e in run.model.encoders.values())
+        if method == "gated_symile":
+            assert run.gate.strength_init == 0.0 and run.train.lr_gate_mul == 1.0
+    if dataset == "mimic":
+        encoders = resolve_run_config(config, dataset, "clip", 0).model.encoders
+        assert encoders["cxr"].blocks == (3, 4, 6, 3) and encoders["ecg"].blocks == (2, 2, 2, 2)
+        assert encoders["labs"].hidden == (256, 1024)

@@ -6,8 +6,11 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from gated_symile.config import resolve_run_config
+from gated_symile.synthetic.oracle import check_testable
 
 validate(config, schema="../schemas/config.schema.yaml")
+# A generator setting under which no claim can be tested stops the run here, naming the setting.
+check_testable(config)
 
 SYNTHETIC_MIMIC = "resources/raw/mimic"
 SYNTHETIC_UKB = "resources/raw/ukb"
@@ -127,6 +130,46 @@ def run_config_json(wildcards):
     _, _, seed = parse_cell(wildcards.cell)
     run_cfg = resolve_run_config(config, wildcards.dataset, wildcards.method, seed)
     return json.dumps(run_cfg.to_dict(), sort_keys=True)
+
+
+# Oracle yardsticks (oracle.smk, docs/oracle.md)
+# Which synth block describes each dataset's generator (XNOR and XOR also record theirs in the
+# tensors' metadata.json).
+ORACLE_GENERATOR = {
+    "mimic": "mimic",
+    "xnor": "xnor",
+    "xor": "xor",
+    "ukb": "ukb",
+    "ukb_union": "ukb",
+}
+
+
+def oracle_datasets():
+    """Grid datasets built from a generator: MIMIC and UKB only when their source is synthetic."""
+    raw = config["raw"]
+    synthetic = {
+        "mimic": raw["mimic"]["source"] == "synthetic",
+        "ukb": raw["ukb"]["source"] == "synthetic",
+        "ukb_union": raw["ukb"]["source"] == "synthetic",
+    }
+    return [d for d in config["experiment"]["datasets"] if synthetic.get(d, True)]
+
+
+def oracle_targets():
+    """One JSON per (synthetic dataset, p): results/oracle/{dataset}/p{p}.json."""
+    return [
+        f"results/oracle/{dataset}/p{p}.json"
+        for dataset in oracle_datasets()
+        for p in dataset_ps(dataset)
+    ]
+
+
+def oracle_tensors(wildcards):
+    """The tensor datasets evaluated in the cell (one per UKB fold)."""
+    return [
+        tensors_dir(wildcards.dataset, wildcards.p, fold)
+        for fold in dataset_folds(wildcards.dataset)
+    ]
 
 
 def tracking_uri():
