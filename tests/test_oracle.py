@@ -35,6 +35,13 @@ def _agree(a: float, se_a: float, b: float, se_b: float) -> bool:
     return abs(a - b) <= MC_SIGMAS * math.hypot(se_a, se_b) + 1e-12
 
 
+def _ordered(doc: dict) -> bool:
+    """chance <= pairwise <= oracle, up to Monte Carlo error (at p = 1 the two oracles differ only
+    through the rare self-donor terms, so their estimates may cross by noise)."""
+    slack = MC_SIGMAS * max(doc["oracle_top1_se"], doc["pairwise_oracle_top1_se"]) + 1e-12
+    return doc["chance"] - 1e-9 <= doc["pairwise_oracle_top1"] <= doc["oracle_top1"] + slack
+
+
 def _top1(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """Per-query top-1 with ties shared (the evaluation's random tie-break in expectation)."""
     true = scores[np.arange(len(scores)), positive][:, None]
@@ -78,7 +85,7 @@ def test_mimic_oracle_matches_a_scorer_given_the_true_latents(p):
     mean, se = _mimic_latent_scorer(s, p, n, k, reps=20, seed=11)
     assert _agree(doc["oracle_top1"], doc["oracle_top1_se"], mean, se), (doc["oracle_top1"], mean)
     assert doc["chance"] == pytest.approx(1 / k)
-    assert doc["chance"] < doc["pairwise_oracle_top1"] <= doc["oracle_top1"] + 1e-12
+    assert doc["chance"] < doc["pairwise_oracle_top1"] and _ordered(doc)
 
 
 def test_mimic_higher_order_part_only_the_oracle_sees():
@@ -124,7 +131,7 @@ def test_xnor_oracle_matches_a_scorer_given_the_true_latents(tmp_path, embed_mod
     doc = oracle_cell("xnor", cfg.p, [meta], {}, MisalignSettings(), n_mc=8000, seed=1)
     assert _agree(doc["oracle_top1"], doc["oracle_top1_se"], mean, se), (doc["oracle_top1"], mean)
     assert doc["chance"] == pytest.approx(1 / cfg.eval_batch)
-    assert doc["chance"] - 1e-9 <= doc["pairwise_oracle_top1"] <= doc["oracle_top1"] + 1e-12
+    assert _ordered(doc)
     if embed_mode == "xnor_only":  # B and C are each independent of A
         assert doc["pairwise_oracle_top1"] == pytest.approx(doc["chance"])
 
@@ -163,8 +170,7 @@ def test_ukb_union_oracle_ordering_and_zero_signal():
         for s in (0.0, 1.0)
     }
     for doc in docs.values():
-        assert doc["chance"] == pytest.approx(1 / 150)
-        assert doc["pairwise_oracle_top1"] <= doc["oracle_top1"] + 1e-12
+        assert doc["chance"] == pytest.approx(1 / 150) and _ordered(doc)
     clean = docs[(0.0, 1.0)]
     assert clean["chance"] < clean["pairwise_oracle_top1"] < clean["oracle_top1"]
     assert docs[(1.0, 1.0)]["oracle_top1"] < clean["oracle_top1"]
