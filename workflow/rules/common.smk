@@ -55,6 +55,13 @@ def dataset_ps(dataset):
     return config["datasets"].get(dataset, {}).get("p", config["experiment"]["p"])
 
 
+def dataset_seeds(dataset):
+    """Model seeds of one dataset: its own list, else the experiment's."""
+    return (
+        config["datasets"].get(dataset, {}).get("seeds", config["experiment"]["seeds"])
+    )
+
+
 def dataset_folds(dataset):
     """Participant folds for the UKB-style cohorts; one unnamed split elsewhere."""
     return config["ukb"]["folds"] if dataset in UKB_VARIANTS else [None]
@@ -98,7 +105,7 @@ def run_targets(name):
         for method in exp["methods"]
         for p in dataset_ps(dataset)
         for fold in dataset_folds(dataset)
-        for seed in exp["seeds"]
+        for seed in dataset_seeds(dataset)
     ]
 
 
