@@ -15,15 +15,25 @@ from hypothesis import strategies as st
 
 from gated_symile.cli import main
 from gated_symile.errors import ConfigError
-from gated_symile.misalignment import MisalignConfig, draw_manifest
 from gated_symile.mimic.splits import draw_candidates
+from gated_symile.misalignment import MisalignConfig, draw_manifest
 from gated_symile.synthetic.mimic.latents import coupling, draw_latents
-from gated_symile.synthetic.oracle import MisalignSettings, check_testable, oracle_cell, untestable_settings
-from gated_symile.synthetic.oracle import core
+from gated_symile.synthetic.oracle import (
+    MisalignSettings,
+    check_testable,
+    core,
+    oracle_cell,
+    untestable_settings,
+)
 from gated_symile.synthetic.oracle.mimic import MimicDisplayModel, gaussian_log_ratio
 from gated_symile.synthetic.oracle.xor import XorDisplayModel, exact_clean
 from gated_symile.synthetic.ukb.config import UkbSynthConfig
-from gated_symile.synthetic.xnor import XnorConfig, generate_xnor, split_sizes, write_xnor
+from gated_symile.synthetic.xnor import (
+    XnorConfig,
+    generate_xnor,
+    split_sizes,
+    write_xnor,
+)
 from gated_symile.synthetic.xor import XorConfig, write_xor
 from tests.workflow_helpers import REPO, snakemake
 
