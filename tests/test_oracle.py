@@ -354,3 +354,12 @@ def test_paper_configs_do_not_inherit_the_cpu_sized_recipe(name, dataset):
         encoders = resolve_run_config(config, dataset, "clip", 0).model.encoders
         assert encoders["cxr"].blocks == (3, 4, 6, 3) and encoders["ecg"].blocks == (2, 2, 2, 2)
         assert encoders["labs"].hidden == (256, 1024)
+
+
+def test_same_settings_same_document():
+    meta = {"splits": {"test": 60}, "candidate_n": {"test": 10}}
+    docs = [
+        oracle_cell("mimic", 0.5, [meta], {"signal_strength": 1.0}, MisalignSettings(), n_mc=500, seed=4)
+        for _ in range(2)
+    ]
+    assert json.dumps(docs[0], sort_keys=True) == json.dumps(docs[1], sort_keys=True)
