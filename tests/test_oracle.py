@@ -322,9 +322,9 @@ def test_dry_run_plans_one_oracle_per_synthetic_cell(tmp_path):
     }
     for target in expected:
         assert target in result.stdout
-    # per-dataset seeds: three for the claims on raw records, the experiment's one elsewhere
-    assert "results/runs/mimic/clip/p0.0/seed2/" in result.stdout
-    assert "results/runs/ukb_union/gated_symile/p1.0/fold0/seed2/" in result.stdout
+    # per-dataset seeds: two for the claims on raw records, the experiment's one elsewhere
+    assert "results/runs/mimic/clip/p0.0/seed1/" in result.stdout
+    assert "results/runs/ukb_union/gated_symile/p1.0/fold0/seed1/" in result.stdout
     assert "results/runs/xnor/clip/p0.0/seed1/" not in result.stdout
 
 
