@@ -1,4 +1,4 @@
-"""Oracle display model of Synthetic-XNOR (``synthetic.xnor``, method.md §12, docs/oracle.md).
+"""Oracle display model of Synthetic-XNOR (``synthetic.xnor``, docs/oracle.md).
 
 The signal coordinates of every modality are exact ±1 codes of the latent bits and the distractor
 coordinates are independent noise, so the displays are the bits themselves: B shows ``u`` (through a

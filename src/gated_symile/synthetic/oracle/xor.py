@@ -1,4 +1,4 @@
-"""Oracle of the binary XOR dataset (``synthetic.xor``, method.md §16, docs/oracle.md).
+"""Oracle of the binary XOR dataset (``synthetic.xor``, docs/oracle.md).
 
 ``a, b`` uniform on {0,1}^d, ``c = a XOR b`` with probability ``p_hat`` (else ``c = a``); retrieve ``b``
 among all 2^d bit vectors from ``(a, c)``. Each of ``a`` and ``c`` alone is independent of ``b``, so
