@@ -248,3 +248,22 @@ def test_config_validation_and_from_dict():
         EncoderConfig(blocks=(2, 2, 2))
     with pytest.raises(ConfigError, match="kind"):
         build_encoder("m", {"kind": "int8", "shape": [3]}, EncoderConfig(), 8, False)
+
+
+def test_ecg_time_pool_averages_samples_before_the_trunk():
+    """``pool``: the trunk sees the record averaged over groups of samples (500 Hz -> 50 Hz)."""
+    torch.manual_seed(0)
+    cfg = EncoderConfig(arch="ecg_resnet18_1d", width=4, blocks=(1, 1, 1, 1), pool=10)
+    enc = build_encoder("ecg", ECG, cfg, 8, final_layernorm=False).eval()
+    x = torch.randn(2, 1, 5000, 12)
+    pooled = x.reshape(2, 1, 500, 10, 12).mean(dim=3)
+    with torch.no_grad():
+        direct = enc.head(enc.trunk.trunk(pooled))
+        assert torch.allclose(enc(x), direct, atol=1e-6)
+    assert n_params(enc) == n_params(build_encoder("ecg", ECG, EncoderConfig(arch="ecg_resnet18_1d", width=4, blocks=(1, 1, 1, 1)), 8, False))
+
+
+@pytest.mark.parametrize("pool", [0, 6000])
+def test_ecg_pool_outside_the_record_is_a_config_error(pool):
+    with pytest.raises(ConfigError, match="pool"):
+        build_encoder("ecg", ECG, EncoderConfig(arch="ecg_resnet18_1d", width=4, pool=pool), 8, False)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,12 +18,22 @@ from gated_symile.errors import ConfigError
 from gated_symile.data.misalign.draw import MisalignConfig, draw_manifest
 from gated_symile.data.mimic.splits import draw_candidates
 from gated_symile.synthetic.mimic.latents import coupling, draw_latents
-from gated_symile.synthetic.oracle import MisalignSettings, check_testable, oracle_cell, untestable_settings
-from gated_symile.synthetic.oracle import core
+from gated_symile.synthetic.oracle import (
+    MisalignSettings,
+    check_testable,
+    core,
+    oracle_cell,
+    untestable_settings,
+)
 from gated_symile.synthetic.oracle.mimic import MimicDisplayModel, gaussian_log_ratio
 from gated_symile.synthetic.oracle.xor import XorDisplayModel, exact_clean
 from gated_symile.synthetic.ukb.config import UkbSynthConfig
-from gated_symile.synthetic.xnor import XnorConfig, generate_xnor, split_sizes, write_xnor
+from gated_symile.synthetic.xnor import (
+    XnorConfig,
+    generate_xnor,
+    split_sizes,
+    write_xnor,
+)
 from gated_symile.synthetic.xor import XorConfig, write_xor
 from tests.workflow_helpers import REPO, snakemake
 
@@ -33,6 +42,13 @@ MC_SIGMAS = 4.0  # agreement within this many combined standard errors
 
 def _agree(a: float, se_a: float, b: float, se_b: float) -> bool:
     return abs(a - b) <= MC_SIGMAS * math.hypot(se_a, se_b) + 1e-12
+
+
+def _ordered(doc: dict) -> bool:
+    """chance <= pairwise <= oracle, up to Monte Carlo error (at p = 1 the two oracles differ only
+    through the rare self-donor terms, so their estimates may cross by noise)."""
+    slack = MC_SIGMAS * max(doc["oracle_top1_se"], doc["pairwise_oracle_top1_se"]) + 1e-12
+    return doc["chance"] - 1e-9 <= doc["pairwise_oracle_top1"] <= doc["oracle_top1"] + slack
 
 
 def _top1(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
@@ -78,7 +94,7 @@ def test_mimic_oracle_matches_a_scorer_given_the_true_latents(p):
     mean, se = _mimic_latent_scorer(s, p, n, k, reps=20, seed=11)
     assert _agree(doc["oracle_top1"], doc["oracle_top1_se"], mean, se), (doc["oracle_top1"], mean)
     assert doc["chance"] == pytest.approx(1 / k)
-    assert doc["chance"] < doc["pairwise_oracle_top1"] <= doc["oracle_top1"] + 1e-12
+    assert doc["chance"] < doc["pairwise_oracle_top1"] and _ordered(doc)
 
 
 def test_mimic_higher_order_part_only_the_oracle_sees():
@@ -124,7 +140,7 @@ def test_xnor_oracle_matches_a_scorer_given_the_true_latents(tmp_path, embed_mod
     doc = oracle_cell("xnor", cfg.p, [meta], {}, MisalignSettings(), n_mc=8000, seed=1)
     assert _agree(doc["oracle_top1"], doc["oracle_top1_se"], mean, se), (doc["oracle_top1"], mean)
     assert doc["chance"] == pytest.approx(1 / cfg.eval_batch)
-    assert doc["chance"] - 1e-9 <= doc["pairwise_oracle_top1"] <= doc["oracle_top1"] + 1e-12
+    assert _ordered(doc)
     if embed_mode == "xnor_only":  # B and C are each independent of A
         assert doc["pairwise_oracle_top1"] == pytest.approx(doc["chance"])
 
@@ -163,8 +179,7 @@ def test_ukb_union_oracle_ordering_and_zero_signal():
         for s in (0.0, 1.0)
     }
     for doc in docs.values():
-        assert doc["chance"] == pytest.approx(1 / 150)
-        assert doc["pairwise_oracle_top1"] <= doc["oracle_top1"] + 1e-12
+        assert doc["chance"] == pytest.approx(1 / 150) and _ordered(doc)
     clean = docs[(0.0, 1.0)]
     assert clean["chance"] < clean["pairwise_oracle_top1"] < clean["oracle_top1"]
     assert docs[(1.0, 1.0)]["oracle_top1"] < clean["oracle_top1"]
@@ -307,10 +322,44 @@ def test_dry_run_plans_one_oracle_per_synthetic_cell(tmp_path):
     }
     for target in expected:
         assert target in result.stdout
-    assert Path(REPO / "workflow" / "rules" / "oracle.smk").is_file()
+    # per-dataset seeds: two for the claims on raw records, the experiment's one elsewhere
+    assert "results/runs/mimic/clip/p0.0/seed1/" in result.stdout
+    assert "results/runs/ukb_union/gated_symile/p1.0/fold0/seed1/" in result.stdout
+    assert "results/runs/xnor/clip/p0.0/seed1/" not in result.stdout
 
 
 def test_ukb_config_fields_are_known():
     assert {"participants", "seed", "n_proteins", "olink_frac", "signal_strength"} <= set(
         UkbSynthConfig.__dataclass_fields__
     )
+
+
+@pytest.mark.parametrize(("name", "dataset"), [("paper-mimic", "mimic"), ("paper-ukb", "ukb_union")])
+def test_paper_configs_do_not_inherit_the_cpu_sized_recipe(name, dataset):
+    """--configfile deep-merges over config.yaml: every key of the CPU-sized default recipe must be
+    given its paper value, or the paper-scale run would train a shrunken network."""
+    from snakemake.utils import update_config
+
+    from gated_symile.config import resolve_run_config
+
+    config = _default_config()
+    update_config(config, yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text()))
+    for method in ("clip", "symile", "gated_symile"):
+        run = resolve_run_config(config, dataset, method, 0)
+        assert run.train.weight_decay == 0.0
+        assert all(e.pool == 1 for e in run.model.encoders.values())
+        if method == "gated_symile":
+            assert run.gate.strength_init == 0.0 and run.train.lr_gate_mul == 1.0
+    if dataset == "mimic":
+        encoders = resolve_run_config(config, dataset, "clip", 0).model.encoders
+        assert encoders["cxr"].blocks == (3, 4, 6, 3) and encoders["ecg"].blocks == (2, 2, 2, 2)
+        assert encoders["labs"].hidden == (256, 1024)
+
+
+def test_same_settings_same_document():
+    meta = {"splits": {"test": 60}, "candidate_n": {"test": 10}}
+    docs = [
+        oracle_cell("mimic", 0.5, [meta], {"signal_strength": 1.0}, MisalignSettings(), n_mc=500, seed=4)
+        for _ in range(2)
+    ]
+    assert json.dumps(docs[0], sort_keys=True) == json.dumps(docs[1], sort_keys=True)

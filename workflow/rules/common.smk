@@ -13,6 +13,8 @@ from gated_symile.schemas import SCHEMA_FILE
 # The package's settings schema: the same file validates run configs (gated_symile.schemas).
 # set_default=False: the schema states no defaults; config.yaml states the workflow's values.
 validate(config, schema=str(SCHEMA_FILE), set_default=False)
+# A generator setting under which no claim can be tested stops the run here, naming the setting.
+check_testable(config)
 
 SYNTHETIC_MIMIC = "resources/raw/mimic"
 SYNTHETIC_UKB = "resources/raw/ukb"
@@ -57,6 +59,13 @@ def dataset_ps(dataset):
     return config["datasets"].get(dataset, {}).get("p", config["experiment"]["p"])
 
 
+def dataset_seeds(dataset):
+    """Model seeds of one dataset: its own list, else the experiment's."""
+    return (
+        config["datasets"].get(dataset, {}).get("seeds", config["experiment"]["seeds"])
+    )
+
+
 def dataset_folds(dataset):
     """Participant folds for the UKB-style cohorts; one unnamed split elsewhere."""
     return config["ukb"]["folds"] if dataset in UKB_VARIANTS else [None]
@@ -88,7 +97,7 @@ def run_targets(name):
         for method in exp["methods"]
         for p in dataset_ps(dataset)
         for fold in dataset_folds(dataset)
-        for seed in exp["seeds"]
+        for seed in dataset_seeds(dataset)
     ]
 
 
@@ -122,19 +131,7 @@ def run_config_json(wildcards):
     return json.dumps(run_cfg.to_dict(), sort_keys=True)
 
 
-def tracking_uri():
-    """Absolute tracking URI: relative sqlite paths resolve against the working directory."""
-    uri = config["tracking"]["uri"]
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith("sqlite:////"):
-        return f"{prefix}{Path(uri[len(prefix) :]).resolve()}"
-    return uri
-
-
-# ---------------------------------------------------------------- oracle yardsticks (oracle.smk)
-# A generator setting under which no claim can be tested stops the run here, naming the setting.
-check_testable(config)
-
+# Oracle yardsticks (oracle.smk, docs/oracle.md)
 # Which synth block describes each dataset's generator (XNOR and XOR also record theirs in the
 # tensors' metadata.json).
 ORACLE_GENERATOR = {
@@ -172,3 +169,12 @@ def oracle_tensors(wildcards):
         tensors_dir(wildcards.dataset, wildcards.p, fold)
         for fold in dataset_folds(wildcards.dataset)
     ]
+
+
+def tracking_uri():
+    """Absolute tracking URI: relative sqlite paths resolve against the working directory."""
+    uri = config["tracking"]["uri"]
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith("sqlite:////"):
+        return f"{prefix}{Path(uri[len(prefix) :]).resolve()}"
+    return uri

@@ -11,6 +11,9 @@ No torch: the oracle runs in the data environment.
 """
 
 from gated_symile.synthetic.oracle.cells import FORMAT, MisalignSettings, oracle_cell
-from gated_symile.synthetic.oracle.testability import check_testable, untestable_settings
+from gated_symile.synthetic.oracle.testability import (
+    check_testable,
+    untestable_settings,
+)
 
 __all__ = ["FORMAT", "MisalignSettings", "check_testable", "oracle_cell", "untestable_settings"]

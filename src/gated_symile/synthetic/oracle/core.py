@@ -378,8 +378,7 @@ def _log_donor_term(log_r: np.ndarray, lay: Layout, valid: np.ndarray) -> np.nda
 
 def _logsumexp_excluding_self(x: np.ndarray) -> np.ndarray:
     """``log sum_{k != j} exp(x[:, k])`` for every column j, exactly (prefix/suffix sums)."""
-    q, k = x.shape
-    neg = np.full((q, 1), -np.inf)
+    neg = np.full((x.shape[0], 1), -np.inf)
     prefix = np.logaddexp.accumulate(np.concatenate([neg, x[:, :-1]], axis=1), axis=1)
     suffix = np.logaddexp.accumulate(np.concatenate([neg, x[:, :0:-1]], axis=1), axis=1)[:, ::-1]
     return np.logaddexp(prefix, suffix)

@@ -53,8 +53,10 @@ def _zero_signal(key: str, strength: float) -> list[str]:
     if strength > 0:
         return []
     return [
-        f"{key} is 0: the modalities are then independent, every method's top-1 equals chance "
-        f"by construction (the oracle too), so no claim can be tested; set it > 0"
+        (
+            f"{key} is 0: the modalities are then independent, every method's top-1 equals chance "
+            f"by construction (the oracle too), so no claim can be tested; set it > 0"
+        )
     ]
 
 
@@ -74,8 +76,10 @@ def _mimic_test_queries(admissions: int, split: Mapping[str, Any]) -> list[str]:
     if test >= MIN_TEST_QUERIES:
         return []
     return [
-        f"synth.mimic.admissions = {admissions} gives about {cohort} cohort admissions and "
-        f"{test} test queries (at least {MIN_TEST_QUERIES} are needed); raise synth.mimic.admissions"
+        (
+            f"synth.mimic.admissions = {admissions} gives about {cohort} cohort admissions and "
+            f"{test} test queries (at least {MIN_TEST_QUERIES} are needed); raise synth.mimic.admissions"
+        )
     ]
 
 
@@ -85,7 +89,9 @@ def _ukb_test_queries(ukb: Mapping[str, Any], n_folds: int) -> list[str]:
     if expected >= MIN_TEST_QUERIES:
         return []
     return [
-        f"synth.ukb.participants = {ukb['participants']} with olink_frac {ukb['olink_frac']} gives "
-        f"about {expected:.1f} test participants with Olink per fold (at least {MIN_TEST_QUERIES} "
-        f"are needed); raise synth.ukb.participants or synth.ukb.olink_frac"
+        (
+            f"synth.ukb.participants = {ukb['participants']} with olink_frac {ukb['olink_frac']} "
+            f"gives about {expected:.1f} test participants with Olink per fold (at least "
+            f"{MIN_TEST_QUERIES} are needed); raise synth.ukb.participants or synth.ukb.olink_frac"
+        )
     ]

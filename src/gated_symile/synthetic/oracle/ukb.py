@@ -92,7 +92,7 @@ class UkbDisplayModel:
         rows: core.Rows = {"nmr": nmr, "ehr": codes.astype(np.int8), "olink": olink}
         for m in ("nmr", "ehr", "olink"):  # exactly the test split's count of each modality
             present = np.zeros(n, dtype=bool)
-            present[rng.permutation(n)[: int(round(self.presence.get(m, 1.0) * n))]] = True
+            present[rng.permutation(n)[: round(self.presence.get(m, 1.0) * n)]] = True
             rows[f"present_{m}"] = present
         return rows
 
@@ -220,7 +220,7 @@ def estimate(cell: Cell) -> dict[str, Any]:
     model = UkbDisplayModel(UkbSynthConfig(**cell.generator), presence)
     corruption = cell.misalign.corruption(cell.p, model.queries)
     est = core.simulate(model, n, core.bank_layout(n, model.target), corruption, n_mc=cell.n_mc, seed=cell.seed)
-    pool = int(round(presence["olink"] * n))
+    pool = round(presence["olink"] * n)
     return core.result_document(est, "bank", pool, n, "monte_carlo", "measurements, Gaussian posterior of z")
 
 
