@@ -335,8 +335,10 @@ def test_dicom_release_without_chexpert_is_a_clear_error(tmp_path):
 def test_bad_resource_settings_are_config_errors(built, tmp_path):
     with pytest.raises(ConfigError, match="memory limit"):
         open_duckdb(1, "2GB'; DROP", tmp_path)
-    with pytest.raises(ConfigError, match="qc-rule"):
-        build_mimic_cohort(MimicCohortConfig(**built["paths"], out=tmp_path, qc_rule="lenient"))
+    with pytest.raises(ConfigError, match="^mimic.cohort.qc_rule: expected one of symile, strict"):
+        MimicCohortConfig(**built["paths"], out=tmp_path, qc_rule="lenient")
+    with pytest.raises(ConfigError, match="^mimic.cohort.duckdb_threads: must be >= 1"):
+        MimicCohortConfig(**built["paths"], out=tmp_path, duckdb_threads=0)
 
 
 def test_unreadable_dicom_quarantined_and_next_image_used(tmp_path):

@@ -60,7 +60,7 @@ def test_encoders_are_typed_and_defaults_fill_missing_sections():
             [4, "x"],
             "model.encoders.a.hidden[1]: expected an integer",
         ),
-        (("model", "encoders", "a", "arch"), "vit", "model.encoders.a: encoder arch 'vit'"),
+        (("model", "encoders", "a", "arch"), "vit", "model.encoders.a.arch: expected one of auto, "),
         (("loss", "negatives"), "all", "loss.negatives: expected one of n, n_squared, full, pair"),
         (("train", "patience"), -1, "train.patience: must be >= 0"),
         # limits come from the settings schema (gated_symile/schemas/config.schema.yaml)
@@ -68,7 +68,8 @@ def test_encoders_are_typed_and_defaults_fill_missing_sections():
         (("train", "betas"), [0.9, 1.0], "train.betas[1]: must be < 1, got 1.0"),
         (("train", "grad_clip"), 0.0, "train.grad_clip: must be > 0, got 0.0"),
         (("gate", "mean_momentum"), 1.0, "gate.mean_momentum: must be < 1, got 1.0"),
-        (("model", "encoders", "a", "dropout"), 1.0, "model.encoders.a: encoder dropout"),
+        (("model", "encoders", "a", "dropout"), 1.0, "model.encoders.a.dropout: must be < 1, got 1.0"),
+        (("model", "encoders", "a", "blocks"), [2, 2, 2], "model.encoders.a.blocks: [2, 2, 2] is too short"),
         (("bogus",), 1, "bogus: unknown key"),
     ],
 )

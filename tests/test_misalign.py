@@ -257,4 +257,4 @@ def test_cli(clean, tmp_path, capsys):
     assert spec["source"]["metadata_sha256"] == hashlib.sha256((clean / "metadata.json").read_bytes()).hexdigest()
     assert json.loads(capsys.readouterr().out)["counts"] == spec["counts"]
     rc = main(["misalign", "--tensors", str(clean), "--out", str(out), "--p", "2", "--mode", "drop"])
-    assert rc == 2 and "p must lie" in capsys.readouterr().err
+    assert rc == 2 and capsys.readouterr().err == "error: misalign.p: must be <= 1, got 2.0\n"

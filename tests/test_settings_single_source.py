@@ -11,8 +11,12 @@ Checked here, by name, so that a drift fails with the setting it concerns:
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import dataclasses
+import inspect
+import re
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +36,7 @@ from gated_symile.data.ukb.ehr import EhrConfig
 from gated_symile.data.ukb.tensors import UkbTensorConfig
 from gated_symile.errors import ConfigError
 from gated_symile.method.encoders.build import EncoderConfig
-from gated_symile.schemas import config_schema, resolve
+from gated_symile.schemas import config_schema, resolve, section_schema
 from gated_symile.stages.flags import field_default
 from gated_symile.synthetic.mimic import MimicSynthConfig
 from gated_symile.synthetic.ukb import UkbSynthConfig
@@ -66,63 +70,24 @@ SECTIONS: dict[type, tuple[str, ...]] = {
 }
 
 _PATHS = "an input or output path, not a setting"
-_RESOURCES = "how fast, not what: the same outputs for any value"
-_GRID = "a coordinate of the run grid (a wildcard), not a setting"
-_INTERNAL = "a generator internal the workflow does not offer"
-#: Dataclass fields that are not workflow settings, each with its reason.
+#: Dataclass fields that are not settings of their schema section, each with its reason. (A stage
+#: flag the workflow does not offer is listed in the section's ``x-stage-only``, with its limits.)
 NOT_IN_SCHEMA: dict[type, dict[str, str]] = {
-    MimicSynthConfig: {
-        "workers": _RESOURCES,
-        "faults": "robustness-test mode of the CLI",
-        "scale": "benchmark mode of the CLI",
-        **{f.name: _INTERNAL for f in dataclasses.fields(MimicSynthConfig)[7:]},
-    },
-    UkbSynthConfig: {
-        "workers": _RESOURCES,
-        **{
-            name: _INTERNAL
-            for name in (
-                "n_latents", "n_bits", "nmr_frac", "hes_frac", "ecg_frac", "repeat_frac",
-                "olink_imaging_frac", "olink_all_nan_frac", "olink_orphans", "empty_frac",
-                "no_baseline_frac", "value_missing_frac", "hes_date_format", "main_style",
-            )
-        },
-    },
-    XnorConfig: {
-        "p": _GRID,
-        **{
-            name: _INTERNAL
-            for name in (
-                "a_rule", "embed_mode", "signal_scale", "distractor_std", "p_flips", "exclusive",
-                "bc_corr_split",
-            )
-        },
-    },
     MimicCohortConfig: {
         **dict.fromkeys(("mimic_iv", "ecg", "cxr", "out", "chexpert"), _PATHS),
-        **dict.fromkeys(("workers", "duckdb_threads", "memory_limit"), _RESOURCES),
+        "memory_limit": "DuckDB's own spelling, checked where DuckDB opens (open_duckdb)",
     },
-    TensorConfig: {"workers": _RESOURCES, "eval_batch": "the MIMIC test set is evaluated whole"},
-    UkbCohortConfig: {
-        "raw": _PATHS,
-        "out": _PATHS,
-        "threads": _RESOURCES,
-        "ehr_requires_episodes": "a cohort variant the workflow does not offer",
-    },
-    UkbTensorConfig: {"variant": _GRID, "fold": _GRID},
-    MisalignConfig: {"p": _GRID},
+    UkbCohortConfig: {"raw": _PATHS, "out": _PATHS},
 }
 #: Schema properties that no settings dataclass reads (the workflow reads them itself).
 WORKFLOW_ONLY = {("ukb", "folds")}
 
 
 def section(path: tuple[str, ...]) -> dict[str, Any]:
+    """The section's schema; a workflow section's ``properties`` include its ``x-stage-only``."""
     if path[0] == "$defs":
         return resolve(config_schema()["$defs"][path[1]])
-    node = config_schema()
-    for part in path:
-        node = resolve(node["properties"][part])
-    return node
+    return section_schema(".".join(path))
 
 
 def _setting_fields(cls: type) -> list[dataclasses.Field]:
@@ -239,3 +204,122 @@ def test_stage_flags_meet_the_schema_limits(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"^mimic\.split\.candidate_n: must be >= 2, got 1$"):
         args.func(args)
+
+
+#: Settings dataclasses that validate themselves: ``__post_init__`` calls ``check_section`` with its
+#: workflow section (the run-config classes and EncoderConfig are checked by RunConfig.from_dict).
+SELF_CHECKED = {cls: path for cls, path in SECTIONS.items() if path[0] != "$defs"}
+#: The fields a dataclass needs besides the one under test (no default, or a cross-field rule).
+REQUIRED_ARGS: dict[type, dict[str, Any]] = {
+    MimicCohortConfig: dict.fromkeys(("mimic_iv", "ecg", "cxr", "out"), Path("none")),
+    MimicSynthConfig: {"admissions": 3},
+    UkbSynthConfig: {"participants": 3},
+    UkbCohortConfig: {"raw": Path("raw"), "out": Path("out")},
+    UkbTensorConfig: {"variant": "union", "fold": 0},
+    MisalignConfig: {"p": 0.5, "mode": "swap"},
+}
+#: Values at a limit that only pass with another setting changed: XNOR's cross-field rule
+#: dim >= signal width (3 n_bits, or n_bits for ``xnor_only``).
+AT_LIMIT_CONTEXT: dict[tuple[type, str], dict[str, Any]] = {
+    (XnorConfig, "dim"): {"embed_mode": "xnor_only", "n_bits": 1},
+    (XnorConfig, "n_bits"): {"dim": 3 * 62},
+}
+
+
+def _post_init_tree(cls: type) -> ast.FunctionDef | None:
+    method = cls.__dict__.get("__post_init__")
+    if method is None:
+        return None
+    tree = ast.parse(textwrap.dedent(inspect.getsource(method)))
+    return next(node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef))
+
+
+def _is_limit(node: ast.expr) -> bool:
+    """A literal number, string or collection, or a module constant (``MAX_BITS``, ``MODES``)."""
+    if isinstance(node, ast.UnaryOp):
+        node = node.operand
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return True
+    if isinstance(node, ast.Constant):
+        return node.value is not None
+    return isinstance(node, ast.Name) and node.id.isupper()
+
+
+@pytest.mark.parametrize("cls", list(SECTIONS), ids=lambda c: c.__name__)
+def test_no_dataclass_rechecks_a_limit_by_hand(cls):
+    """Comparing a setting with a constant in ``__post_init__`` is a second copy of a schema limit.
+
+    Cross-field rules (a setting against another one) stay in code, with a comment saying why.
+    """
+    tree = _post_init_tree(cls)
+    if tree is None:
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            assert not any(map(_is_limit, operands)), (
+                f"{cls.__name__}.__post_init__ line {node.lineno}: {ast.unparse(node)!r} checks a "
+                "limit by hand; state it in the settings schema"
+            )
+
+
+@pytest.mark.parametrize("cls", list(SELF_CHECKED), ids=lambda c: c.__name__)
+def test_settings_dataclasses_check_their_schema_section(cls):
+    tree = _post_init_tree(cls)
+    calls = [
+        node.args[1].value
+        for node in ast.walk(tree) if tree is not None
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check_section"
+    ]  # fmt: skip
+    assert calls == [".".join(SELF_CHECKED[cls])], f"{cls.__name__}: check_section calls {calls}"
+
+
+def _limit_cases() -> list[tuple[type, str, Any, bool]]:
+    """(dataclass, field, value, valid?) at and just past every bound and choice of the schema."""
+    cases = []
+    for cls, path in SECTIONS.items():
+        if path[0] == "$defs" and cls is not EncoderConfig:
+            continue
+        names = {f.name for f in dataclasses.fields(cls)}
+        for name, prop in section(path)["properties"].items():
+            prop = resolve(prop)
+            if name not in names:
+                continue
+            step = 1 if prop.get("type") == "integer" else 1e-6
+            if "enum" in prop:
+                cases += [(cls, name, choice, True) for choice in prop["enum"]]
+                cases.append((cls, name, "not-a-choice", False))
+            for bound, inside, outside in (
+                ("minimum", 0, -step), ("exclusiveMinimum", step, 0),
+                ("maximum", 0, step), ("exclusiveMaximum", -step, 0),
+            ):  # fmt: skip
+                if bound in prop:
+                    cases.append((cls, name, prop[bound] + inside, True))
+                    cases.append((cls, name, prop[bound] + outside, False))
+    return cases
+
+
+def _construct(cls: type, name: str, value: Any) -> None:
+    if cls is EncoderConfig:  # validated where the run config is built
+        raw = run_config.resolve_run_config(
+            yaml.safe_load((REPO / "config.yaml").read_text()), "xor", "clip", 0
+        ).to_dict()
+        raw["model"]["encoders"] = {"a": {name: value}}
+        run_config.RunConfig.from_dict(raw)
+        return
+    cls(**{**REQUIRED_ARGS.get(cls, {}), **AT_LIMIT_CONTEXT.get((cls, name), {}), name: value})
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "value", "valid"),
+    _limit_cases(),
+    ids=lambda v: v.__name__ if isinstance(v, type) else repr(v),
+)
+def test_dataclasses_accept_and_refuse_exactly_the_schema_limits(cls, name, value, valid):
+    """A value at a schema limit is accepted; one past it is refused in one line naming the setting."""
+    if valid:
+        _construct(cls, name, value)
+        return
+    key = "model.encoders.a" if cls is EncoderConfig else ".".join(SECTIONS[cls])
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}\.{name}: (must be|expected one of) "):
+        _construct(cls, name, value)

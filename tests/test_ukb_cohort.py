@@ -282,7 +282,7 @@ def test_tensor_errors(built, tmp_path):
     root, _ = built
     with pytest.raises(ConfigError, match="fold 7 does not exist"):
         build_ukb_tensors(root / "cohort", tmp_path / "x", UkbTensorConfig("union", 7, ehr=EHR))
-    with pytest.raises(ConfigError, match="--variant"):
+    with pytest.raises(ConfigError, match="^ukb.variant: expected one of intersect, union, got 'both'$"):
         UkbTensorConfig("both", 0)
     with pytest.raises(RecordError, match="cohort file is missing"):
         build_ukb_tensors(tmp_path, tmp_path / "x", UkbTensorConfig("union", 0))

@@ -155,18 +155,7 @@ def attrition(csv_file: Path, stem: Path) -> list[Path]:
         rows = [(r["criterion"], int(r["remaining"])) for r in table]
     except (TypeError, ValueError) as exc:
         raise RecordError(csv_file, f"remaining must be integers ({exc})") from None
-    plt = _pyplot()
-    with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(7.0, 0.5 * len(rows) + 1.2))
-        positions = list(range(len(rows)))[::-1]
-        counts = [c for _, c in rows]
-        ax.barh(positions, counts, color="#4c72b0")
-        ax.set_yticks(positions, [c for c, _ in rows])
-        top = max(counts, default=0) or 1
-        for y, count in zip(positions, counts):
-            ax.text(count + 0.01 * top, y, f"{count:,}", va="center", fontsize=9)
-        ax.set_xlim(0, top * 1.15)
-        ax.set_xlabel("samples remaining")
-        ax.set_title("cohort attrition")
-        fig.tight_layout()
-        return _save(fig, stem)
+    from gated_symile.data.mimic.attrition import attrition_figure
+
+    with _pyplot().rc_context(_RC):
+        return _save(attrition_figure(rows, "samples remaining", "cohort attrition"), stem)

@@ -40,16 +40,26 @@ def check(values: Mapping[str, Any], definition: str, where: str = "") -> None:
 def check_section(values: Mapping[str, Any], dotted: str) -> None:
     """Validate the settings of workflow section ``dotted`` (``mimic.split``) found in ``values``.
 
-    A stage calls it with its settings dataclass as a dict, so a flag given on the command line
-    meets the same limits as the workflow's key; keys the section does not know are left out (paths,
-    resources), and so is ``required`` (the stage's dataclass fills what was not given).
+    A settings dataclass calls it from ``__post_init__`` with itself as a dict, so a flag given on
+    the command line meets the same limits as the workflow's key. The section's ``x-stage-only``
+    settings (generator internals, resources, grid coordinates) are checked with its properties;
+    keys the section does not know are left out (paths), and so is ``required`` (the dataclass
+    fills what was not given).
     """
+    node = section_schema(dotted)
+    plain = json.loads(json.dumps(dict(values), default=str))  # tuples -> lists, paths -> text
+    _raise_first_error(node, {k: v for k, v in plain.items() if k in node["properties"]}, dotted)
+
+
+def section_schema(dotted: str) -> dict[str, Any]:
+    """Workflow section ``dotted`` as a closed object schema of its properties and ``x-stage-only``."""
     node: dict[str, Any] = {"$ref": "#"}
     for part in dotted.split("."):
         node = resolve(node)["properties"][part]
-    node = {k: v for k, v in resolve(node).items() if k != "required"}
-    plain = json.loads(json.dumps(dict(values), default=str))  # tuples -> lists, paths -> text
-    _raise_first_error(node, {k: v for k, v in plain.items() if k in node["properties"]}, dotted)
+    full = resolve(node)
+    node = {k: v for k, v in full.items() if k not in ("required", "x-stage-only")}
+    node["properties"] = {**full["properties"], **full.get("x-stage-only", {})}
+    return node
 
 
 def resolve(node: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,6 +97,8 @@ def describe(error: Any, where: str = "") -> str:
     bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
     if rule in bounds:
         return f"{key}: must be {bounds[rule]} {limit}, got {value!r}"
+    if rule == "pattern":
+        return f"{key}: {value!r} is not {error.schema.get('description', f'of the form {limit}')}"
     if rule == "enum":
         return f"{key}: expected one of {', '.join(map(str, limit))}, got {value!r}"
     return f"{key or 'config'}: {error.message}"

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gated_symile.errors import ConfigError
+from gated_symile.schemas import check_section
 from gated_symile.data.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
 
 MODALITIES: tuple[str, ...] = ("a", "b", "c")
@@ -49,46 +50,17 @@ class XnorConfig:
     seed: int = 420
 
     def __post_init__(self) -> None:
-        if self.n_samples < 10:
-            raise ConfigError(
-                f"xnor n_samples must be >= 10 (three non-empty splits), got {self.n_samples}"
-            )
-        if not 1 <= self.n_bits <= 62:
-            raise ConfigError(
-                f"xnor n_bits must be in 1..62 (label packs into int64), got {self.n_bits}"
-            )
+        check_section(asdict(self), "synth.xnor")
+        # Cross-field (JSON Schema compares a value with constants, not with another setting).
         if self.dim < self.signal_width:
             raise ConfigError(
-                f"xnor dim {self.dim} is smaller than the signal width {self.signal_width}"
+                f"synth.xnor.dim: must be >= the signal width {self.signal_width}, got {self.dim}"
             )
-        if self.a_rule not in ("xnor", "xor"):
-            raise ConfigError(f"xnor a_rule must be xnor or xor, got {self.a_rule!r}")
-        if self.corr_mode not in ("swap_signal", "gaussian"):
-            raise ConfigError(
-                f"xnor corr_mode must be swap_signal or gaussian, got {self.corr_mode!r}"
-            )
-        if len(self.p_flips) != 2:
-            raise ConfigError(f"xnor p_flips needs two probabilities, got {self.p_flips}")
-        for name, value in (
-            ("p", self.p),
-            ("bc_corr_split", self.bc_corr_split),
-            *zip(("p_flips[0]", "p_flips[1]"), self.p_flips),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"xnor {name} must be a probability, got {value}")
-        if self.signal_scale <= 0 or self.distractor_std < 0:
-            raise ConfigError("xnor signal_scale must be > 0 and distractor_std >= 0")
-        if self.eval_batch < 2:
-            raise ConfigError(f"xnor eval_batch must be >= 2, got {self.eval_batch}")
 
     @property
     def signal_width(self) -> int:
         """Leading coordinates that carry signal: 3K (``u_v_uv``) or K (``xnor_only``)."""
-        if self.embed_mode == "u_v_uv":
-            return 3 * self.n_bits
-        if self.embed_mode == "xnor_only":
-            return self.n_bits
-        raise ConfigError(f"xnor embed_mode must be u_v_uv or xnor_only, got {self.embed_mode!r}")
+        return 3 * self.n_bits if self.embed_mode == "u_v_uv" else self.n_bits
 
 
 def generate_xnor(cfg: XnorConfig) -> dict[str, np.ndarray]:

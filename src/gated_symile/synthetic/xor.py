@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from gated_symile.errors import ConfigError
+from gated_symile.schemas import check_section
 from gated_symile.data.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
 
 MODALITIES: tuple[str, ...] = ("a", "b", "c")
 TARGET = "b"
-MAX_BITS = 20  # the bank holds 2^d rows
 
 
 @dataclass(frozen=True)
@@ -36,13 +35,7 @@ class XorConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.d <= MAX_BITS:
-            raise ConfigError(f"xor d must be in 1..{MAX_BITS} (bank of 2^d rows), got {self.d}")
-        if not 0.0 <= self.p_hat <= 1.0:
-            raise ConfigError(f"xor p_hat must be a probability, got {self.p_hat}")
-        for name in ("n_train", "n_val", "n_test"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"xor {name} must be >= 1, got {getattr(self, name)}")
+        check_section(asdict(self), "synth.xor")
 
     @property
     def sizes(self) -> dict[str, int]:

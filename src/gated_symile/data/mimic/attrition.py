@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["write_attrition"]
+__all__ = ["attrition_figure", "write_attrition"]
 
 
 def write_attrition(
@@ -39,6 +40,19 @@ def write_attrition(
 
 
 def _plot(rows: Sequence[tuple[str, int]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = attrition_figure(rows, "admissions remaining", "Symile-MIMIC cohort attrition")
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def attrition_figure(rows: Sequence[tuple[str, int]], xlabel: str, title: str) -> Any:
+    """Horizontal bars of the count remaining after each criterion, top to bottom, each labelled.
+
+    One drawing for the cohort stage's ``attrition.png`` and the report's figure
+    (``gated_symile.reporting.figures.attrition``); the caller saves and closes it.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,8 +68,7 @@ def _plot(rows: Sequence[tuple[str, int]], path: Path) -> None:
     for y, count in zip(positions, counts):
         ax.text(count + 0.01 * top, y, f"{count:,}", va="center", fontsize=9)
     ax.set_xlim(0, top * 1.15)
-    ax.set_xlabel("admissions remaining")
-    ax.set_title("Symile-MIMIC cohort attrition")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    return fig

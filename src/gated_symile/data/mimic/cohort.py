@@ -19,8 +19,9 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from gated_symile.errors import ConfigError, RecordError
 from gated_symile.data.mimic import cohort_rules as rules
@@ -35,6 +36,7 @@ from gated_symile.data.mimic.parallel import RecordPool
 from gated_symile.provenance.hashing import file_sha256
 from gated_symile.provenance.read_set import active, opened_file
 from gated_symile.outputs import staged_folder
+from gated_symile.schemas import check_section
 from gated_symile.records.mimic_tables import (
     ADMISSIONS,
     ECG_RECORD_LIST,
@@ -61,9 +63,12 @@ class MimicCohortConfig:
     out: Path
     chexpert: Path | None = None
     workers: int = 1
-    qc_rule: str = "symile"
+    qc_rule: Literal["symile", "strict"] = "symile"
     duckdb_threads: int = 2
     memory_limit: str = "2GB"
+
+    def __post_init__(self) -> None:
+        check_section(asdict(self), "mimic.cohort")  # memory_limit: where DuckDB opens
 
 
 _MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
@@ -99,12 +104,6 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
 
 
 def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
-    from gated_symile.records.ecg_qc import QC_RULES
-
-    if config.qc_rule not in QC_RULES:
-        raise ConfigError(f"--qc-rule must be one of {QC_RULES}, got {config.qc_rule!r}")
-    if config.workers < 1 or config.duckdb_threads < 1:
-        raise ConfigError("--workers and --duckdb-threads must be >= 1")
     hosp = Path(config.mimic_iv) / "hosp"
     files = {
         "patients": hosp / PATIENTS.filename,

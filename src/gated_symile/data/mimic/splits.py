@@ -45,6 +45,7 @@ from gated_symile.intermediates import read_frame
 from gated_symile.data.mimic.lab_percentiles import apply_lab_ecdf, ecdf_table, fit_lab_ecdf
 from gated_symile.outputs import staged_folder
 from gated_symile.provenance.hashing import file_sha256
+from gated_symile.schemas import check_section
 
 __all__ = [
     "SPLIT_NAMES",
@@ -74,6 +75,9 @@ class SplitConfig:
     train_n: int = 10000
     val_n: int = 750
     candidate_n: int = 10
+
+    def __post_init__(self) -> None:
+        check_section(asdict(self), "mimic.split")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from gated_symile.data.mimic.splits import SPLIT_NAMES
 from gated_symile.provenance.hashing import file_sha256
 from gated_symile.provenance.read_set import OpenedFile, active, opened_file
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS
+from gated_symile.schemas import check_section
 from gated_symile.data.tensor_format import dataset_folder
 
 __all__ = [
@@ -53,6 +54,9 @@ class TensorConfig:
     seed: int = 0
     workers: int = 1
     eval_batch: int = 128
+
+    def __post_init__(self) -> None:
+        check_section(asdict(self), "mimic.tensors")
 
 
 def normalize_ecg(signal: np.ndarray) -> np.ndarray:

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
-from gated_symile.errors import GatedSymileError
+from gated_symile.errors import ConfigError, GatedSymileError
+from gated_symile.schemas import check_section
 
 if TYPE_CHECKING:  # pandas loads lazily: the CLI imports this module for its constants
     import pandas as pd
 
-MODES: tuple[str, ...] = ("swap", "noise", "drop")
+Mode = Literal["swap", "noise", "drop"]
+MODES: tuple[str, ...] = get_args(Mode)
 ROW_MODES: tuple[str, ...] = ("none", *MODES)
 EXCLUSIVE = "exclusive"
 DEFAULT_SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -38,21 +40,17 @@ class MisalignConfig:
     """What to corrupt and how. ``modalities`` is ``("exclusive",)`` or explicit modality names."""
 
     p: float
-    mode: str
+    mode: Mode
     modalities: tuple[str, ...] = (EXCLUSIVE,)
     splits: tuple[str, ...] = DEFAULT_SPLITS
     seed: int = 0
     exclude_same_subject: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.p <= 1.0:
-            raise GatedSymileError(f"misalignment p must lie in [0, 1], got {self.p}")
-        if self.mode not in MODES:
-            raise GatedSymileError(f"misalignment mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if not self.modalities or (EXCLUSIVE in self.modalities and len(self.modalities) > 1):
-            raise GatedSymileError(f"modalities must be {EXCLUSIVE!r} or a list of names, got {self.modalities}")
-        if len(set(self.modalities)) != len(self.modalities) or len(set(self.splits)) != len(self.splits):
-            raise GatedSymileError("misalignment modalities and splits must not repeat")
+        check_section({**asdict(self), "modalities": ",".join(self.modalities)}, "misalign")
+        # Not a schema rule: a pattern cannot say "no name twice" in the comma-separated list.
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(f"misalign.modalities: a name is repeated in {','.join(self.modalities)}")
 
     @property
     def exclusive(self) -> bool:

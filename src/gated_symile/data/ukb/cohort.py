@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from gated_symile.errors import ConfigError
+from gated_symile.schemas import check_section
 from gated_symile.outputs import staged_folder
 from gated_symile.records.errors import MissingRecord
 from gated_symile.records.ukb_tables import (
@@ -63,12 +64,7 @@ class UkbCohortConfig:
     ehr_requires_episodes: bool = False
 
     def __post_init__(self) -> None:
-        if self.n_folds < 2:
-            raise ConfigError(f"--n-folds must be >= 2, got {self.n_folds}")
-        if not 0.0 <= self.val_frac < 1.0:
-            raise ConfigError(f"--val-frac must be in [0, 1), got {self.val_frac}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        check_section(asdict(self), "ukb")
 
 
 def raw_file(raw: Path, name: str, required: bool = True) -> Path | None:

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from gated_symile.errors import ConfigError
+from gated_symile.schemas import check_section
 
 __all__ = [
     "FEATURIZERS",
@@ -46,10 +47,7 @@ class EhrConfig:
     dim: int = 0
 
     def __post_init__(self) -> None:
-        if self.min_count < 1 or self.max_codes < 1 or self.dim < 0:
-            raise ConfigError(
-                f"ukb.ehr needs min_count >= 1, max_codes >= 1, dim >= 0; got {asdict(self)}"
-            )
+        check_section(asdict(self), "ukb.ehr")  # featurizer: the registry, in make_featurizer
 
 
 class EhrFeaturizer(Protocol):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -22,14 +22,14 @@ from gated_symile.errors import ConfigError, RecordError
 from gated_symile.intermediates import read_frame, read_json
 from gated_symile.provenance.hashing import file_sha256
 from gated_symile.records.errors import MissingRecord
+from gated_symile.schemas import check_section
 from gated_symile.data.tensor_format import SPLITS, dataset_folder, write_metadata, write_split
 from gated_symile.data.ukb.cohort import MODALITIES
 from gated_symile.data.ukb.ehr import EhrConfig, make_featurizer
 from gated_symile.data.ukb.folds import split_roles
 
-__all__ = ["VARIANTS", "UkbTensorConfig", "build_ukb_tensors", "zscore_fit"]
+__all__ = ["UkbTensorConfig", "build_ukb_tensors", "zscore_fit"]
 
-VARIANTS: tuple[str, ...] = ("intersect", "union")
 TARGET = "olink"
 COHORT_FILES = (
     "summary.json", "participants.parquet", "splits.parquet", "nmr.parquet", "olink.parquet",
@@ -39,16 +39,13 @@ COHORT_FILES = (
 
 @dataclass(frozen=True)
 class UkbTensorConfig:
-    variant: str
+    variant: Literal["intersect", "union"]
     fold: int
     seed: int = 0
     ehr: EhrConfig = field(default_factory=EhrConfig)
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"--variant must be one of {list(VARIANTS)}, got {self.variant!r}")
-        if self.fold < 0:
-            raise ConfigError(f"--fold must be >= 0, got {self.fold}")
+        check_section(asdict(self), "ukb")  # variant, fold, seed (ehr: EhrConfig checked itself)
 
 
 def zscore_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

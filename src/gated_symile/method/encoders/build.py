@@ -25,8 +25,8 @@ head included, is Xavier-uniform with zero bias.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -36,7 +36,8 @@ from gated_symile.method.encoders.ecg import EcgResNet1d, TimePool, ecg_resnet18
 from gated_symile.method.encoders.mlp import MLP, InitScheme, init_linear
 from gated_symile.method.encoders.resnet import resnet18, resnet50
 
-ARCHS: tuple[str, ...] = (
+Arch = Literal[
+    "auto",
     "resnet18",
     "resnet50",
     "ecg_resnet18_2d",
@@ -44,7 +45,7 @@ ARCHS: tuple[str, ...] = (
     "mlp_gelu",
     "mlp_relu",
     "tabular_mlp",
-)
+]
 _DEFAULT_HIDDEN = {"mlp_gelu": (256, 1024), "tabular_mlp": (1024, 512, 256)}  # mlp_relu: (d, d)
 
 
@@ -57,43 +58,18 @@ class EncoderConfig:
     () = none). ``dropout``: after every MLP block. ``pool``: ECG encoders average consecutive
     samples in groups of this size before the trunk (10: 500 Hz -> 50 Hz, a tenth of the compute;
     1 = the reference network on the full signal).
+
+    Types, choices and limits are checked where a run config is built (``RunConfig.from_dict``:
+    the field types, then ``$defs/encoder`` of the settings schema), not here: the method reads no
+    files, the schema included.
     """
 
-    arch: str = "auto"
+    arch: Arch = "auto"
     width: int = 64
     blocks: tuple[int, ...] | None = None
     hidden: tuple[int, ...] | None = None
     dropout: float = 0.0
     pool: int = 1
-
-    def __post_init__(self) -> None:
-        ints = (self.width, self.pool, *(self.blocks or ()), *(self.hidden or ()))
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ints):
-            raise ConfigError(f"encoder width, blocks and hidden must be integers: {self}")
-        if not isinstance(self.dropout, (int, float)):
-            raise ConfigError(f"encoder dropout must be a number, got {self.dropout!r}")
-        if self.arch != "auto" and self.arch not in ARCHS:
-            raise ConfigError(f"encoder arch {self.arch!r} is not one of auto, {', '.join(ARCHS)}")
-        if self.width < 1:
-            raise ConfigError(f"encoder width must be positive, got {self.width}")
-        if self.blocks is not None and (len(self.blocks) != 4 or min(self.blocks) < 1):
-            raise ConfigError(f"encoder blocks must be four positive ints, got {list(self.blocks)}")
-        if self.hidden is not None and any(h < 1 for h in self.hidden):
-            raise ConfigError(f"encoder hidden widths must be positive, got {list(self.hidden)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"encoder dropout must be in [0, 1), got {self.dropout}")
-        if self.pool < 1:
-            raise ConfigError(f"encoder pool must be a positive integer, got {self.pool}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> EncoderConfig:
-        """Build from a YAML mapping; lists become tuples, unknown keys are a ConfigError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown encoder key(s) {unknown}; known: {sorted(known)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return cls(**kwargs)
 
 
 class Encoder(nn.Module):

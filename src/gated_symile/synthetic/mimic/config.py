@@ -8,9 +8,9 @@ eligible admission exists: a 30-admission test run therefore still hits every br
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 
-from gated_symile.errors import ConfigError
+from gated_symile.schemas import check_section
 
 
 @dataclass(frozen=True)
@@ -113,32 +113,4 @@ class MimicSynthConfig:
     """DICOM that is truncated or not DICOM at all (no JPG is derived from it)."""
 
     def __post_init__(self) -> None:
-        if self.admissions < 1:
-            raise ConfigError(
-                f"synth.mimic.admissions must be >= 1, got {self.admissions}"
-            )
-        if self.image_size < 32:
-            raise ConfigError(
-                f"synth.mimic.image_size must be >= 32, got {self.image_size}"
-            )
-        if self.workers < 1:
-            raise ConfigError(f"synth.mimic.workers must be >= 1, got {self.workers}")
-        if self.signal_strength < 0:
-            raise ConfigError(
-                f"synth.mimic.signal_strength must be >= 0, got {self.signal_strength}"
-            )
-        if self.ecg_outside_per_admission < 0:
-            raise ConfigError(
-                f"synth.mimic.ecg_outside_per_admission must be >= 0, got {self.ecg_outside_per_admission}"
-            )
-        if self.labs_per_admission < 1:
-            raise ConfigError(
-                f"synth.mimic.labs_per_admission must be >= 1, got {self.labs_per_admission}"
-            )
-        for f in fields(self):
-            if f.name.endswith("_rate"):
-                value = getattr(self, f.name)
-                if not 0.0 <= value <= 1.0:
-                    raise ConfigError(
-                        f"synth.mimic.{f.name} must be in [0, 1], got {value}"
-                    )
+        check_section(asdict(self), "synth.mimic")

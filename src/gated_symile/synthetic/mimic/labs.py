@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -162,25 +163,39 @@ def draw_lab_branches(plan: Plan) -> LabBranches:
 def _panels(
     plan: Plan, br: LabBranches, lo: int, hi: int, rng: np.random.Generator
 ) -> dict:
-    """Panel table of admissions ``lo..hi-1``: adm (whose latents), time, hadm (-1 = null), code, mode."""
+    """Panel table of admissions ``lo..hi-1``: adm (whose latents), time, hadm (-1 = null), code, mode.
+
+    The three kinds of panel are drawn in this order from ``rng`` (the order fixes the bytes).
+    """
     adm = np.arange(lo, hi)
+    parts = [
+        *_admission_panels(plan, br, adm, rng),
+        *_daily_panels(plan, br, adm, rng),
+        *_branch_panels(plan, br, adm, rng),
+    ]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _panel_part(adm: np.ndarray, time: np.ndarray, hadm: np.ndarray, code: int, mode: Any = 0) -> dict:
+    """Panels of one panel type: one row per admission in ``adm``."""
+    return {"adm": adm, "time": time, "hadm": hadm, "code": np.full(adm.size, code),
+            "mode": np.broadcast_to(mode, adm.shape)}  # fmt: skip
+
+
+def _admission_panels(
+    plan: Plan, br: LabBranches, adm: np.ndarray, rng: np.random.Generator
+) -> list[dict]:
+    """ED / admission panels: one draw time per admission (after 24 h when it has no labs)."""
     m = adm.size
-    admit, hadm = plan.admit_s[adm], plan.hadm_id[adm]
-    parts = []
-
-    def add(a, time, hadm_id, code, mode=0):
-        parts.append({"adm": a, "time": time, "hadm": hadm_id, "code": np.full(a.size, code),
-                      "mode": np.broadcast_to(mode, a.shape)})  # fmt: skip
-
-    # admission panels: same draw time for all panels of an admission
     late = br.none[adm]
-    t0 = admit + np.where(
+    t0 = plan.admit_s[adm] + np.where(
         late,
         DAY + uniform_int(rng, 60, 600, m) * 60,
         uniform_int(rng, -180, 120, m) * 60,
     )
-    h0 = np.where(br.null_hadm[adm], -1, hadm)
+    h0 = np.where(br.null_hadm[adm], -1, plan.hadm_id[adm])
     mode = np.where(br.text_only[adm], 2, np.where(br.text[adm], 1, 0))
+    parts = []
     for name, p in (
         ("CBC", 1),
         ("DIFF", 0.6),
@@ -195,8 +210,14 @@ def _panels(
         panel_mode = (
             mode[take] if name in ("CBC", "CHEM") else np.where(mode[take] == 2, 2, 0)
         )
-        add(adm[take], t0[take], h0[take], _CODE[name], panel_mode)
-    # daily morning panels
+        parts.append(_panel_part(adm[take], t0[take], h0[take], _CODE[name], panel_mode))
+    return parts
+
+
+def _daily_panels(
+    plan: Plan, br: LabBranches, adm: np.ndarray, rng: np.random.Generator
+) -> list[dict]:
+    """Morning panels of each hospital day (none inside the window of a no-labs admission)."""
     rep = np.repeat(adm, plan.n_daily[adm])
     day = (
         np.arange(rep.size)
@@ -211,6 +232,7 @@ def _panels(
     )
     keep = ~((br.none | br.text_only)[rep] & (t - plan.admit_s[rep] <= DAY))
     rep, t = rep[keep], t[keep]
+    parts = []
     for name, p in (
         ("CBC", 1),
         ("CHEM", 1),
@@ -219,34 +241,43 @@ def _panels(
         ("DIFF", 0.2),
     ):
         take = rng.random(rep.size) < p
-        add(rep[take], t[take], plan.hadm_id[rep[take]], _CODE[name])
-    # outpatient panel before the window, panels exactly on a bound, adjacent admission
+        parts.append(_panel_part(rep[take], t[take], plan.hadm_id[rep[take]], _CODE[name]))
+    return parts
+
+
+def _branch_panels(
+    plan: Plan, br: LabBranches, adm: np.ndarray, rng: np.random.Generator
+) -> list[dict]:
+    """Outpatient panels before the window, panels exactly on a bound, the adjacent admission's."""
     b = adm[br.before[adm]]
     tb = plan.admit_s[b] - DAY - uniform_int(rng, 1, 30 * 1440, b.size) * 60
-    for name in ("CBC", "CHEM"):
-        add(b, tb, np.full(b.size, -1), _CODE[name])
+    parts = [_panel_part(b, tb, np.full(b.size, -1), _CODE[name]) for name in ("CBC", "CHEM")]
     side = br.bound_side[adm]
     on = adm[side != 0]
-    add(
+    parts.append(_panel_part(
         on,
         plan.admit_s[on] + side[side != 0] * DAY,
         np.where(side[side != 0] < 0, -1, plan.hadm_id[on]),
         _CODE["CHEM"],
-    )
+    ))  # fmt: skip
     prev = plan.previous[adm[plan.readmission[adm]]]
-    add(
+    parts.append(_panel_part(
         prev,
         plan.disch_s[prev] - uniform_int(rng, 60, 180, prev.size) * 60,
         plan.hadm_id[prev],
         _CODE["CHEM"],
-    )
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    ))  # fmt: skip
+    return parts
 
 
 def lab_rows(
     plan: Plan, br: LabBranches, lo: int, hi: int, panel_offset: int
 ) -> tuple[pl.DataFrame, int]:
-    """labevents rows (without ``labevent_id``) of admissions ``lo..hi-1``, and the panel count."""
+    """labevents rows (without ``labevent_id``) of admissions ``lo..hi-1``, and the panel count.
+
+    One random stream per block, drawn in a fixed order: panels, values, value texts, then the
+    per-panel attributes.
+    """
     cfg = plan.cfg
     rng = np.random.default_rng(
         np.random.SeedSequence([cfg.seed, LAB_STREAM, lo // CHUNK])
@@ -261,11 +292,50 @@ def lab_rows(
     pos = np.arange(row_panel.size) - np.repeat(np.cumsum(counts) - counts, counts)
     item = _PANEL_FLAT[_PANEL_START[panels["code"][row_panel]] + pos]
     adm = panels["adm"][row_panel]
+    values = _lab_values(plan, lo, hi, item, adm, panels["mode"][row_panel], rng)
+    text = _value_texts(item, values, rng)
+    attributes = _panel_attributes(plan, panels, panel_offset, rng)
+    rp = pl.Series(row_panel)
+    rows = pl.DataFrame(
+        [
+            pl.Series("subject_id", plan.subject_id[adm]),
+            attributes["hadm"].gather(rp),
+            pl.Series("specimen_id", attributes["specimen"][row_panel]),
+            pl.Series("itemid", _ITEMIDS[item]),
+            attributes["provider"].gather(rp),
+            attributes["chart"].gather(rp),
+            attributes["store"].gather(rp),
+            text["value"].alias("value"),
+            text["valuenum"].alias("valuenum"),
+            _UOM.gather(pl.Series(item)).set(text["no_number"], None),
+            _REF_LO_TEXT.gather(pl.Series(item)),
+            _REF_HI_TEXT.gather(pl.Series(item)),
+            pl.select(pl.when(pl.lit(pl.Series(values["abnormal"]))).then(pl.lit("abnormal")))
+            .to_series()
+            .alias("flag"),
+            _PRIORITY.gather(pl.Series(attributes["priority"][row_panel])).alias("priority"),
+            _COMMENTS.gather(pl.Series(values["comment_code"]))
+            .set(pl.Series(~values["has_comment"]), None)
+            .alias("comments"),
+        ]
+    )
+    return rows, n_panels
+
+
+def _lab_values(
+    plan: Plan,
+    lo: int,
+    hi: int,
+    item: np.ndarray,
+    adm: np.ndarray,
+    mode: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Per row: the value (persistent per (admission, item) + per-draw noise + latent loadings),
+    rounded to the item's decimals, whether it is text, masked or abnormal, and its comment."""
     n_rows = item.size
     numeric = item < N_NUMERIC
     k = np.where(numeric, item, 0)
-
-    # values: persistent per (admission, item) + per-draw noise + latent loadings
     base = max(lo - 1, 0)
     persistent = rng.standard_normal((hi - base, N_NUMERIC))
     lat = plan.latents
@@ -280,7 +350,6 @@ def lab_rows(
     )
     scale = 10.0 ** _DECIMALS[k]
     scaled = np.rint(value * scale).astype(np.int64)
-    mode = panels["mode"][row_panel]
     as_text = numeric & (
         (mode == 2) | ((mode == 1) & ((rng.random(n_rows) < 0.3) | (k == _POTASSIUM)))
     )
@@ -290,12 +359,22 @@ def lab_rows(
     abnormal = (
         numeric & ~as_text & ((value_num < _REF_LO[k]) | (value_num > _REF_HI[k]))
     )
-    has_comment = (rng.random(n_rows) < cfg.comment_rate) | (item == _EGFR)
+    has_comment = (rng.random(n_rows) < plan.cfg.comment_rate) | (item == _EGFR)
     comment_code = np.where(
         item == _EGFR, _EGFR_COMMENT, rng.integers(0, len(COMMENTS), n_rows)
     )
+    return {
+        "k": k, "numeric": numeric, "scaled": scaled, "as_text": as_text, "masked": masked,
+        "abnormal": abnormal, "has_comment": has_comment, "comment_code": comment_code,
+    }  # fmt: skip
 
-    # strings: numbers formatted with the item's decimals, text gathered from small tables by code
+
+def _value_texts(
+    item: np.ndarray, values: dict[str, np.ndarray], rng: np.random.Generator
+) -> dict[str, pl.Series]:
+    """``value`` and ``valuenum`` strings: numbers with the item's decimals, text from small tables."""
+    n_rows = item.size
+    k, scaled, as_text = values["k"], values["scaled"], values["as_text"]
     power = 10 ** _DECIMALS[k]
     sign = pl.Series(np.where(scaled < 0, 1, 0)).cast(pl.UInt32)
     whole = pl.Series(np.abs(scaled) // power).cast(pl.String)
@@ -309,8 +388,7 @@ def lab_rows(
         .then(pl.lit(_SIGN).gather(sign) + whole)
         .otherwise(pl.lit(_SIGN).gather(sign) + whole + "." + frac)
     ).to_series()
-    no_number = pl.Series(~numeric | as_text)
-    valuenum = number.set(no_number, None)
+    no_number = pl.Series(~values["numeric"] | as_text)
     text = pl.select(
         pl.when(pl.lit(pl.Series(as_text)))
         .then(
@@ -323,19 +401,22 @@ def lab_rows(
         )
     ).to_series()
     value = pl.select(
-        pl.when(pl.lit(pl.Series(masked)))
+        pl.when(pl.lit(pl.Series(values["masked"])))
         .then(pl.lit("___"))
         .when(pl.lit(no_number))
         .then(text)
         .otherwise(number)
     ).to_series()
-    comments = _COMMENTS.gather(pl.Series(comment_code)).set(
-        pl.Series(~has_comment), None
-    )
+    return {"value": value, "valuenum": number.set(no_number, None), "no_number": no_number}
 
-    # per-panel attributes, gathered onto rows
+
+def _panel_attributes(
+    plan: Plan, panels: dict, panel_offset: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Per panel: specimen id, chart and store times, priority, ordering provider, hadm_id."""
+    n_panels = panels["adm"].size
     specimen = scrambled_ids(
-        panel_offset + np.arange(n_panels), SPECIMEN, cfg.seed, salt=5
+        panel_offset + np.arange(n_panels), SPECIMEN, plan.cfg.seed, salt=5
     )
     chart = format_times(panels["time"], "charttime")
     store_s = panels["time"] + uniform_int(rng, 15, 180, n_panels) * 60
@@ -346,29 +427,8 @@ def lab_rows(
     provider = pl.Series("order_provider_id", provider_ids(rng, n_panels))
     provider = provider.set(pl.Series(rng.random(n_panels) >= 0.15), None)
     hadm = pl.Series("hadm_id", panels["hadm"]).set(pl.Series(panels["hadm"] < 0), None)
-    rp = pl.Series(row_panel)
-    rows = pl.DataFrame(
-        [
-            pl.Series("subject_id", plan.subject_id[adm]),
-            hadm.gather(rp),
-            pl.Series("specimen_id", specimen[row_panel]),
-            pl.Series("itemid", _ITEMIDS[item]),
-            provider.gather(rp),
-            chart.gather(rp),
-            store.gather(rp),
-            value.alias("value"),
-            valuenum.alias("valuenum"),
-            _UOM.gather(pl.Series(item)).set(no_number, None),
-            _REF_LO_TEXT.gather(pl.Series(item)),
-            _REF_HI_TEXT.gather(pl.Series(item)),
-            pl.select(pl.when(pl.lit(pl.Series(abnormal))).then(pl.lit("abnormal")))
-            .to_series()
-            .alias("flag"),
-            _PRIORITY.gather(pl.Series(priority[row_panel])).alias("priority"),
-            comments.alias("comments"),
-        ]
-    )
-    return rows, n_panels
+    return {"specimen": specimen, "chart": chart, "store": store, "priority": priority,
+            "provider": provider, "hadm": hadm}  # fmt: skip
 
 
 def write_labevents(path: Path, plan: Plan) -> dict[str, int]:

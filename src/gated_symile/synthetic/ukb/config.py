@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
-from gated_symile.errors import ConfigError
+from gated_symile.schemas import check_section
 
 
 @dataclass(frozen=True)
@@ -52,30 +52,4 @@ class UkbSynthConfig:
     """Column spelling of ``ukb_main.csv``: ``23400-0.0``, ``f.23400.0.0`` or ``p23400_i0``."""
 
     def __post_init__(self) -> None:
-        if self.participants < 1:
-            raise ConfigError(f"synth ukb participants must be >= 1, got {self.participants}")
-        if self.seed < 0:
-            raise ConfigError(f"synth ukb seed must be >= 0, got {self.seed}")
-        if not 1 <= self.n_proteins <= 1463:
-            raise ConfigError(f"synth ukb n_proteins must be in 1..1463, got {self.n_proteins}")
-        if self.workers < 1:
-            raise ConfigError(f"synth ukb workers must be >= 1, got {self.workers}")
-        if self.n_latents < 1 or not 1 <= self.n_bits <= 64:
-            raise ConfigError("synth ukb needs n_latents >= 1 and n_bits in 1..64")
-        if self.signal_strength < 0:
-            raise ConfigError(f"synth ukb signal_strength must be >= 0, got {self.signal_strength}")
-        if self.olink_orphans < 0:
-            raise ConfigError(f"synth ukb olink_orphans must be >= 0, got {self.olink_orphans}")
-        for f in fields(self):
-            if f.name.endswith("_frac"):
-                value = getattr(self, f.name)
-                if not 0.0 <= value <= 1.0:
-                    raise ConfigError(f"synth ukb {f.name} must be in [0, 1], got {value}")
-        if self.hes_date_format not in ("dmy", "iso"):
-            raise ConfigError(
-                f"synth ukb hes_date_format must be dmy or iso, got {self.hes_date_format!r}"
-            )
-        if self.main_style not in ("ukbconv", "r", "rap"):
-            raise ConfigError(
-                f"synth ukb main_style must be ukbconv, r or rap, got {self.main_style!r}"
-            )
+        check_section(asdict(self), "synth.ukb")
