@@ -110,7 +110,7 @@ def run_tables(root: Path, threads: int, memory_limit: str) -> dict:
             file_row=True,
         )
         rules.build_ecg_candidates(con)
-        con.execute("CREATE TABLE ecg_rejected (file_row BIGINT, reason VARCHAR)")
+        con.execute("CREATE TABLE ecg_rejected (file_row BIGINT, reason VARCHAR, problem VARCHAR)")
         register_cxr_tables(con, detect_cxr_release(root / "mimic-cxr-jpg"))
         rules.build_cxr_index(con)
         con.execute("CREATE TABLE cxr_absent (file_row BIGINT)")

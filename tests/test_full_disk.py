@@ -114,3 +114,27 @@ def _content(path: Path) -> object:
     if path.name == "history.jsonl":
         return [strip_timing(json.loads(line)) for line in path.read_text().splitlines()]
     return path.read_bytes()
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-store", "existing-store"])
+def test_track_init_on_a_full_disk_is_one_line_and_leaves_no_half_store(tmp_path, existing):
+    """A new store is built aside and linked into place whole; a write to an existing one fails
+    naming it. Either way the rerun without the limit completes."""
+    db = tmp_path / "mlflow" / "mlflow.db"
+
+    def argv(experiment: str) -> list:
+        return ["track", "init", "--uri", f"sqlite:///{db}", "--experiment", experiment,
+                "--out", tmp_path / f"{experiment}.json"]  # fmt: skip
+
+    if existing:
+        assert run_stage(argv("first"), None).returncode == 0
+    failed = run_stage(argv("e"), 4 << 10)
+    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {db}: cannot write"), lines
+    assert not (tmp_path / "e.json").exists()
+    assert sorted(p.name for p in db.parent.iterdir()) == (["mlflow.db"] if existing else [])
+    rerun = run_stage(argv("e"), None)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    flag = json.loads((tmp_path / "e.json").read_text())
+    assert flag["experiment_id"] == ("2" if existing else "1")

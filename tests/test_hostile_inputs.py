@@ -544,10 +544,14 @@ def _selected(b: dict[str, Path], column: str, row: int) -> str:
 COHORT_EXCLUSIONS = [
     # (id, column of the damaged record in cohort.parquet, file under the release, damage,
     #  exclusion level, words of the record's reason, the admission's reason)
-    ("ECG signal halved", "ecg_path", "mimic-iv-ecg/{}.dat", _halve, "ecg_record", "truncated", "no valid ECG"),
-    ("ECG header gone", "ecg_path", "mimic-iv-ecg/{}.hea", Path.unlink, "ecg_record", "missing", "no valid ECG"),
-    ("ECG header garbled", "ecg_path", "mimic-iv-ecg/{}.hea", _garble, "ecg_record", "unreadable", "no valid ECG"),
-    ("radiograph gone", "cxr_path", "mimic-cxr-jpg/{}", Path.unlink, "cxr_image", "CXR file missing", "no AP/PA CXR"),
+    ("ECG signal halved", "ecg_path", "mimic-iv-ecg/{}.dat", _halve, "ecg_record", "truncated",
+     "no valid ECG within [-24 h, +24 h]: ECG record unreadable"),
+    ("ECG header gone", "ecg_path", "mimic-iv-ecg/{}.hea", Path.unlink, "ecg_record", "missing",
+     "no valid ECG within [-24 h, +24 h]: ECG record missing"),
+    ("ECG header garbled", "ecg_path", "mimic-iv-ecg/{}.hea", _garble, "ecg_record", "unreadable",
+     "no valid ECG within [-24 h, +24 h]: ECG record unreadable"),
+    ("radiograph gone", "cxr_path", "mimic-cxr-jpg/{}", Path.unlink, "cxr_image", "CXR file missing",
+     "no usable AP/PA CXR within (24 h, 72 h]: CXR file missing"),
 ]  # fmt: skip
 
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +108,14 @@ def init_store(uri: str, experiment: str) -> str:
     if db is not None:
         _check_sqlite_store(db)
         artifact_location = str(db.parent / "artifacts")
-    client = MlflowClient(tracking_uri=uri)
+        if not db.exists():
+            _create_sqlite_store(db, experiment, artifact_location)
+    with _store_writes(db or uri):
+        return _experiment_id(MlflowClient(tracking_uri=uri), experiment, artifact_location)
+
+
+def _experiment_id(client: Any, experiment: str, artifact_location: str | None) -> str:
+    """The id of ``experiment``, created when absent (by this process or a concurrent one)."""
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
@@ -116,6 +126,63 @@ def init_store(uri: str, experiment: str) -> str:
         if found is None:
             raise
         return found.experiment_id
+
+
+def _create_sqlite_store(db: Path, experiment: str, artifact_location: str) -> None:
+    """Build a new database with its experiment under a temporary name beside ``db`` and link it
+    into place whole.
+
+    Why: MLflow creates the tables and then migrates them; a full disk or a killed job in between
+    would leave a half-initialised database under the final name, which every later run refuses
+    as out of date.  A hard link, unlike a rename, fails when a concurrent job put its store there
+    first; that store is then used and this one dropped, so no job's runs are ever replaced.
+    """
+    from mlflow import MlflowClient
+
+    temporary = str(db.parent / f".{db.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with _store_writes(db):
+            client = MlflowClient(tracking_uri=f"sqlite:///{temporary}")
+            _experiment_id(client, experiment, artifact_location)
+            try:
+                os.link(temporary, db)
+            except FileExistsError:
+                pass
+    finally:
+        for leftover in (temporary, temporary + "-journal"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+
+
+@contextmanager
+def _store_writes(store: str | Path) -> Iterator[None]:
+    """Turn a failed write to the tracking store (full disk, file-size limit, read-only folder)
+    into one error naming the store, instead of SQLAlchemy's page of traceback; MLflow's own
+    logged traceback of the same error is silenced meanwhile."""
+    quiet = logging.getLogger("mlflow.store.db.utils")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except Exception as exc:
+        reason = _write_failure(exc)
+        if reason is None:
+            raise
+        raise GatedSymileError(f"{store}: cannot write the tracking store ({reason})") from None
+    finally:
+        quiet.setLevel(level)
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """The file-system or database-write reason in ``exc`` or its causes, else ``None``."""
+    link: BaseException | None = exc
+    while link is not None:
+        if isinstance(link, OSError):
+            return link.strerror or str(link)
+        if type(link).__name__ == "OperationalError":  # sqlite3's or SQLAlchemy's wrapper
+            return str(getattr(link, "orig", None) or link).splitlines()[0]
+        link = link.__cause__ or link.__context__
+    return None
 
 
 def create_parent_run(

@@ -24,9 +24,11 @@ __all__ = [
     "REQUIRED_IMAGE_TAGS",
     "check_complete_image",
     "dicom_tags",
+    "header_length",
     "malformed_element",
     "open_dicom",
     "read_dicom_header",
+    "read_dicom_header_and_length",
 ]
 
 MIMIC_TAGS: tuple[str, ...] = (
@@ -61,6 +63,8 @@ REQUIRED_IMAGE_TAGS: tuple[str, ...] = (
 """Type 1 tags of every image pixel module (PS3.3 C.7.6.3) that decoding cannot do without."""
 
 _PIXEL_DATA = 0x7FE00010
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, _PIXEL_DATA)
+"""Float, double float and plain pixel data: where ``dcmread(stop_before_pixels=True)`` stops."""
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 """Deflated explicit VR little endian: element positions are offsets in the inflated stream."""
 
@@ -164,9 +168,38 @@ def read_dicom_header(path: str | Path) -> dict[str, str | int | None]:
     For indexing a release: the same checks as the image reader, so an image that passes here
     is not rejected later for being empty or truncated.
     """
+    return read_dicom_header_and_length(path)[0]
+
+
+def read_dicom_header_and_length(path: str | Path) -> tuple[dict[str, str | int | None], int]:
+    """:func:`read_dicom_header` and :func:`header_length` from one parse of the file."""
     path = Path(path)
     ds = open_dicom(path, header_only=True)
-    return dicom_tags(path, ds)
+    length = header_length(path, ds)
+    return dicom_tags(path, ds), length
+
+
+def header_length(path: Path, ds) -> int:
+    """How many bytes of the file precede the pixel data: the offset of the first top-level pixel
+    data element, where ``pydicom.dcmread(stop_before_pixels=True)`` leaves the file (a deflated
+    file is inflated whole, so there it is the file size).
+
+    Why: the header is what an index of the release reads, so its hash is what provenance records.
+    Needs the still raw elements of a dataset from :func:`open_dicom` (call before any access).
+    """
+    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+    if str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")) == _DEFLATED:
+        return path.stat().st_size
+    starts = []
+    for tag in _PIXEL_TAGS:
+        if tag in ds:
+            element = ds.get_item(tag, keep_deferred=True)
+            explicit_long = not element.is_implicit_VR and element.VR in EXPLICIT_VR_LENGTH_32
+            starts.append(int(element.value_tell) - (12 if explicit_long else 8))
+    if not starts:  # open_dicom has checked there is pixel data
+        raise UnreadableRecord(path, "no PixelData element")
+    return min(starts)
 
 
 def dicom_tags(path: Path, ds) -> dict[str, str | int | None]:

@@ -120,11 +120,9 @@ def _report(summary: dict) -> int:
 
 
 def _run_mimic(args: argparse.Namespace) -> int:
-    from gated_symile.outputs import output_folder
     from gated_symile.stages.flags import given
     from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
 
-    output_folder(args.out)
     settings = given(
         args, "admissions", "seed", "signal_strength", "image_size", "workers",
         "ecg_outside_per_admission",
@@ -158,11 +156,9 @@ def _run_xor(args: argparse.Namespace) -> int:
 
 
 def _run_ukb(args: argparse.Namespace) -> int:
-    from gated_symile.outputs import output_folder
     from gated_symile.stages.flags import given
     from gated_symile.synthetic.ukb import UkbSynthConfig, generate_ukb
 
-    output_folder(args.out)
     cfg = UkbSynthConfig(**given(
         args, "participants", "seed", "workers", "n_proteins", "olink_frac", "nmr_frac",
         "hes_frac", "ecg_frac", "signal_strength", "hes_date_format", "main_style",

@@ -27,6 +27,7 @@ from gated_symile.errors import ConfigError, RecordError
 from gated_symile.data.mimic import cohort_rules as rules
 from gated_symile.data.mimic.attrition import write_attrition
 from gated_symile.data.mimic.cxr_index import (
+    CXR_MISSING,
     detect_cxr_release,
     file_presence,
     register_cxr_tables,
@@ -179,7 +180,7 @@ def _ecg_quality_control(con, config: MimicCohortConfig, pool: RecordPool) -> tu
     scan = scan_ecg_candidates(con, config.ecg, pool, config.qc_rule)
     quarantine = [
         {"level": "ecg_record", "id": path, "subject_id": subject_id, "reason": reason, "stage": "ecg_qc"}
-        for _, subject_id, path, reason in scan.rejected
+        for _, subject_id, path, reason, _ in scan.rejected
     ]
     return quarantine, scan
 
@@ -213,7 +214,7 @@ def _cxr_images(con, release, pool: RecordPool) -> tuple[list[dict], int]:
             "level": "cxr_image",
             "id": path,
             "subject_id": subject_id,
-            "reason": "StudyDate/StudyTime not parseable",
+            "reason": rules.CXR_TIME_UNPARSEABLE,
             "stage": "cxr_index",
         }
         for path, subject_id in rules.unparseable_cxr_images(con)
@@ -230,7 +231,7 @@ def _cxr_images(con, release, pool: RecordPool) -> tuple[list[dict], int]:
                         "level": "cxr_image",
                         "id": path,
                         "subject_id": subject_id,
-                        "reason": "CXR file missing",
+                        "reason": CXR_MISSING,
                         "stage": "cxr_index",
                     }
                 )

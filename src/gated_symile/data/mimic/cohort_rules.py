@@ -10,7 +10,14 @@ Inputs (views/tables on the connection, created by the readers):
 - ``cxr_meta`` (:data:`gated_symile.data.mimic.cxr_index.CXR_META_COLUMNS`), ``chexpert`` (+ ``file_row``);
 - ``ecg_list`` (``record_list.csv`` + ``file_row``), ``ecg_candidates`` (:func:`build_ecg_candidates`),
   ``ecg_rejected(file_row, reason)`` from ECG QC of the candidates the rule consumed;
-- ``cxr_absent(file_row)``: images whose file is missing.
+- ``cxr_absent(file_row)``: images whose file is missing; ``cxr_unreadable(file_row, subject_id,
+  study_id, problem)``: DICOM-release images left out of ``cxr_meta`` (missing or unreadable file,
+  :func:`gated_symile.data.mimic.cxr_index.register_cxr_tables`);
+- ``ecg_rejected`` also has ``problem``, the kind of its reason.
+
+An admission left without a CXR or an ECG because every image or record that could have been
+chosen was unusable is excluded naming the problem(s), not as if none had existed
+(:func:`decide_admissions`).
 
 Determinism: every "earliest" orders by (event time, ``file_row``), so ties go to the first row in
 file order, whatever the number of threads.  All windows are anchored on ``admittime``:
@@ -19,12 +26,14 @@ CXR ``24 h < Δ <= 72 h``, ECG and labs ``-24 h <= Δ <= +24 h``.
 
 from __future__ import annotations
 
+from gated_symile.data.mimic.cxr_index import CXR_MISSING
 from gated_symile.data.mimic.labs import LAB_ITEMIDS, lab_column
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS, sql_name
 
 __all__ = [
     "ADMISSION_COLUMNS",
     "CRITERIA",
+    "CXR_TIME_UNPARSEABLE",
     "VIEW_POSITIONS",
     "attrition_counts",
     "build_admissions",
@@ -46,6 +55,7 @@ CXR_AFTER_HOURS = 24  # open bound: Δ > 24 h
 CXR_UNTIL_HOURS = 72  # closed bound: Δ <= 72 h
 ECG_HOURS = 24  # closed: -24 h <= Δ <= 24 h
 LAB_HOURS = 24  # closed: -24 h <= Δ <= 24 h
+CXR_TIME_UNPARSEABLE = "StudyDate/StudyTime not parseable"
 
 _TIME_THEN_FILE_ORDER = "epoch_us(l.charttime)::HUGEINT * 1099511627776 + l.file_row"
 """Sort key of a lab row: charttime, then file order (``file_row < 2**40``).  One HUGEINT compares
@@ -265,9 +275,17 @@ def decide_admissions(con) -> None:
     """Table ``adm_status``: every admission with the first criterion it fails (NULL = kept).
 
     The CheXpert join is on the *chosen* study only: no CheXpert row drops the admission, with no
-    fallback to the admission's next image (as in the reference).
+    fallback to the admission's next image (as in the reference).  An admission without a CXR
+    (ECG) whose window held images (records) that could not be used is excluded as
+    ``no usable AP/PA CXR ...: <problems>`` (``no valid ECG ...: <problems>``), the distinct kinds
+    of problem in the order the rule met them (:func:`_unusable_cxr_problems`,
+    :func:`_rejected_ecg_problems`).
     """
+    _unusable_cxr_problems(con)
+    _rejected_ecg_problems(con)
     lab_any = " OR ".join(f"l.{sql_name(lab_column(i))} IS NOT NULL" for i in LAB_ITEMIDS)
+    no_cxr = f"AP/PA CXR within ({CXR_AFTER_HOURS} h, {CXR_UNTIL_HOURS} h]"
+    no_ecg = f"valid ECG within [-{ECG_HOURS} h, +{ECG_HOURS} h]"
     con.execute(f"""
         CREATE OR REPLACE TABLE chexpert_first AS
         SELECT * EXCLUDE (file_row) FROM chexpert
@@ -277,11 +295,14 @@ def decide_admissions(con) -> None:
         SELECT a.subject_id, a.hadm_id,
             CASE
               WHEN a.admittime IS NULL THEN 'admittime missing'
-              WHEN c.hadm_id IS NULL
-                THEN 'no AP/PA CXR within ({CXR_AFTER_HOURS} h, {CXR_UNTIL_HOURS} h]'
+              WHEN c.hadm_id IS NULL AND uc.problems IS NOT NULL
+                THEN 'no usable {no_cxr}: ' || uc.problems
+              WHEN c.hadm_id IS NULL THEN 'no {no_cxr}'
               WHEN x.study_id IS NULL
                 THEN 'CheXpert row missing for study ' || c.cxr_study_id
-              WHEN e.hadm_id IS NULL THEN 'no valid ECG within [-{ECG_HOURS} h, +{ECG_HOURS} h]'
+              WHEN e.hadm_id IS NULL AND ue.problems IS NOT NULL
+                THEN 'no {no_ecg}: ' || ue.problems
+              WHEN e.hadm_id IS NULL THEN 'no {no_ecg}'
               WHEN l.hadm_id IS NULL OR NOT ({lab_any})
                 THEN 'no lab value within [-{LAB_HOURS} h, +{LAB_HOURS} h]'
             END AS reason,
@@ -297,6 +318,62 @@ def decide_admissions(con) -> None:
         LEFT JOIN chexpert_first x ON x.study_id = c.cxr_study_id
         LEFT JOIN sel_ecg e USING (hadm_id)
         LEFT JOIN sel_labs l USING (hadm_id)
+        LEFT JOIN cxr_unusable_problems uc USING (hadm_id)
+        LEFT JOIN ecg_rejected_problems ue USING (hadm_id)
+        """)
+
+
+def _unusable_cxr_problems(con) -> None:
+    """Table ``cxr_unusable_problems(hadm_id, problems)``: per admission, the problems of the images
+    that could have been its CXR but were not usable, distinct, in file order.
+
+    Such an image is an AP/PA image in the window whose file is missing (JPG release), an AP/PA
+    image whose study time cannot be parsed, or a DICOM file that is missing or unreadable, whose
+    view is unknown and whose time is its study's: StudyDate/StudyTime belong to the study, so a
+    readable image of the same study gives it; with none, the image could lie in any window.
+    """
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE cxr_unusable AS
+        SELECT subject_id, file_row, StudyDateTime, $missing AS problem FROM cxr_index
+        WHERE file_row IN (SELECT file_row FROM cxr_absent)
+        UNION ALL
+        SELECT subject_id, file_row, NULL, $unparseable FROM cxr_index
+        WHERE StudyDateTime IS NULL AND ViewPosition IN ({_views_sql()})
+        UNION ALL
+        SELECT u.subject_id, u.file_row, s.StudyDateTime, u.problem FROM cxr_unreadable u
+        LEFT JOIN (SELECT study_id, min(StudyDateTime) AS StudyDateTime FROM cxr_index
+                   GROUP BY study_id) s USING (study_id)
+        """,
+        {"missing": CXR_MISSING, "unparseable": CXR_TIME_UNPARSEABLE},
+    )
+    con.execute(f"""
+        CREATE OR REPLACE TABLE cxr_unusable_problems AS
+        SELECT hadm_id, string_agg(problem, '; ' ORDER BY first_row) AS problems
+        FROM (
+            SELECT a.hadm_id, u.problem, min(u.file_row) AS first_row
+            FROM adm a JOIN cxr_unusable u ON u.subject_id = a.subject_id
+            WHERE u.StudyDateTime IS NULL
+               OR (u.StudyDateTime > a.admittime + INTERVAL {CXR_AFTER_HOURS} HOUR
+                   AND u.StudyDateTime <= a.admittime + INTERVAL {CXR_UNTIL_HOURS} HOUR)
+            GROUP BY a.hadm_id, u.problem
+        )
+        GROUP BY hadm_id
+        """)
+
+
+def _rejected_ecg_problems(con) -> None:
+    """Table ``ecg_rejected_problems(hadm_id, problems)``: per admission, the kinds of problem of
+    its rejected ECG candidates, distinct, in the order the rule checked them."""
+    con.execute("""
+        CREATE OR REPLACE TABLE ecg_rejected_problems AS
+        SELECT hadm_id, string_agg(problem, '; ' ORDER BY first_rank) AS problems
+        FROM (
+            SELECT c.hadm_id, r.problem, min(c.rank) AS first_rank
+            FROM ecg_candidates c JOIN ecg_rejected r USING (file_row)
+            GROUP BY c.hadm_id, r.problem
+        )
+        GROUP BY hadm_id
         """)
 
 

@@ -29,6 +29,8 @@ from gated_symile.records.mimic_tables import (
 
 __all__ = [
     "CXR_META_COLUMNS",
+    "CXR_MISSING",
+    "CXR_UNREADABLE",
     "CxrRelease",
     "detect_cxr_release",
     "file_presence",
@@ -46,6 +48,11 @@ CXR_META_COLUMNS: tuple[str, ...] = (
     "cxr_path",
     "file_row",
 )
+
+CXR_MISSING = "CXR file missing"
+CXR_UNREADABLE = "unreadable image"
+"""The kinds of problem of a quarantined image: an admission whose only possible AP/PA images
+had one is excluded naming it (``cohort_rules.decide_admissions``)."""
 
 
 @dataclass(frozen=True)
@@ -91,12 +98,16 @@ def _jpg_path_sql(extension: str) -> str:
 
 
 def register_cxr_tables(con, release: CxrRelease, pool: RecordPool | None = None) -> list[dict]:
-    """Create the views ``cxr_meta`` and ``chexpert``; return quarantined images.
+    """Create the views ``cxr_meta``, ``chexpert`` and ``cxr_unreadable``; return quarantined
+    images.
 
     The DICOM release reads the header of every listed image of a subject who has an admission
     (table ``admissions`` must exist), on ``pool`` (this process when ``None``); a missing or
     unreadable file is returned as a quarantine row (``level``, ``id``, ``subject_id``,
-    ``reason``) and left out of ``cxr_meta``.
+    ``reason``), left out of ``cxr_meta`` and listed in ``cxr_unreadable`` (``file_row``,
+    ``subject_id``, ``study_id``, ``problem``: :data:`CXR_MISSING` or :data:`CXR_UNREADABLE`),
+    since its view and time are unknown.  The JPG release's index needs no file read, so its
+    ``cxr_unreadable`` is empty.
     """
     load_table(con, "chexpert", release.chexpert_file, CXR_CHEXPERT, file_row=True)
     if release.kind == "jpg":
@@ -106,6 +117,7 @@ def register_cxr_tables(con, release: CxrRelease, pool: RecordPool | None = None
             "ViewPosition, ViewCodeSequence_CodeMeaning, StudyDate, StudyTime, "
             f"{_jpg_path_sql('.jpg')} AS cxr_path, file_row FROM cxr_metadata_raw"
         )
+        _register_unreadable(con, [])
         return []
     with RecordPool(1) if pool is None else nullcontext(pool) as workers:
         return _register_dicom_headers(con, release, workers)
@@ -126,12 +138,17 @@ def _register_dicom_headers(con, release: CxrRelease, pool: RecordPool) -> list[
     )
     if read_set is not None:
         read_set.add_opened(release.root, (opened for _, opened in headers if opened is not None))
-    rows, quarantined = [], []
+    rows, quarantined, unreadable = [], [], []
     for (dicom_id, subject_id, study_id, path, file_row), (fields, _) in zip(listed, headers):
         if isinstance(fields, str):
             quarantined.append(
                 {"level": "cxr_image", "id": path, "subject_id": subject_id, "reason": fields}
             )
+            problem = CXR_MISSING if fields == CXR_MISSING else CXR_UNREADABLE
+            unreadable.append(
+                {"file_row": file_row, "subject_id": subject_id, "study_id": study_id,
+                 "problem": problem}
+            )  # fmt: skip
             continue
         rows.append(
             {
@@ -153,7 +170,21 @@ def _register_dicom_headers(con, release: CxrRelease, pool: RecordPool) -> list[
     con.register("cxr_dicom_headers", table)
     con.execute("CREATE OR REPLACE TABLE cxr_meta AS SELECT * FROM cxr_dicom_headers")
     con.unregister("cxr_dicom_headers")
+    _register_unreadable(con, unreadable)
     return quarantined
+
+
+def _register_unreadable(con, rows: list[dict]) -> None:
+    """Table ``cxr_unreadable`` from ``rows`` (see :func:`register_cxr_tables`)."""
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [("file_row", pa.int64()), ("subject_id", pa.int64()), ("study_id", pa.int64()),
+         ("problem", pa.string())]
+    )  # fmt: skip
+    con.register("cxr_unreadable_arrow", pa.Table.from_pylist(rows, schema=schema))
+    con.execute("CREATE OR REPLACE TABLE cxr_unreadable AS SELECT * FROM cxr_unreadable_arrow")
+    con.unregister("cxr_unreadable_arrow")
 
 
 HeaderFields = dict[str, str | None]
@@ -169,39 +200,35 @@ def _read_header_fields(
     root: str, path: str, hash_bytes: bool = False
 ) -> tuple[HeaderFields | str, OpenedFile | None]:
     """The metadata-CSV fields of one DICOM file, or the reason it cannot be used; with
-    ``hash_bytes`` also the file as read (:func:`_hash_header`).
+    ``hash_bytes`` also the file as read (:func:`_hash_header`), from the same parse.
 
     The header reader checks the file is a complete image (not empty, not truncated, pixel data
     present), so a file cut after its file meta is quarantined as an unreadable image instead of
     being indexed with blank tags.
     """
-    from gated_symile.records.dicom_header import read_dicom_header
+    from gated_symile.records.dicom_header import read_dicom_header_and_length
     from gated_symile.records.errors import MissingRecord
 
     full = os.path.join(root, path)
     try:
-        tags = read_dicom_header(full)
+        tags, header_bytes = read_dicom_header_and_length(full)
     except MissingRecord:
-        return "CXR file missing", None
+        return CXR_MISSING, None
     except RecordError as exc:
-        return f"unreadable image: {exc.problem}", None
+        return f"{CXR_UNREADABLE}: {exc.problem}", None
     fields = {
         name: _text_or_none(tags[name])
         for name in ("ViewPosition", "ViewCodeSequence_CodeMeaning", "StudyDate", "StudyTime")
     }
-    return fields, _hash_header(full, path) if hash_bytes else None
+    return fields, _hash_header(full, path, header_bytes) if hash_bytes else None
 
 
-def _hash_header(full: str, rel: str) -> OpenedFile:
-    """The file as the index used it: the sha256 of the header bytes up to the pixel data (the
-    parser stops there), so the audit names a changed header without hashing every image."""
-    import pydicom
-
+def _hash_header(full: str, rel: str, nbytes: int) -> OpenedFile:
+    """The file as the index used it: the sha256 of its first ``nbytes``, the header up to the
+    pixel data (``header_length``), so the audit names a changed header without hashing every
+    image."""
     with open(full, "rb") as handle:
-        pydicom.dcmread(handle, stop_before_pixels=True)
-        nbytes = handle.tell()
         st = os.fstat(handle.fileno())
-        handle.seek(0)
         digest = hashlib.sha256(handle.read(nbytes)).hexdigest()
     return OpenedFile(rel, st.st_size, st.st_mtime_ns, digest, nbytes)
 

@@ -64,10 +64,11 @@ def consume_candidates(
 
 @dataclass
 class EcgScan:
-    """Outcome of the ECG checks: rejected rows (file_row, subject_id, id, reason) in file order,
-    and the counts the attrition notes and the log report."""
+    """Outcome of the ECG checks: rejected rows (file_row, subject_id, id, reason, problem) in file
+    order (``problem``: the kind of reason, :data:`ecg_qc_scan.ECG_MISSING` ...), and the counts
+    the attrition notes and the log report."""
 
-    rejected: list[tuple[int, int, str, str]] = field(default_factory=list)
+    rejected: list[tuple[int, int, str, str, str]] = field(default_factory=list)
     listed: int = 0
     candidates: int = 0
     opened: int = 0
@@ -76,8 +77,8 @@ class EcgScan:
 
 def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
     """QC the candidates of table ``ecg_candidates`` as the rule consumes them; creates table
-    ``ecg_rejected(file_row, reason)``.  While a stage records its reads, each record's files are
-    hashed by the worker that read them and noted in the read set."""
+    ``ecg_rejected(file_row, reason, problem)``.  While a stage records its reads, each record's
+    files are hashed by the worker that read them and noted in the read set."""
     import pyarrow as pa
 
     ranked = con.execute(
@@ -90,6 +91,7 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
         ).fetchall()
     }
     read_set = active()
+    problems: dict[int, str] = {}
     scan = EcgScan(listed=con.execute("SELECT count(*) FROM ecg_list").fetchall()[0][0])
     scan.candidates = len(info)
 
@@ -101,19 +103,23 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
         scan.opened += len(readable)
         if read_set is not None:
             read_set.add_opened(root, (f for result in results for f in result.opened))
+        problems.update(
+            (row, result.problem) for row, result in zip(readable, results) if result.problem
+        )
         reasons = dict(zip(readable, (result.reason for result in results)))
         return [reasons.get(row, NO_PATH) for row in rows]
 
     verdicts, scan.rounds = consume_candidates(ranked["hadm_id"], ranked["file_row"], check)
-    scan.rejected = [
-        (row, info[row][0], info[row][1] or f"record_list row {row}", reason)
-        for row, reason in sorted(verdicts.items())
-        if reason is not None
-    ]
+    for row, reason in sorted(verdicts.items()):
+        if reason is not None:
+            subject_id, path = info[row]
+            record = path or f"record_list row {row}"
+            scan.rejected.append((row, subject_id, record, reason, problems.get(row, NO_PATH)))
     table = pa.table(
         {
             "file_row": pa.array([r[0] for r in scan.rejected], pa.int64()),
             "reason": pa.array([r[3] for r in scan.rejected], pa.string()),
+            "problem": pa.array([r[4] for r in scan.rejected], pa.string()),
         }
     )
     con.register("ecg_rejected_arrow", table)

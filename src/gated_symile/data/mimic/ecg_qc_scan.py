@@ -21,7 +21,22 @@ from pathlib import Path
 from gated_symile.data.mimic.parallel import RecordPool
 from gated_symile.provenance.read_set import OpenedFile
 
-__all__ = ["EcgCheck", "EcgQcTask", "check_records", "qc_record", "record_files_read"]
+__all__ = [
+    "ECG_FAILED_QC",
+    "ECG_MISSING",
+    "ECG_UNREADABLE",
+    "EcgCheck",
+    "EcgQcTask",
+    "check_records",
+    "qc_record",
+    "record_files_read",
+]
+
+ECG_MISSING = "ECG record missing"
+ECG_UNREADABLE = "ECG record unreadable"
+ECG_FAILED_QC = "ECG failed QC"
+"""The kinds of problem a rejected record has (:attr:`EcgCheck.problem`): an admission whose every
+candidate was rejected is excluded naming them (``cohort_rules.decide_admissions``)."""
 
 
 @dataclass(frozen=True)
@@ -35,9 +50,11 @@ class EcgQcTask:
 
 @dataclass(frozen=True)
 class EcgCheck:
-    """QC verdict of one record (``reason`` None = passes) and the files read for it."""
+    """QC verdict of one record (``reason`` None = passes), the kind of its problem
+    (:data:`ECG_MISSING`, :data:`ECG_UNREADABLE` or :data:`ECG_FAILED_QC`) and the files read."""
 
     reason: str | None
+    problem: str | None = None
     opened: tuple[OpenedFile, ...] = ()
 
 
@@ -57,15 +74,15 @@ def _check(root: str, rule: str, hash_files: bool, path: str) -> EcgCheck:
         record = read_wfdb_ecg(Path(root) / path)
         data_files = tuple(str(name) for name in record.details.get("file_name", ())) or data_files
         reason = qc_ecg(record.signal).reject_reason(rule=rule)
+        problem = None if reason is None else ECG_FAILED_QC
     except MissingRecord:
-        reason = f"ECG record missing: {path}"
+        reason, problem = f"{ECG_MISSING}: {path}", ECG_MISSING
     except RecordError as exc:
-        reason = f"ECG record unreadable: {exc.problem}"
+        reason, problem = f"{ECG_UNREADABLE}: {exc.problem}", ECG_UNREADABLE
     except Exception as exc:  # noqa: BLE001 -- a broken file must quarantine, never stop the cohort
-        reason = f"ECG record unreadable: {type(exc).__name__}: {exc}"
-    if not hash_files:
-        return EcgCheck(reason)
-    return EcgCheck(reason, record_files_read(root, path, data_files))
+        reason, problem = f"{ECG_UNREADABLE}: {type(exc).__name__}: {exc}", ECG_UNREADABLE
+    opened = record_files_read(root, path, data_files) if hash_files else ()
+    return EcgCheck(reason, problem, opened)
 
 
 def record_files_read(root: str, path: str, data_files: Sequence[str]) -> tuple[OpenedFile, ...]:

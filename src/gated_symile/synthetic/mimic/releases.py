@@ -20,12 +20,12 @@ CLI has it.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from gated_symile.outputs import staged_folder
 from gated_symile.synthetic.mimic.cohort_plan import (
     CXR_STREAM,
     ECG_STREAM,
@@ -52,20 +52,20 @@ FILE_COUNTS = ("ecg_records", "ecg_faults", "dicom", "dicom_faults", "jpg")
 def generate_mimic(out: Path, cfg: MimicSynthConfig) -> dict:
     """Write the synthetic releases under ``out`` and return a JSON-able summary.
 
-    The four release folders under ``out`` are replaced (they are owned by the generator), so a
-    rerun never leaves files of an earlier run behind.
+    The releases are built in a staged folder beside ``out`` that replaces it whole when complete
+    (``gated_symile.outputs.staged_folder``; a folder holding release folders is the generator's),
+    so a killed run leaves the earlier releases or none, never a half release that the cohort
+    would read as complete, and a rerun never leaves files of an earlier run behind.
     """
     out = Path(out)
-    for name in RELEASES:
-        if (out / name).exists():
-            shutil.rmtree(out / name)
     plan = draw_plan(cfg)
     ecg, ecg_counts = plan_ecgs(plan)
     images, studies, cxr_counts = plan_cxrs(plan)
 
-    with _Rendering(out, plan, ecg, images) as rendering:  # workers render while tables are written
-        rows, lab_counts = _write_tables(out, plan, ecg, images, studies)
-        files = rendering.counts()
+    with staged_folder(out, markers=RELEASES, what="synthetic MIMIC release folder") as work:
+        with _Rendering(work, plan, ecg, images) as rendering:  # render while tables are written
+            rows, lab_counts = _write_tables(work, plan, ecg, images, studies)
+            files = rendering.counts()
     return {
         "out": str(out),
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},

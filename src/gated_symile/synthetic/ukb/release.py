@@ -14,13 +14,13 @@ memory stays bounded and the bytes depend only on the config (never on ``workers
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from gated_symile.data.mimic.parallel import ordered_map
+from gated_symile.outputs import staged_folder
 from gated_symile.synthetic.ukb import model
 from gated_symile.synthetic.ukb.catalogue import (
     BIOCHEMISTRY_FIELDS,
@@ -53,13 +53,20 @@ def column_name(field: int, instance: int, array: int, style: str) -> str:
 
 
 def generate_ukb(out: Path, cfg: UkbSynthConfig) -> dict:
-    """Write the release under ``out`` (its generated files are replaced); return a summary."""
+    """Write the release under ``out`` and return a summary.
+
+    Built in a staged folder beside ``out`` that replaces it whole when complete
+    (``gated_symile.outputs.staged_folder``; a folder holding one of :data:`FILES` is the
+    generator's): a killed run leaves the earlier release or none, never a half one.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        (out / name).unlink(missing_ok=True)
-    if (out / "ecg").exists():
-        shutil.rmtree(out / "ecg")
+    with staged_folder(out, markers=FILES, what="synthetic UK Biobank release folder") as work:
+        summary = _generate_ukb(work, cfg)
+    return {"out": str(out), **summary}
+
+
+def _generate_ukb(out: Path, cfg: UkbSynthConfig) -> dict:
+    """The release written into the empty folder ``out``; its summary (less ``out``)."""
     params = model.draw_params(cfg)
     eid_rng = np.random.default_rng([cfg.seed, model.EID_STREAM])
     all_eids = 1_000_000 + eid_rng.choice(
@@ -100,7 +107,6 @@ def generate_ukb(out: Path, cfg: UkbSynthConfig) -> dict:
     coding.write_csv(out / "coding143.tsv", separator="\t")
     paths = ordered_map(write_cardiosoft_ecg, ecg_jobs, workers=cfg.workers)
     return {
-        "out": str(out),
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "rows": {name: counts.get(name, 0) for name in FILES if name != "coding143.tsv"},
         "participants": {k: v for k, v in counts.items() if k not in FILES},
