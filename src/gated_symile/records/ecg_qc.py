@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -87,6 +88,11 @@ def qc_ecg(signal: np.ndarray) -> EcgQC:
     )
 
 
+@lru_cache(maxsize=16)
+def _smallest(dtype: np.dtype) -> int:
+    return int(np.iinfo(dtype).min)
+
+
 def qc_stored(
     stored: np.ndarray, missing_value: int, to_mv: Callable[[np.ndarray], np.ndarray]
 ) -> EcgQC:
@@ -101,7 +107,7 @@ def qc_stored(
     (NaN samples) or no samples goes through :func:`qc_ecg` on the full conversion.
     ``missing_value`` must be the smallest value of the dtype, so that a lead's minimum shows it.
     """
-    if missing_value != np.iinfo(stored.dtype).min:
+    if missing_value != _smallest(stored.dtype):
         raise ValueError(f"missing value {missing_value} is not the minimum of {stored.dtype}")
     if stored.size == 0:
         return qc_ecg(to_mv(stored))

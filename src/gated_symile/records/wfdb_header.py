@@ -19,6 +19,7 @@ result and errors are the reference; the tests check both ways agree on every re
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -83,10 +84,11 @@ def read_wfdb_header(stem: str | Path, *, fast: bool = True) -> WfdbHeader:
     Raises :class:`MissingRecord` (no header) or :class:`UnreadableRecord` (wfdb cannot parse it,
     multi-segment, no signal lines); the message names the ``.hea`` file.
     """
-    stem = Path(stem)
-    header_file = stem.with_name(stem.name + ".hea")
+    stem = os.fspath(stem)
+    header_file = stem + ".hea"
     try:
-        content = header_file.read_bytes()
+        with open(header_file, "rb") as handle:
+            content = handle.read()
     except FileNotFoundError as exc:
         raise MissingRecord(header_file, "header file does not exist") from exc
     except OSError as exc:
@@ -217,7 +219,7 @@ def _optional_ints(column: tuple[str, ...]) -> tuple[int | None, ...]:
     return tuple(int(text) if text else None for text in column)
 
 
-def _read_with_wfdb(stem: Path, header_file: Path) -> WfdbHeader:
+def _read_with_wfdb(stem: str, header_file: str) -> WfdbHeader:
     import wfdb
 
     try:
