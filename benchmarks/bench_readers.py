@@ -1,83 +1,53 @@
-"""Reader throughput: bare wfdb / pydicom calls vs the project's validating readers.
+"""Reader throughput against the bare read of the same files' bytes (issue 13 §2), one run.
 
-Writes N MIMIC-style WFDB records (fmt 16, gain 200, 12 leads x 5000 samples) and N single-frame
-MONOCHROME1 12-bit DICOM radiographs into a temporary folder, then measures records per second for
+Reads every record of a synthetic MIMIC release (``gated-symile synth mimic``; generated here
+unless ``--release`` names one) and measures records per second for
 
-- ``wfdb.rdrecord(path)``                 vs ``read_wfdb_ecg(path)`` + ``qc_ecg(signal)``
-- ``pydicom.dcmread(path).pixel_array``   vs ``read_dicom_image(path)``
-- (information only) ``mimic_jpg_pixels`` : the full DICOM -> JPG pixel conversion
+- ECG:   bare read of ``.hea`` + ``.dat`` bytes  vs  the cohort's per-record check
+  (``qc_record``: header parse, size and checksum checks, QC; what ``cohort mimic`` runs per
+  opened record)  -- and ``wfdb.rdrecord`` for reference;
+- DICOM header scan: bare read of the file's bytes  vs  ``read_dicom_header`` (the cohort's
+  DICOM index)  -- and ``pydicom.dcmread(stop_before_pixels=True)``;
+- DICOM image: ``pydicom.dcmread().pixel_array``  vs  ``read_dicom_image``;
+- JPG decode: bare read of the file's bytes  vs  ``read_jpg_gray``  -- and Pillow ``open().load()``.
 
-Each timing is the best of ``--repeats`` passes over all files (OS file cache warm, as in a
-pipeline re-run).  Target: ratio (bare rate / reader rate) <= 1.5.  Prints a table and writes
-``benchmarks/out/readers.json``.
+Each figure is the best of ``--repeats`` passes over all files, OS file cache warm (a pipeline
+re-run; the cold-cache floor is disk bandwidth).  ``ratio`` = bare rate / ours rate; target
+<= 1.5.  Prints a table and writes ``benchmarks/out/readers.json``.
 
-    .venv/bin/python benchmarks/bench_readers.py --n 200 --dicom-size 1024
+    python benchmarks/bench_readers.py --admissions 200
+    python benchmarks/bench_readers.py --release /tmp/rel   # an existing synth mimic release
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 OUT = Path(__file__).resolve().parent / "out" / "readers.json"
-LEADS = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 
-def write_wfdb_records(directory: Path, n: int, seed: int) -> list[Path]:
-    import wfdb
+def bare_read(*suffixes: str) -> Callable[[str], None]:
+    """Read the bytes of ``path + suffix`` for each suffix (the floor any reader must pay)."""
 
-    rng = np.random.default_rng(seed)
-    stems = []
-    for i in range(n):
-        name = f"{40000000 + i}"
-        digital = rng.integers(-600, 600, size=(5000, 12), dtype=np.int32)
-        wfdb.wrsamp(
-            name, fs=500, units=["mV"] * 12, sig_name=LEADS, d_signal=digital, fmt=["16"] * 12,
-            adc_gain=[200.0] * 12, baseline=[0] * 12, comments=[f"<subject_id>: {10000000 + i}"],
-            base_time=datetime(2180, 7, 23, 8, 44).time(), base_date=datetime(2180, 7, 23).date(),
-            write_dir=str(directory),
-        )  # fmt: skip
-        stems.append(directory / name)
-    return stems
+    def read(path: str) -> None:
+        for suffix in suffixes:
+            with open(path + suffix, "rb") as handle:
+                handle.read()
+
+    return read
 
 
-def write_dicoms(directory: Path, n: int, size: int, seed: int) -> list[Path]:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
-
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(n):
-        ds = Dataset()
-        ds.SOPClassUID = UID("1.2.840.10008.5.1.4.1.1.1.1")
-        ds.SOPInstanceUID = generate_uid(entropy_srcs=[str(i)])
-        ds.Modality, ds.PatientID, ds.ViewPosition = "DX", f"{10000000 + i}", "PA"
-        ds.StudyDate, ds.StudyTime = "21800723", "084400.000"
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = rng.integers(0, 4096, size=(size, size), dtype=np.uint16).tobytes()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        path = directory / f"{i:05d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-def best_rate(function: Callable[[Path], object], paths: Sequence[Path], repeats: int) -> float:
-    """Records per second of the fastest of ``repeats`` passes."""
+def best_rate(function: Callable[[str], object], paths: Sequence[str], repeats: int) -> float:
+    """Records per second of the fastest of ``repeats`` passes over ``paths``."""
     function(paths[0])  # imports and first-call setup are not part of the steady state
     best = float("inf")
     for _ in range(repeats):
@@ -88,62 +58,115 @@ def best_rate(function: Callable[[Path], object], paths: Sequence[Path], repeats
     return len(paths) / best
 
 
+def release_files(root: Path, limit: int) -> dict[str, list[str]]:
+    """ECG record stems, DICOM and JPG paths of a synth mimic release (sorted, at most ``limit``)."""
+
+    def listed(folder: str, pattern: str, strip: int = 0) -> list[str]:
+        found = sorted(str(p)[: len(str(p)) - strip] for p in (root / folder).rglob(pattern))
+        return found[:limit]
+
+    return {
+        "ecg": listed("mimic-iv-ecg", "*.hea", strip=4),
+        "dicom": listed("mimic-cxr", "*.dcm"),
+        "jpg": listed("mimic-cxr-jpg", "*.jpg"),
+    }
+
+
+def measure(files: dict[str, list[str]], ecg_root: str, repeats: int) -> list[dict]:
+    import pydicom
+    import wfdb
+    from PIL import Image
+
+    from gated_symile.data.mimic.ecg_qc_scan import EcgQcTask, qc_record
+    from gated_symile.records import read_dicom_header, read_dicom_image, read_jpg_gray
+
+    def ecg_check(stem: str) -> str | None:  # the release's own QC failures (NaN, zeros) count
+        return qc_record(EcgQcTask(ecg_root, os.path.relpath(stem, ecg_root)))
+
+    def pil_decode(path: str) -> None:
+        with Image.open(path) as image:
+            image.load()
+
+    rows = []
+    plan = [
+        ("ECG read + QC", "ecg", bare_read(".hea", ".dat"), ecg_check,
+         ("wfdb.rdrecord", lambda p: wfdb.rdrecord(p))),
+        ("DICOM header scan", "dicom", bare_read(""), read_dicom_header,
+         ("dcmread(stop_before_pixels)", lambda p: pydicom.dcmread(p, stop_before_pixels=True))),
+        ("DICOM image", "dicom", lambda p: pydicom.dcmread(p).pixel_array, read_dicom_image,
+         None),
+        ("JPG decode", "jpg", bare_read(""), read_jpg_gray, ("Pillow open().load()", pil_decode)),
+    ]  # fmt: skip
+    for name, kind, bare, ours, reference in plan:
+        paths = files[kind]
+        if not paths:
+            continue
+        bare_rate, ours_rate = best_rate(bare, paths, repeats), best_rate(ours, paths, repeats)
+        row = {
+            "reader": name,
+            "files": len(paths),
+            "bare": "pixel_array" if kind == "dicom" and name == "DICOM image" else "file bytes",
+            "bare_per_s": bare_rate,
+            "ours_per_s": ours_rate,
+            "ratio": bare_rate / ours_rate,
+        }
+        if reference is not None:
+            row["reference"], row["reference_per_s"] = (
+                reference[0],
+                best_rate(reference[1], paths, repeats),
+            )
+        rows.append(row)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200, help="records and images to generate")
-    parser.add_argument("--dicom-size", type=int, default=1024, help="image side in pixels")
+    parser.add_argument("--release", type=Path, help="an existing synth mimic release")
+    parser.add_argument("--admissions", type=int, default=200, help="admissions to generate")
+    parser.add_argument("--image-size", type=int, default=256, help="radiograph edge (generated)")
+    parser.add_argument("--limit", type=int, default=5000, help="most files of each kind")
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement (best kept)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
-    import pydicom
-    import wfdb
-
-    from gated_symile.records import mimic_jpg_pixels, qc_ecg, read_dicom_image, read_wfdb_ecg
-
     warnings.simplefilter("ignore", DeprecationWarning)  # wfdb's pandas deprecation chatter
     with tempfile.TemporaryDirectory(prefix="bench_readers_") as tmp:
-        ecg_dir, cxr_dir = Path(tmp, "ecg"), Path(tmp, "cxr")
-        ecg_dir.mkdir()
-        cxr_dir.mkdir()
-        stems = write_wfdb_records(ecg_dir, args.n, args.seed)
-        dicoms = write_dicoms(cxr_dir, args.n, args.dicom_size, args.seed)
+        root = args.release
+        if root is None:
+            from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
 
-        rows = [
-            (
-                "wfdb ECG",
-                best_rate(lambda p: wfdb.rdrecord(str(p)), stems, args.repeats),
-                best_rate(lambda p: qc_ecg(read_wfdb_ecg(p).signal), stems, args.repeats),
-            ),
-            (
-                f"DICOM {args.dicom_size}^2",
-                best_rate(lambda p: pydicom.dcmread(p).pixel_array, dicoms, args.repeats),
-                best_rate(read_dicom_image, dicoms, args.repeats),
-            ),
-        ]
-        conversion_rate = best_rate(mimic_jpg_pixels, dicoms, args.repeats)
+            root = Path(tmp)
+            generate_mimic(
+                root,
+                MimicSynthConfig(
+                    admissions=args.admissions, seed=args.seed, image_size=args.image_size
+                ),
+            )
+        files = release_files(root, args.limit)
+        rows = measure(files, str(root / "mimic-iv-ecg"), args.repeats)
 
     results = {
-        "n": args.n,
-        "dicom_size": args.dicom_size,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "release": str(args.release) if args.release else f"generated, {args.admissions} adm.",
         "repeats": args.repeats,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
         "target_ratio_max": 1.5,
-        "rows": [
-            {"reader": name, "bare_per_s": bare, "ours_per_s": ours, "ratio": bare / ours}
-            for name, bare, ours in rows
-        ],
-        "mimic_jpg_pixels_per_s": conversion_rate,
+        "rows": rows,
     }
-    print(f"{'reader':<16}{'bare rec/s':>12}{'ours rec/s':>12}{'ratio':>8}")
-    for row in results["rows"]:
-        print(
-            f"{row['reader']:<16}{row['bare_per_s']:>12.1f}{row['ours_per_s']:>12.1f}"
-            f"{row['ratio']:>8.2f}"
+    print(f"{'reader':<20}{'files':>7}{'bare rec/s':>12}{'ours rec/s':>12}{'ratio':>8}   reference")
+    for row in rows:
+        reference = (
+            f"{row['reference']}: {row['reference_per_s']:.0f}/s" if "reference" in row else ""
         )
-    print(f"{'DICOM->JPG px':<16}{'':>12}{conversion_rate:>12.1f}   (mimic_jpg_pixels, info)")
+        print(
+            f"{row['reader']:<20}{row['files']:>7}{row['bare_per_s']:>12.0f}"
+            f"{row['ours_per_s']:>12.0f}{row['ratio']:>8.2f}   {reference}"
+        )
+    print(f"bare = file bytes, except DICOM image: pixel_array; load average {os.getloadavg()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -100,7 +100,11 @@ def test_real_sample_files_have_the_sizes_their_headers_imply():
     import wfdb
 
     from gated_symile.records.wfdb_header import read_wfdb_header
-    from gated_symile.records.wfdb_integrity import check_checksums, check_signal_file_sizes
+    from gated_symile.records.wfdb_integrity import (
+        check_checksums,
+        check_signal_file_sizes,
+        signal_file_sizes,
+    )
     from tests._realdata import REALDATA
 
     stems = sorted(h.with_suffix("") for h in REALDATA.rglob("*.hea"))
@@ -109,7 +113,8 @@ def test_real_sample_files_have_the_sizes_their_headers_imply():
         header = read_wfdb_header(stem)
         if not all((stem.parent / name).is_file() for name in header.file_name):
             continue
-        check_signal_file_sizes(stem, header, stem.with_suffix(".hea"))
+        sizes = signal_file_sizes(stem, header, stem.with_suffix(".hea"))
+        check_signal_file_sizes(stem, header, stem.with_suffix(".hea"), sizes)
         check_checksums(wfdb.rdrecord(str(stem), physical=False).d_signal, header, stem)
         checked += 1
     if not checked:

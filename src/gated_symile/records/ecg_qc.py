@@ -7,15 +7,23 @@ cohort remains one config switch away:
   Nothing else (a flat lead or an implausible amplitude is kept, as in the reference).
 - ``"strict"``: additionally reject any flat lead (zero variance) and any |value| above
   :data:`MAX_PLAUSIBLE_MV` (e.g. a MUSE export stored 5x too large).
+
+:func:`qc_stored` gives the same facts from the stored integer samples without building the
+float signal (the cohort checks hundreds of thousands of records; see its docstring for why the
+facts are identical).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["MAX_PLAUSIBLE_MV", "QC_RULES", "EcgQC", "qc_ecg"]
+from gated_symile.records.column_reduce import reduce_columns
+
+__all__ = ["MAX_PLAUSIBLE_MV", "QC_RULES", "EcgQC", "qc_ecg", "qc_stored"]
 
 MAX_PLAUSIBLE_MV = 10.0
 """Largest absolute amplitude (mV) a surface resting ECG sample can plausibly have."""
@@ -76,5 +84,42 @@ def qc_ecg(signal: np.ndarray) -> EcgQC:
         nan_count=nan_count,
         all_zero=all_zero,
         flat_leads=tuple(int(i) for i in np.flatnonzero(flat)),
+        max_abs_mv=max_abs,
+    )
+
+
+@lru_cache(maxsize=16)
+def _smallest(dtype: np.dtype) -> int:
+    return int(np.iinfo(dtype).min)
+
+
+def qc_stored(
+    stored: np.ndarray, missing_value: int, to_mv: Callable[[np.ndarray], np.ndarray]
+) -> EcgQC:
+    """``qc_ecg(to_mv(stored))`` computed from each lead's smallest and largest stored value.
+
+    ``stored`` is the ``(n_samples, n_leads)`` integer array as read; ``to_mv`` is the reader's own
+    conversion to mV (applied to any rows of ``stored``; ``missing_value`` becomes NaN).  Why this
+    is exact: the conversion ``(value - baseline) / gain * scale`` with positive gain and scale is
+    monotone non-decreasing in floating point too, so a lead's smallest and largest mV values are
+    the conversions of its smallest and largest stored values.  Flat leads, the largest |mV| and
+    "all zeros" therefore follow from two converted rows.  A record holding ``missing_value``
+    (NaN samples) or no samples goes through :func:`qc_ecg` on the full conversion.
+    ``missing_value`` must be the smallest value of the dtype, so that a lead's minimum shows it.
+    """
+    if missing_value != _smallest(stored.dtype):
+        raise ValueError(f"missing value {missing_value} is not the minimum of {stored.dtype}")
+    if stored.size == 0:
+        return qc_ecg(to_mv(stored))
+    lowest = reduce_columns(np.minimum, stored)
+    if lowest.min() == missing_value:
+        return qc_ecg(to_mv(stored))
+    extremes = to_mv(np.array([lowest, reduce_columns(np.maximum, stored)]))
+    max_abs = float(np.abs(extremes).max())
+    return EcgQC(
+        has_nan=False,
+        nan_count=0,
+        all_zero=max_abs == 0.0,
+        flat_leads=tuple(np.flatnonzero(extremes[0] == extremes[1]).tolist()),
         max_abs_mv=max_abs,
     )

@@ -7,6 +7,7 @@ Shared by the WFDB and CardioSoft XML readers so that every ECG tensor has the s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -29,8 +30,14 @@ def canonical_order_index(source_names: Sequence[str]) -> np.ndarray | str:
 
     Returns the index array (``signal[:, index]`` is in canonical order), or a short problem
     string when the names are not exactly the 12 standard leads (unknown, duplicated or missing),
-    so each reader can raise its own typed error naming the file.
+    so each reader can raise its own typed error naming the file.  The array is read-only (one
+    cached copy per lead naming, since a release repeats a few).
     """
+    return _order_index(tuple(source_names))
+
+
+@lru_cache(maxsize=1024)
+def _order_index(source_names: tuple[str, ...]) -> np.ndarray | str:
     position: dict[str, int] = {}
     unknown: list[str] = []
     duplicated: list[str] = []
@@ -52,4 +59,6 @@ def canonical_order_index(source_names: Sequence[str]) -> np.ndarray | str:
         if missing:
             parts.append(f"missing {missing}")
         return "; ".join(parts) + "; expected the 12 standard leads"
-    return np.array([position[name] for name in MIMIC_LEAD_ORDER], dtype=np.intp)
+    index = np.array([position[name] for name in MIMIC_LEAD_ORDER], dtype=np.intp)
+    index.flags.writeable = False
+    return index

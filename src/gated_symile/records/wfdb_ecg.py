@@ -15,14 +15,17 @@ is rejected instead of being read as a scrambled ECG.
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from gated_symile.records.ecg_qc import EcgQC, qc_ecg, qc_stored
 from gated_symile.records.ecg_record import EcgRecord
 from gated_symile.records.errors import (
-    MissingRecord,
     RecordError,
     UnreadableRecord,
     WrongLeads,
@@ -31,9 +34,19 @@ from gated_symile.records.errors import (
 )
 from gated_symile.records.lead_names import MIMIC_LEAD_ORDER, canonical_order_index
 from gated_symile.records.wfdb_header import WfdbHeader, read_wfdb_header
-from gated_symile.records.wfdb_integrity import check_checksums, check_signal_file_sizes
+from gated_symile.records.wfdb_integrity import (
+    check_checksums,
+    check_signal_file_sizes,
+    signal_file_sizes,
+)
 
-__all__ = ["WFDB_MISSING_VALUE", "read_wfdb_ecg", "record_stem"]
+__all__ = [
+    "WFDB_MISSING_VALUE",
+    "WfdbSamples",
+    "read_wfdb_ecg",
+    "read_wfdb_samples",
+    "record_stem",
+]
 
 WFDB_MISSING_VALUE = -32768
 """Format-16 sample value that WFDB reserves for "no sample" (reads back as NaN)."""
@@ -50,6 +63,72 @@ def record_stem(path: str | Path) -> Path:
     return path
 
 
+@dataclass(frozen=True, eq=False)
+class WfdbSamples:
+    """One record's samples after every header and integrity check, before conversion to mV.
+
+    ``stored`` holds a plain format-16 record's int16 samples as read, ``(n_samples, n_leads)`` in
+    the file's lead order; other formats, read by wfdb, come as ``signal`` (mV, canonical order)
+    instead.  Why keep the integers: QC on them (:meth:`qc`) needs no float copy of the record.
+    ``order`` puts source columns in canonical order; ``gain``/``baseline``/``unit_scale`` are per
+    source lead.
+    """
+
+    stem: str
+    header: WfdbHeader
+    order: np.ndarray
+    gain: np.ndarray
+    baseline: np.ndarray
+    unit_scale: np.ndarray
+    stored: np.ndarray | None = None
+    signal: np.ndarray | None = None
+
+    def to_mv(self, stored: np.ndarray) -> np.ndarray:
+        """Rows of stored samples -> float64 mV in canonical lead order (missing -> NaN)."""
+        digital = stored[:, self.order]
+        signal = digital.astype(np.float64)
+        signal -= self.baseline[self.order]
+        signal /= self.gain[self.order]
+        missing = digital == WFDB_MISSING_VALUE
+        if missing.any():
+            signal[missing] = np.nan
+        _scale_to_mv(signal, self.unit_scale, self.order)
+        return signal
+
+    def signal_mv(self) -> np.ndarray:
+        """The whole record in mV, canonical lead order."""
+        return self.signal if self.stored is None else self.to_mv(self.stored)
+
+    def qc(self) -> EcgQC:
+        """:func:`~gated_symile.records.ecg_qc.qc_ecg` of :meth:`signal_mv`, from the integers."""
+        if self.stored is None:
+            return qc_ecg(self.signal)
+        return qc_stored(self.stored, WFDB_MISSING_VALUE, self.to_mv)
+
+    def record(self) -> EcgRecord:
+        header = self.header
+        return EcgRecord(
+            path=self.stem,
+            signal=self.signal_mv(),
+            fs=float(header.fs),
+            lead_names=MIMIC_LEAD_ORDER,
+            source_lead_names=tuple(str(name) for name in header.sig_name),
+            base_datetime=header.base_datetime,
+            comments=tuple(header.comments or ()),
+            subject_id=_subject_id(header.comments or ()),
+            source_format="wfdb",
+            details={
+                "record_name": header.record_name,
+                "fmt": tuple(header.fmt),
+                "adc_gain": tuple(float(g) for g in header.adc_gain),
+                "baseline": tuple(int(b) for b in header.baseline),
+                "units": tuple(header.units or ()),
+                "adc_res": tuple(header.adc_res or ()),
+                "file_name": tuple(header.file_name),
+            },
+        )
+
+
 def read_wfdb_ecg(
     record_path: str | Path,
     *,
@@ -63,8 +142,20 @@ def read_wfdb_ecg(
     :class:`UnreadableRecord`, :class:`WrongSamplingRate`, :class:`WrongLeads` or
     :class:`WrongLength`; the message names the offending file.
     """
-    stem = record_stem(record_path)
-    header_file = stem.with_name(stem.name + ".hea")
+    return read_wfdb_samples(
+        record_path, expected_fs=expected_fs, expected_samples=expected_samples
+    ).record()
+
+
+def read_wfdb_samples(
+    record_path: str | Path,
+    *,
+    expected_fs: float = 500,
+    expected_samples: int = 5000,
+) -> WfdbSamples:
+    """:func:`read_wfdb_ecg` up to (not including) the conversion to mV; same checks, same errors."""
+    stem = str(record_stem(record_path))
+    header_file = stem + ".hea"
     header = _read_header(stem, header_file)
 
     fs = float(header.fs)
@@ -81,119 +172,114 @@ def read_wfdb_ecg(
             f"{n_samples} samples ({n_samples / fs:g} s), expected {expected_samples}",
         )
     gain, baseline, unit_scale = _calibration(header, header_file)
-    data_files = _data_files(stem, header, header_file)
-    check_signal_file_sizes(stem, header, header_file)
+    sizes = signal_file_sizes(stem, header, header_file)
+    check_signal_file_sizes(stem, header, header_file, sizes)
 
+    stored = signal = None
     if _is_plain_format16(header):
-        signal = _read_format16(stem, data_files[0], header, order, gain, baseline)
+        stored = _read_format16(
+            os.path.join(os.path.dirname(stem), header.file_name[0]),
+            len(names),
+            n_samples,
+        )
+        check_checksums(stored, header, stem)
     else:
         signal = _read_with_wfdb(stem, header, header_file, order)
+        _scale_to_mv(signal, unit_scale, order)
+    return WfdbSamples(stem, header, order, gain, baseline, unit_scale, stored, signal)
+
+
+def _scale_to_mv(signal: np.ndarray, unit_scale: np.ndarray, order: np.ndarray) -> None:
+    """Leads recorded in uV (canonical order) -> mV, in place."""
     if np.any(unit_scale != 1.0):
         signal *= unit_scale[order]
 
-    return EcgRecord(
-        path=str(stem),
-        signal=signal,
-        fs=fs,
-        lead_names=MIMIC_LEAD_ORDER,
-        source_lead_names=tuple(names),
-        base_datetime=header.base_datetime,
-        comments=tuple(header.comments or ()),
-        subject_id=_subject_id(header.comments or ()),
-        source_format="wfdb",
-        details={
-            "record_name": header.record_name,
-            "fmt": tuple(header.fmt),
-            "adc_gain": tuple(float(g) for g in header.adc_gain),
-            "baseline": tuple(int(b) for b in header.baseline),
-            "units": tuple(header.units or ()),
-            "adc_res": tuple(header.adc_res or ()),
-            "file_name": tuple(header.file_name),
-        },
-    )
 
-
-def _read_header(stem: Path, header_file: Path) -> WfdbHeader:
+def _read_header(stem: str, header_file: str) -> WfdbHeader:
     header = read_wfdb_header(stem)
     if header.fs is None or header.sig_len is None:
         raise UnreadableRecord(header_file, "WFDB header lacks the sampling rate or length")
     return header
 
 
-def _calibration(header, header_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-lead ADC gain, baseline and factor to mV (source order)."""
-    gain = np.asarray(header.adc_gain, dtype=np.float64)
-    baseline = np.asarray(header.baseline, dtype=np.float64)
-    units = list(header.units or ["mV"] * len(gain))
+def _calibration(header: WfdbHeader, header_file: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-lead ADC gain, baseline and factor to mV (source order; read-only arrays)."""
+    calibration = _cached_calibration(
+        header.adc_gain, header.baseline, tuple(header.units or ()), header.sig_name
+    )
+    if isinstance(calibration, str):
+        raise UnreadableRecord(header_file, calibration)
+    return calibration
+
+
+@lru_cache(maxsize=1024)
+def _cached_calibration(
+    adc_gain: tuple[float, ...],
+    baseline: tuple[int, ...],
+    units: tuple[str, ...],
+    sig_name: tuple[str | None, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
+    """:func:`_calibration`, or its problem; cached because a release repeats a few calibrations."""
+    gain = np.asarray(adc_gain, dtype=np.float64)
+    offsets = np.asarray(baseline, dtype=np.float64)
+    units = units or ("mV",) * len(gain)
     scale = np.ones(len(gain))
     for lead, (g, unit) in enumerate(zip(gain, units, strict=True)):
-        name = header.sig_name[lead]
+        name = sig_name[lead]
         if not g > 0:
-            raise UnreadableRecord(header_file, f"lead {name} has ADC gain {g:g} (uncalibrated)")
+            return f"lead {name} has ADC gain {g:g} (uncalibrated)"
         factor = _UNIT_TO_MV.get(str(unit).strip().lower())
         if factor is None:
-            raise UnreadableRecord(header_file, f"lead {name} has units {unit!r}, expected mV")
+            return f"lead {name} has units {unit!r}, expected mV"
         scale[lead] = factor
-    return gain, baseline, scale
+    for array in (gain, offsets, scale):
+        array.flags.writeable = False
+    return gain, offsets, scale
 
 
-def _data_files(stem: Path, header, header_file: Path) -> list[Path]:
-    files = [stem.parent / name for name in dict.fromkeys(header.file_name)]
-    for data_file in files:
-        if not data_file.is_file():
-            raise MissingRecord(
-                data_file, f"signal file does not exist (named in {header_file.name})"
-            )
-    return files
-
-
-def _is_plain_format16(header) -> bool:
+def _is_plain_format16(header: WfdbHeader) -> bool:
     """One interleaved little-endian int16 file, no offsets, skew or multiple samples per frame."""
-    return (
-        len(set(header.file_name)) == 1
-        and all(str(f) == "16" for f in header.fmt)
-        and all(not offset for offset in (header.byte_offset or [None]))
-        and all(not skew for skew in (header.skew or [None]))
-        and all(spf in (None, 1) for spf in (header.samps_per_frame or [None]))
+    return _plain_format16(
+        header.file_name, header.fmt, header.byte_offset, header.skew, header.samps_per_frame
     )
 
 
-def _read_format16(
-    stem: Path,
-    data_file: Path,
-    header,
-    order: np.ndarray,
-    gain: np.ndarray,
-    baseline: np.ndarray,
-) -> np.ndarray:
-    """Interleaved int16 samples -> mV in canonical order (size already checked)."""
-    n_leads, n_samples = len(header.sig_name), int(header.sig_len)
+@lru_cache(maxsize=1024)
+def _plain_format16(file_name, fmt, byte_offset, skew, samps_per_frame) -> bool:
+    return (
+        len(set(file_name)) == 1
+        and all(str(f) == "16" for f in fmt)
+        and all(not offset for offset in (byte_offset or [None]))
+        and all(not shift for shift in (skew or [None]))
+        and all(spf in (None, 1) for spf in (samps_per_frame or [None]))
+    )
+
+
+def _read_format16(data_file: str, n_leads: int, n_samples: int) -> np.ndarray:
+    """Interleaved int16 samples as ``(n_samples, n_leads)``: one read straight into the array
+    (the file's size was already checked)."""
+    samples = np.empty((n_samples, n_leads), dtype="<i2")
+    target = memoryview(samples).cast("B")
+    got = 0
     try:
-        raw = np.fromfile(data_file, dtype="<i2", count=n_leads * n_samples)
+        with open(data_file, "rb", buffering=0) as file:
+            while got < len(target) and (count := file.readinto(target[got:])):
+                got += count
     except OSError as exc:
         raise UnreadableRecord(data_file, f"cannot read signal file ({exc})") from exc
-    if raw.size != n_leads * n_samples:  # the file changed since its size was checked
-        raise WrongLength(data_file, f"signal file truncated: {2 * raw.size} bytes read")
-    source = raw.reshape(n_samples, n_leads)
-    check_checksums(source, header, stem)
-    digital = source[:, order]
-    signal = digital.astype(np.float64)
-    signal -= baseline[order]
-    signal /= gain[order]
-    missing = digital == WFDB_MISSING_VALUE
-    if missing.any():
-        signal[missing] = np.nan
-    return signal
+    if got != len(target):  # the file changed since its size was checked
+        raise WrongLength(data_file, f"signal file truncated: {got} bytes read")
+    return samples
 
 
 def _read_with_wfdb(
-    stem: Path, header: WfdbHeader, header_file: Path, order: np.ndarray
+    stem: str, header: WfdbHeader, header_file: str, order: np.ndarray
 ) -> np.ndarray:
     """Other storage formats through ``wfdb.rdrecord`` (digital, checksummed, then to mV)."""
     import wfdb
 
     try:
-        record = wfdb.rdrecord(str(stem), physical=False, return_res=64)
+        record = wfdb.rdrecord(stem, physical=False, return_res=64)
         digital = record.d_signal
         n_samples = record.sig_len
         if digital is not None and all(spf in (None, 1) for spf in record.samps_per_frame):

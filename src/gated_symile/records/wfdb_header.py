@@ -19,6 +19,7 @@ result and errors are the reference; the tests check both ways agree on every re
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -32,13 +33,15 @@ _NAME = re.compile(r"[-\w]+")
 _FS = re.compile(r"(\d+\.?\d*|\.\d+)(?:/(-?\d*\.?\d*)(?:\((-?\d*\.?\d*)\))?)?")
 _TIME = re.compile(r"\d{1,2}(?::\d{1,2}){0,2}(?:\.\d{1,6})?")
 _DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{4}")
-_FILE = re.compile(r"~?[-\w]*\.?\w*")
-_GAIN = re.compile(
-    r"(?P<gain>-?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(?:\((?P<baseline>-?\d+)\))?"
-    r"(?:/(?P<units>[\w^?%/-]+))?"
+_WS = r"[^\S\n]+"  # whitespace inside one line
+_SIGNAL_LINES = re.compile(  # whole signal lines; fields optional from the gain on
+    rf"^(~?[-\w]*\.?\w*){_WS}(\d+)"  # file name, format
+    rf"(?:{_WS}(-?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(?:\((-?\d+)\))?(?:/([\w^?%/-]+))?"  # gain
+    rf"(?:{_WS}(\d+)(?:{_WS}(-?\d+)(?:{_WS}(-?\d+)(?:{_WS}(-?\d+)"  # adc res, zero, init, checksum
+    rf"(?:{_WS}(\d+)(?:{_WS}(.+))?)?)?)?)?)?)?$",  # block size, description
+    re.MULTILINE,
 )
 _UNSIGNED = re.compile(r"\d+")
-_SIGNED = re.compile(r"-?\d+")
 _DEFAULT_FS = 250
 _DEFAULT_GAIN = 200.0
 
@@ -81,10 +84,11 @@ def read_wfdb_header(stem: str | Path, *, fast: bool = True) -> WfdbHeader:
     Raises :class:`MissingRecord` (no header) or :class:`UnreadableRecord` (wfdb cannot parse it,
     multi-segment, no signal lines); the message names the ``.hea`` file.
     """
-    stem = Path(stem)
-    header_file = stem.with_name(stem.name + ".hea")
+    stem = os.fspath(stem)
+    header_file = stem + ".hea"
     try:
-        content = header_file.read_bytes()
+        with open(header_file, "rb") as handle:
+            content = handle.read()
     except FileNotFoundError as exc:
         raise MissingRecord(header_file, "header file does not exist") from exc
     except OSError as exc:
@@ -105,15 +109,10 @@ def _parse_plain_header(text: str) -> WfdbHeader | None:
     if len(lines) < 2:
         return None
     record = _parse_record_line(lines[0])
-    signals = [_parse_signal_line(line) for line in lines[1:]]
-    if record is None or any(signal is None for signal in signals):
+    signals = _parse_signal_lines(lines[1:])
+    if record is None or signals is None:
         return None
-    columns = list(zip(*signals, strict=True))
-    return WfdbHeader(
-        **record,
-        **{name: tuple(column) for name, column in zip(_SIGNAL_FIELDS, columns, strict=True)},
-        comments=tuple(comments),
-    )
+    return WfdbHeader(**record, **signals, comments=tuple(comments))
 
 
 def _parse_record_line(line: str) -> dict | None:
@@ -143,7 +142,7 @@ def _parse_record_line(line: str) -> dict | None:
         if len(tokens) > 5:
             if not _DATE.fullmatch(tokens[5]):
                 return None
-            base_date = datetime.strptime(tokens[5], "%d/%m/%Y").date()
+            base_date = _parse_date(tokens[5])
     except ValueError:  # e.g. 25:00:00 or 31/02/2180: let wfdb produce its error
         return None
     return {
@@ -156,11 +155,20 @@ def _parse_record_line(line: str) -> dict | None:
 
 
 def _parse_time(text: str) -> time:
-    """WFDB base time: ``SS``, ``MM:SS`` or ``HH:MM:SS``, each with optional ``.ffffff``."""
-    pattern = ("%S", "%M:%S", "%H:%M:%S")[text.count(":")]
-    if "." in text:
-        pattern += ".%f"
-    return datetime.strptime(text, pattern).time()
+    """WFDB base time: ``SS``, ``MM:SS`` or ``HH:MM:SS``, each with optional ``.ffffff``.
+
+    Digits already checked by ``_TIME``; out-of-range fields raise ValueError (as strptime would).
+    """
+    clock, _, fraction = text.partition(".")
+    fields = [int(field) for field in clock.split(":")]
+    hour, minute, second = [0] * (3 - len(fields)) + fields
+    return time(hour, minute, second, int(fraction.ljust(6, "0")) if fraction else 0)
+
+
+def _parse_date(text: str) -> date:
+    """WFDB base date ``DD/MM/YYYY`` (digits checked by ``_DATE``); invalid dates raise ValueError."""
+    day, month, year = (int(field) for field in text.split("/"))
+    return date(year, month, day)
 
 
 _SIGNAL_FIELDS = (
@@ -169,40 +177,49 @@ _SIGNAL_FIELDS = (
 )  # fmt: skip
 
 
-def _parse_signal_line(line: str) -> tuple | None:
-    """One signal line as a tuple in :data:`_SIGNAL_FIELDS` order, or ``None`` if not plain."""
-    tokens = line.split(None, 8)
-    if len(tokens) < 2 or not _FILE.fullmatch(tokens[0]) or not _UNSIGNED.fullmatch(tokens[1]):
+def _parse_signal_lines(lines: list[str]) -> dict[str, tuple] | None:
+    """The signal lines as one tuple per :data:`_SIGNAL_FIELDS` name, or ``None`` if one is not
+    plain.  One regex pass over all lines (a field the line lacks comes back as ``""``)."""
+    rows = _SIGNAL_LINES.findall("\n".join(lines))
+    if len(rows) != len(lines):  # a match is a whole line, so some line did not match
         return None
-    description = tokens[8] if len(tokens) > 8 else None
-    if description is not None and "\t" in description:
+    file_name, fmt, gain, baseline, units, res, zero, init, checksum, block, description = zip(
+        *rows
+    )
+    if any("\t" in text for text in description):
         return None  # wfdb cuts a description at a tab; leave that corner to wfdb
-    gain, baseline, units = _DEFAULT_GAIN, None, "mV"
-    if len(tokens) > 2:
-        match = _GAIN.fullmatch(tokens[2])
-        if match is None:
-            return None
-        gain = float(match["gain"]) or _DEFAULT_GAIN  # a gain of 0 means 200 (uncalibrated)
-        baseline = None if match["baseline"] is None else int(match["baseline"])
-        units = match["units"] or "mV"
-    numbers: list[int | None] = []
-    for position, pattern in zip(range(3, 8), (_UNSIGNED, _SIGNED, _SIGNED, _SIGNED, _UNSIGNED)):
-        if len(tokens) <= position:
-            numbers.append(None)
-        elif pattern.fullmatch(tokens[position]):
-            numbers.append(int(tokens[position]))
-        else:
-            return None
-    adc_res, adc_zero, init_value, checksum, block_size = numbers
-    if baseline is None:  # WFDB: a missing baseline equals the ADC zero
-        baseline = adc_zero if adc_zero is not None else 0
-    return (
-        tokens[0], tokens[1], 1, None, None, gain, baseline, units,
-        adc_res, adc_zero, init_value, checksum, block_size, description,
-    )  # fmt: skip
+    adc_zero = _optional_ints(zero)
+    none = (None,) * len(rows)
+    return {
+        "file_name": file_name,
+        "fmt": fmt,
+        "samps_per_frame": (1,) * len(rows),
+        "skew": none,
+        "byte_offset": none,
+        # no gain, or a gain of 0, means 200 (uncalibrated)
+        "adc_gain": tuple((float(g) if g else 0.0) or _DEFAULT_GAIN for g in gain),
+        # WFDB: a missing baseline equals the ADC zero (or 0)
+        "baseline": tuple(
+            int(b) if b else (z if z is not None else 0)
+            for b, z in zip(baseline, adc_zero, strict=True)
+        ),
+        "units": tuple(unit or "mV" for unit in units),
+        "adc_res": _optional_ints(res),
+        "adc_zero": adc_zero,
+        "init_value": _optional_ints(init),
+        "checksum": _optional_ints(checksum),
+        "block_size": _optional_ints(block),
+        "sig_name": tuple(text or None for text in description),
+    }
 
 
-def _read_with_wfdb(stem: Path, header_file: Path) -> WfdbHeader:
+def _optional_ints(column: tuple[str, ...]) -> tuple[int | None, ...]:
+    if all(column):
+        return tuple(map(int, column))
+    return tuple(int(text) if text else None for text in column)
+
+
+def _read_with_wfdb(stem: str, header_file: str) -> WfdbHeader:
     import wfdb
 
     try:
@@ -213,7 +230,8 @@ def _read_with_wfdb(stem: Path, header_file: Path) -> WfdbHeader:
         ) from exc
     if isinstance(record, wfdb.MultiRecord) or not getattr(record, "file_name", None):
         raise UnreadableRecord(
-            header_file, "WFDB header has no signal lines (or is a multi-segment record)"
+            header_file,
+            "WFDB header has no signal lines (or is a multi-segment record)",
         )
     return WfdbHeader(
         record_name=record.record_name,

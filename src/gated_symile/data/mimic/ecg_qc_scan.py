@@ -65,15 +65,14 @@ def qc_record(task: EcgQcTask) -> str | None:
 
 def _check(root: str, rule: str, hash_files: bool, path: str) -> EcgCheck:
     from gated_symile.errors import RecordError
-    from gated_symile.records.ecg_qc import qc_ecg
     from gated_symile.records.errors import MissingRecord
-    from gated_symile.records.wfdb_ecg import read_wfdb_ecg
+    from gated_symile.records.wfdb_ecg import read_wfdb_samples
 
     data_files: Sequence[str] = (os.path.basename(path) + ".dat",)  # if the header is unreadable
     try:
-        record = read_wfdb_ecg(Path(root) / path)
-        data_files = tuple(str(name) for name in record.details.get("file_name", ())) or data_files
-        reason = qc_ecg(record.signal).reject_reason(rule=rule)
+        samples = read_wfdb_samples(os.path.join(root, path))
+        data_files = tuple(str(name) for name in samples.header.file_name) or data_files
+        reason = samples.qc().reject_reason(rule=rule)
         problem = None if reason is None else ECG_FAILED_QC
     except MissingRecord:
         reason, problem = f"{ECG_MISSING}: {path}", ECG_MISSING

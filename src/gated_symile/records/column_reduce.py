@@ -1,0 +1,36 @@
+"""Per-column reductions of a tall, narrow ``(n_rows, n_columns)`` array at memory speed.
+
+Why: numpy reduces ``axis=0`` of a C-contiguous (5000, 12) ECG one 12-value row at a time, about
+200 us per reduction -- several times the cost of reading the record's file.  Viewed as
+``(n_rows / BLOCK_ROWS, BLOCK_ROWS * n_columns)``, the same memory is folded by long vectorised
+rows; the ``(BLOCK_ROWS, n_columns)`` partial result is then folded once more.  For min, max and
+integer addition (exact, also when it wraps around) the result equals ``ufunc.reduce(a, axis=0)``
+whatever the grouping, so checksums and QC facts computed this way are unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["BLOCK_ROWS", "reduce_columns"]
+
+BLOCK_ROWS = 100
+"""Rows folded into one long row (12 leads -> 1200 values: fastest on the tested machine)."""
+
+
+def reduce_columns(ufunc: np.ufunc, array: np.ndarray, dtype: type | None = None) -> np.ndarray:
+    """``ufunc.reduce(array, axis=0, dtype=dtype)`` for an exact, order-free ``ufunc``.
+
+    ``array`` must be 2-D and non-empty; a non-contiguous one is reduced directly.
+    """
+    n_rows, n_columns = array.shape
+    blocks = n_rows // BLOCK_ROWS
+    if blocks < 2 or not array.flags.c_contiguous:
+        return ufunc.reduce(array, axis=0, dtype=dtype)
+    folded_rows = blocks * BLOCK_ROWS
+    head = array[:folded_rows].reshape(blocks, BLOCK_ROWS * n_columns)
+    partial = ufunc.reduce(head, axis=0, dtype=dtype).reshape(BLOCK_ROWS, n_columns)
+    result = ufunc.reduce(partial, axis=0, dtype=dtype)
+    if folded_rows < n_rows:
+        result = ufunc(result, ufunc.reduce(array[folded_rows:], axis=0, dtype=dtype), dtype=dtype)
+    return result
