@@ -5,7 +5,9 @@ Checked here, by name, so that a drift fails with the setting it concerns:
   as not a workflow setting, with the reason), and every property of a section is a field;
 - a ``Literal`` field offers exactly the schema's ``enum``;
 - a schema property that states a ``default`` states the dataclass field's default;
-- no flag of a stage carries a default for a setting: the dataclass default applies.
+- no flag of a stage carries a default for a setting: the dataclass default applies;
+- a flag with choices offers exactly the schema's ``enum`` of its setting, taken from the schema
+  (``gated_symile.stages.flags.setting_choices``), never spelled out in the stage.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ from gated_symile.data.ukb.ehr import EhrConfig
 from gated_symile.data.ukb.tensors import UkbTensorConfig
 from gated_symile.errors import ConfigError
 from gated_symile.method.encoders.build import EncoderConfig
+from gated_symile.records.ecg_qc import QC_RULES
 from gated_symile.schemas import config_schema, resolve, section_schema
 from gated_symile.stages.flags import field_default
 from gated_symile.synthetic.mimic import MimicSynthConfig
+from gated_symile.synthetic.oracle import core as oracle_core
+from gated_symile.synthetic.oracle.cells import DATASETS
 from gated_symile.synthetic.ukb import UkbSynthConfig
 from gated_symile.synthetic.xnor import XnorConfig
 from gated_symile.synthetic.xor import XorConfig
@@ -172,6 +177,82 @@ def test_stage_flags_carry_no_second_default(command):
             + ("repeats the dataclass default" if feeds else "is a default no dataclass owns")
         )
     assert any(fed), f"{' '.join(command)}: no flag feeds {STAGE_SETTINGS[command]}"
+
+
+#: Stage flag (sub-command path, option) -> the schema setting whose ``enum`` it offers: a dotted
+#: workflow key, or ``$defs/<name>`` for a definition.
+FLAG_CHOICES: dict[tuple[str, ...], str] = {
+    ("synth", "xnor", "--a-rule"): "synth.xnor.a_rule",
+    ("synth", "xnor", "--embed-mode"): "synth.xnor.embed_mode",
+    ("synth", "xnor", "--corr-mode"): "synth.xnor.corr_mode",
+    ("synth", "ukb", "--hes-date-format"): "synth.ukb.hes_date_format",
+    ("synth", "ukb", "--main-style"): "synth.ukb.main_style",
+    ("cohort", "mimic", "--qc-rule"): "mimic.cohort.qc_rule",
+    ("tensors", "ukb", "--variant"): "ukb.variant",
+    ("misalign", "--mode"): "misalign.mode",
+    ("train", "--progress"): "train.progress",
+    ("oracle", "--dataset"): "$defs/dataset",
+}
+#: Flags with choices that are no setting of the schema, each with its reason.
+CHOICES_NOT_SETTINGS: dict[tuple[str, ...], str] = {
+    ("evaluate", "--which"): "which checkpoint of a run to evaluate, not a setting of the run",
+}
+
+
+def schema_enum(where: str) -> list[Any]:
+    if where.startswith("$defs/"):
+        return resolve(config_schema()["$defs"][where.removeprefix("$defs/")])["enum"]
+    dotted, _, name = where.rpartition(".")
+    return resolve(section_schema(dotted)["properties"][name])["enum"]
+
+
+def _flags_with_choices(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], list[Any]]:
+    """(sub-command path, option) -> choices, for every flag of every (nested) stage parser."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.update(_flags_with_choices(sub, (*path, name)))
+        elif action.choices is not None:
+            found[(*path, action.option_strings[0])] = list(action.choices)
+    return found
+
+
+def test_every_flag_with_choices_offers_the_schema_enum():
+    flags = _flags_with_choices(build_parser())
+    unlisted = sorted(set(flags) - set(FLAG_CHOICES) - set(CHOICES_NOT_SETTINGS))
+    assert not unlisted, f"flags with choices missing from FLAG_CHOICES: {unlisted}"
+    for flag, where in FLAG_CHOICES.items():
+        assert flag in flags, f"{' '.join(flag)} offers no choices"
+        assert set(flags[flag]) == set(schema_enum(where)), (
+            f"{' '.join(flag)}: choices {flags[flag]} vs schema {where} enum {schema_enum(where)}"
+        )
+
+
+def test_stages_take_flag_choices_from_the_schema():
+    """``choices=`` spelled out as a list or tuple in a stage is a second copy of a schema enum."""
+    exempt = {flag[-1] for flag in CHOICES_NOT_SETTINGS}
+    for path in sorted((REPO / "src/gated_symile/stages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            option = getattr(node.args[0], "value", None)
+            for keyword in node.keywords:
+                if keyword.arg == "choices" and option not in exempt:
+                    assert not isinstance(keyword.value, (ast.List, ast.Tuple, ast.Set)), (
+                        f"{path.name} line {node.lineno}: {option} choices="
+                        f"{ast.unparse(keyword.value)} copies a schema enum; use "
+                        "gated_symile.stages.flags.setting_choices"
+                    )
+
+
+def test_code_constants_that_name_a_setting_choice_are_the_schema_enum():
+    """Readers (no schema), the oracle and the misalignment drawer keep their own tuples."""
+    assert QC_RULES == tuple(schema_enum("mimic.cohort.qc_rule"))
+    assert set(oracle_core.MODES) == set(schema_enum("misalign.mode"))
+    assert set(DATASETS) == set(schema_enum("$defs/dataset"))
 
 
 def test_workflow_schema_limits_are_the_run_config_limits():

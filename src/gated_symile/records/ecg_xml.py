@@ -55,6 +55,34 @@ def read_cardiosoft_xml(
     ``<eid>_20205_<instance>_<array>.xml`` when it has that form.
     """
     path = Path(path)
+    root = _cardiology_root(path)
+    strip = root.find("StripData")
+    if strip is None:
+        raise UnreadableRecord(path, "CardiologyXML without StripData (no rhythm strip)")
+    signal, fs, names = _strip_signal(path, strip, expected_fs, expected_samples)
+    return EcgRecord(
+        path=str(path),
+        signal=signal,
+        fs=fs,
+        lead_names=MIMIC_LEAD_ORDER,
+        source_lead_names=names,
+        base_datetime=_observation_datetime(root),
+        comments=(),
+        subject_id=_subject_from_file_name(path),
+        source_format="cardiosoft-xml",
+        details={
+            "resolution": strip.findtext("Resolution", "").strip(),
+            "resolution_units": (strip.find("Resolution").get("units") or ""),
+            "device": (root.findtext("ClinicalInfo/DeviceInfo/Desc") or "").strip(),
+            "software": (root.findtext("ClinicalInfo/DeviceInfo/SoftwareVer") or "").strip(),
+            "observation_type": (root.findtext("ObservationType") or "").strip(),
+        },
+    )
+
+
+def _cardiology_root(path: Path) -> ET.Element:
+    """The root element of a CardioSoft file; another ECG dialect is *unsupported* (a valid
+    record this reader does not decode), anything else *unreadable*."""
     if not path.is_file():
         raise MissingRecord(path, "file does not exist")
     try:
@@ -72,10 +100,17 @@ def read_cardiosoft_xml(
         raise UnreadableRecord(
             path, f"not a CardioSoft CardiologyXML file (root element {root.tag})"
         )
-    strip = root.find("StripData")
-    if strip is None:
-        raise UnreadableRecord(path, "CardiologyXML without StripData (no rhythm strip)")
+    return root
 
+
+def _strip_signal(
+    path: Path, strip: ET.Element, expected_fs: float, expected_samples: int
+) -> tuple[np.ndarray, float, tuple[str, ...]]:
+    """(mV signal in MIMIC lead order, fs, the file's lead names) of the rhythm strip.
+
+    The declared rate, lead count and length are checked before any sample is parsed, so a
+    wrong file fails on its header with the reason, not on a shape error.
+    """
     fs = _number(path, strip, "SampleRate")
     if abs(fs - float(expected_fs)) > 1e-9:
         raise WrongSamplingRate(path, f"fs is {fs:g} Hz, expected {float(expected_fs):g}")
@@ -99,26 +134,7 @@ def read_cardiosoft_xml(
     counts = np.empty((declared_samples, len(names)), dtype=np.int64)
     for column, waveform in enumerate(waveforms):
         counts[:, column] = _parse_counts(path, waveform, declared_samples)
-    signal = counts[:, order].astype(np.float64) * mv_per_count
-
-    return EcgRecord(
-        path=str(path),
-        signal=signal,
-        fs=fs,
-        lead_names=MIMIC_LEAD_ORDER,
-        source_lead_names=tuple(names),
-        base_datetime=_observation_datetime(root),
-        comments=(),
-        subject_id=_subject_from_file_name(path),
-        source_format="cardiosoft-xml",
-        details={
-            "resolution": strip.findtext("Resolution", "").strip(),
-            "resolution_units": (strip.find("Resolution").get("units") or ""),
-            "device": (root.findtext("ClinicalInfo/DeviceInfo/Desc") or "").strip(),
-            "software": (root.findtext("ClinicalInfo/DeviceInfo/SoftwareVer") or "").strip(),
-            "observation_type": (root.findtext("ObservationType") or "").strip(),
-        },
-    )
+    return counts[:, order].astype(np.float64) * mv_per_count, fs, tuple(names)
 
 
 def _text(path: Path, parent: ET.Element, tag: str) -> str:

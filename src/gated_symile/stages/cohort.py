@@ -17,6 +17,7 @@ from pathlib import Path
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from gated_symile.provenance.manifests import declare
+    from gated_symile.stages.flags import setting_choices
 
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="DATASET")
     mimic = kinds.add_parser(
@@ -42,7 +43,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     mimic.add_argument("--workers", type=int, help="processes for ECG QC / DICOM headers")
     mimic.add_argument(
         "--qc-rule",
-        choices=["symile", "strict"],
+        choices=setting_choices("mimic.cohort.qc_rule"),
         help="ECG QC rule: symile = drop NaN or all-zero records (reference); strict = also flat "
         "leads and implausible amplitudes",
     )

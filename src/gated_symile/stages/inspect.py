@@ -53,10 +53,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gated_symile.data.mimic.cohort import MimicCohortConfig
     from gated_symile.errors import ConfigError
     from gated_symile.records.ecg_qc import QC_RULES
+    from gated_symile.stages.flags import field_default
 
-    rule = QC_RULES[0] if args.qc_rule is None else args.qc_rule
+    # the cohort's default rule (one default); checked here, not by argparse, for a one-line error
+    rule = field_default(MimicCohortConfig, "qc_rule") if args.qc_rule is None else args.qc_rule
     if rule not in QC_RULES:
         raise ConfigError(f"--qc-rule must be one of {', '.join(QC_RULES)}, got {rule!r}")
     statuses = [

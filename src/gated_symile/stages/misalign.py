@@ -16,13 +16,13 @@ from typing import Any
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from gated_symile.data.misalign.draw import EXCLUSIVE, MODES, MisalignConfig
-    from gated_symile.stages.flags import field_default
+    from gated_symile.data.misalign.draw import EXCLUSIVE, MisalignConfig
+    from gated_symile.stages.flags import field_default, setting_choices
 
     parser.add_argument("--tensors", type=Path, required=True, help="clean tensor dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="misalignment folder to write")
     parser.add_argument("--p", type=float, required=True, help="per-sample corruption probability")
-    parser.add_argument("--mode", choices=MODES, required=True,
+    parser.add_argument("--mode", choices=setting_choices("misalign.mode"), required=True,
                         help="swap (misleading), noise (uninformative) or drop (marked missing)")
     default_splits = ",".join(field_default(MisalignConfig, "splits"))
     parser.add_argument("--modalities",

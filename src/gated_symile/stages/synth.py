@@ -58,18 +58,20 @@ def _add_mimic(kinds: argparse._SubParsersAction) -> None:
 
 
 def _add_xnor(kinds: argparse._SubParsersAction) -> None:
+    from gated_symile.stages.flags import setting_choices
+
     xnor = kinds.add_parser("xnor", help="Synthetic-XNOR misalignment benchmark (tensor format)")
     xnor.add_argument("--out", type=Path, required=True)
     xnor.add_argument("--n-samples", type=int)
     xnor.add_argument("--n-bits", type=int)
     xnor.add_argument("--dim", type=int, help="vector width of every modality")
-    xnor.add_argument("--a-rule", choices=["xnor", "xor"])
-    xnor.add_argument("--embed-mode", choices=["u_v_uv", "xnor_only"])
+    xnor.add_argument("--a-rule", choices=setting_choices("synth.xnor.a_rule"))
+    xnor.add_argument("--embed-mode", choices=setting_choices("synth.xnor.embed_mode"))
     xnor.add_argument("--signal-scale", type=float)
     xnor.add_argument("--distractor-std", type=float)
     xnor.add_argument("--p", type=float, help="corruption probability of B/C")
     xnor.add_argument("--p-flips", type=float, nargs=2, metavar=("PB", "PC"))
-    xnor.add_argument("--corr-mode", choices=["swap_signal", "gaussian"])
+    xnor.add_argument("--corr-mode", choices=setting_choices("synth.xnor.corr_mode"))
     xnor.add_argument(
         "--independent", action="store_true", help="corrupt B and C independently (not exclusive)"
     )
@@ -92,6 +94,8 @@ def _add_xor(kinds: argparse._SubParsersAction) -> None:
 
 
 def _add_ukb(kinds: argparse._SubParsersAction) -> None:
+    from gated_symile.stages.flags import setting_choices
+
     ukb = kinds.add_parser(
         "ukb", help="raw UK-Biobank-style release: main dataset, Olink, HES, CardioSoft ECG XML"
     )
@@ -108,8 +112,8 @@ def _add_ukb(kinds: argparse._SubParsersAction) -> None:
         "--signal-strength", type=float,
         help="how strongly the shared latents show in each modality (0 = independent)",
     )
-    ukb.add_argument("--hes-date-format", choices=["dmy", "iso"])
-    ukb.add_argument("--main-style", choices=["ukbconv", "r", "rap"],
+    ukb.add_argument("--hes-date-format", choices=setting_choices("synth.ukb.hes_date_format"))
+    ukb.add_argument("--main-style", choices=setting_choices("synth.ukb.main_style"),
                      help="column spelling of ukb_main.csv: 23400-0.0, f.23400.0.0 or p23400_i0")
     ukb.set_defaults(func=_run_ukb)
 

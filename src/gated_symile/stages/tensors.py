@@ -15,6 +15,7 @@ from pathlib import Path
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from gated_symile.provenance.manifests import declare
+    from gated_symile.stages.flags import setting_choices
 
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="DATASET")
     mimic = kinds.add_parser("mimic", help="Symile-MIMIC tensors from the splits stage output")
@@ -34,7 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     ukb = kinds.add_parser("ukb", help="UK-Biobank-style tensors of one fold (intersect or union)")
     ukb.add_argument("--cohort", type=Path, required=True, help="output folder of `cohort ukb`")
-    ukb.add_argument("--variant", choices=["intersect", "union"], required=True)
+    ukb.add_argument("--variant", choices=setting_choices("ukb.variant"), required=True)
     ukb.add_argument("--fold", type=int, required=True, help="test fold k")
     ukb.add_argument("--out", type=Path, required=True, help="tensor dataset folder")
     ukb.add_argument("--seed", type=int, help="recorded in metadata (nothing is drawn)")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from gated_symile.provenance.manifests import declare
+    from gated_symile.stages.flags import setting_choices
 
     parser.add_argument("--tensors", type=Path, required=True, help="tensor dataset folder")
     parser.add_argument(
@@ -53,7 +54,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-epochs", type=int, help="stop after this many epochs in total (cap)")
     parser.add_argument(
         "--progress",
-        choices=["auto", "always", "never"],
+        choices=setting_choices("train.progress"),
         help="progress bar (overrides train.progress)",
     )
     parser.set_defaults(func=run)

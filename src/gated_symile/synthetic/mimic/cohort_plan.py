@@ -1,8 +1,8 @@
 """Subjects, admissions and their timing: the skeleton every release hangs on (vectorised).
 
 The plan is drawn once, in the parent process, from ``SeedSequence([seed, PLAN])``; the ECG,
-CXR and lab events (``events.py``, ``labs.py``) and the per-record renderers key their own
-random streams on ids from it, so outputs never depend on the number of workers.
+CXR and lab events (``events.py``, ``cxr_studies.py``, ``labs.py``) and the per-record renderers
+key their own random streams on ids from it, so outputs never depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -152,13 +152,57 @@ _YEAR_GROUPS = (
 
 
 def draw_plan(cfg: MimicSynthConfig) -> Plan:
-    """Subjects, admissions (with times and demographics) and the per-admission latents."""
+    """Subjects, admissions (with times and demographics) and the per-admission latents.
+
+    One random stream, drawn in a fixed order (the order fixes the bytes): subjects, admission
+    times, latents, patients, admissions.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, PLAN_STREAM]))
     n = cfg.admissions
-    branches: dict[str, int] = {}
+    per_subject, subject_of, rank = _draw_subjects(rng, cfg)
+    n_subjects = per_subject.size
+    n_daily, readmission, admit, disch = _draw_times(rng, cfg, n_subjects, subject_of, rank)
+    latents = draw_latents(rng, n, cfg.signal_strength)
+    subject_ids = scrambled_ids(np.arange(n_subjects), SUBJECT, cfg.seed, salt=1)
+    hadm_ids = scrambled_ids(np.arange(n), HADM, cfg.seed, salt=2)
+    patients, died_at = _patients(
+        rng, subject_ids, subject_of, admit, disch, per_subject
+    )
+    admissions = _admissions(
+        rng, subject_ids[subject_of], hadm_ids, admit, disch, died_at
+    )
+    branches = {
+        "subjects": n_subjects,
+        "subjects_with_several_admissions": int((per_subject > 1).sum()),
+        "readmissions_2_20h": int(readmission.sum()),
+        "in_hospital_deaths": int((died_at >= 0).sum()),
+    }
+    return Plan(
+        cfg=cfg,
+        latents=latents,
+        subject_of=subject_of,
+        subject_id=subject_ids[subject_of],
+        hadm_id=hadm_ids,
+        admit_s=admit,
+        disch_s=disch,
+        n_daily=n_daily,
+        previous=np.where(rank > 0, np.arange(n) - 1, -1),
+        readmission=readmission,
+        patients=patients,
+        admissions=admissions,
+        branches=branches,
+    )
 
-    # subjects: a share gets 2-4 admissions; admissions of one subject are consecutive
-    # (candidates from the first half so that truncating to n admissions keeps at least one)
+
+def _draw_subjects(
+    rng: np.random.Generator, cfg: MimicSynthConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(admissions per subject, subject of each admission, rank of the admission in its subject).
+
+    A share of subjects gets 2-4 admissions, which are consecutive; the candidates come from the
+    first half so that truncating to ``cfg.admissions`` keeps at least one of them.
+    """
+    n = cfg.admissions
     candidates = np.arange(n) < max(1, n // 2)
     multi = choose(rng, candidates, cfg.multi_admission_rate if n > 1 else 0.0)
     per_subject = np.where(multi, rng.integers(2, 5, n), 1)
@@ -168,12 +212,22 @@ def draw_plan(cfg: MimicSynthConfig) -> Plan:
     per_subject[-1] -= int(total[n_subjects - 1]) - n
     subject_of = np.repeat(np.arange(n_subjects), per_subject)
     first = np.r_[0, np.cumsum(per_subject)[:-1]]
-    rank = np.arange(n) - first[subject_of]
-    previous = np.where(rank > 0, np.arange(n) - 1, -1)
-    branches["subjects"] = n_subjects
-    branches["subjects_with_several_admissions"] = int((per_subject > 1).sum())
+    return per_subject, subject_of, np.arange(n) - first[subject_of]
 
-    # timing: lengths of stay follow the number of daily lab panels
+
+def _draw_times(
+    rng: np.random.Generator,
+    cfg: MimicSynthConfig,
+    n_subjects: int,
+    subject_of: np.ndarray,
+    rank: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(daily lab panels, readmission mask, admittime, dischtime) of each admission.
+
+    Lengths of stay follow the number of daily lab panels; a subject's admissions follow one
+    another, a readmission 2-20 h after the previous discharge, others 30-400 days later.
+    """
+    n = subject_of.size
     target_daily = max(
         0.0, (cfg.labs_per_admission - ADMISSION_PANEL_ROWS) / DAILY_PANEL_ROWS
     )
@@ -181,7 +235,6 @@ def draw_plan(cfg: MimicSynthConfig) -> Plan:
     stay = (n_daily + 1) * DAY + uniform_int(rng, 2 * HOUR, 30 * HOUR, n)
     stay = stay // 60 * 60
     readmission = choose(rng, rank > 0, cfg.readmission_rate)
-    branches["readmissions_2_20h"] = int(readmission.sum())
     gap = np.where(
         readmission,
         uniform_int(rng, 120, 1200, n) * 60,
@@ -197,32 +250,7 @@ def draw_plan(cfg: MimicSynthConfig) -> Plan:
         at = np.flatnonzero(rank == r)
         admit[at] = start[subject_of[at]] if r == 0 else disch[at - 1] + gap[at]
         disch[at] = admit[at] + stay[at]
-
-    latents = draw_latents(rng, n, cfg.signal_strength)
-    subject_ids = scrambled_ids(np.arange(n_subjects), SUBJECT, cfg.seed, salt=1)
-    hadm_ids = scrambled_ids(np.arange(n), HADM, cfg.seed, salt=2)
-    patients, died_at = _patients(
-        rng, subject_ids, subject_of, admit, disch, per_subject
-    )
-    admissions = _admissions(
-        rng, subject_ids[subject_of], hadm_ids, admit, disch, died_at
-    )
-    branches["in_hospital_deaths"] = int((died_at >= 0).sum())
-    return Plan(
-        cfg=cfg,
-        latents=latents,
-        subject_of=subject_of,
-        subject_id=subject_ids[subject_of],
-        hadm_id=hadm_ids,
-        admit_s=admit,
-        disch_s=disch,
-        n_daily=n_daily,
-        previous=previous,
-        readmission=readmission,
-        patients=patients,
-        admissions=admissions,
-        branches=branches,
-    )
+    return n_daily, readmission, admit, disch
 
 
 def _patients(rng, subject_ids, subject_of, admit, disch, per_subject):

@@ -118,36 +118,59 @@ def _pacemaker(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.nda
 def write_dicom(
     path: Path, pixels: np.ndarray, photometric: str, tags: dict, uid_key: str
 ) -> None:
-    """Uncompressed explicit-VR little-endian DX DICOM with the MIMIC-CXR tags (docs/data.md §10)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence
-    from pydicom.uid import (
-        PYDICOM_IMPLEMENTATION_UID,
-        ExplicitVRLittleEndian,
-        generate_uid,
-    )
+    """Uncompressed explicit-VR little-endian DX DICOM with the MIMIC-CXR tags (docs/data.md §10).
 
-    def uid(role: str) -> str:
-        return generate_uid(entropy_srcs=[uid_key, role])
+    UIDs are derived from ``uid_key`` (and the study's ``study_key``), so the bytes depend only
+    on the config.
+    """
+    from pydicom.dataset import Dataset
 
-    def code(value: str, meaning: str) -> Sequence:
-        item = Dataset()
-        item.CodeValue = value
-        item.CodingSchemeDesignator = "SRT"
-        item.CodeMeaning = meaning
-        return Sequence([item])
+    ds = Dataset()
+    ds.file_meta = _file_meta(uid_key)
+    ds.SOPClassUID = DX_FOR_PRESENTATION
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    _set_study_tags(ds, tags, uid_key)
+    _set_pixel_module(ds, pixels, photometric)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _uid(key: str, role: str) -> str:
+    """A UID that is a hash of ``key`` and ``role``: the same on every run."""
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=[key, role])
+
+
+def _file_meta(uid_key: str):
+    """The file meta group (part 10 header) of a DX image in explicit-VR little endian."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = DX_FOR_PRESENTATION
-    meta.MediaStorageSOPInstanceUID = uid("sop")
+    meta.MediaStorageSOPInstanceUID = _uid(uid_key, "sop")
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = DX_FOR_PRESENTATION
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=[tags["study_key"], "study"])
-    ds.SeriesInstanceUID = uid("series")
+    return meta
+
+
+def _code_sequence(value: str, meaning: str):
+    """A one-item code sequence in the SNOMED-RT scheme MIMIC-CXR's DICOMs use."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "SRT"
+    item.CodeMeaning = meaning
+    return Sequence([item])
+
+
+def _set_study_tags(ds, tags: dict, uid_key: str) -> None:
+    """Patient, study, series and view tags; code sequences only where MIMIC-CXR has a meaning."""
+    ds.StudyInstanceUID = _uid(tags["study_key"], "study")
+    ds.SeriesInstanceUID = _uid(uid_key, "series")
     ds.PatientID = str(tags["subject_id"])
     ds.PatientName = ""
     ds.Modality = "DX"
@@ -157,13 +180,18 @@ def write_dicom(
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ViewPosition = tags["ViewPosition"]
     ds.PerformedProcedureStepDescription = tags["PerformedProcedureStepDescription"]
-    ds.ProcedureCodeSequence = code("CXR", tags["PerformedProcedureStepDescription"])
+    ds.ProcedureCodeSequence = _code_sequence("CXR", tags["PerformedProcedureStepDescription"])
     if tags["ViewCodeSequence_CodeMeaning"]:
         meaning = tags["ViewCodeSequence_CodeMeaning"]
-        ds.ViewCodeSequence = code(_VIEW_CODES[meaning], meaning)
+        ds.ViewCodeSequence = _code_sequence(_VIEW_CODES[meaning], meaning)
     if tags["PatientOrientationCodeSequence_CodeMeaning"]:
         meaning = tags["PatientOrientationCodeSequence_CodeMeaning"]
-        ds.PatientOrientationCodeSequence = code(_ORIENTATION_CODES[meaning], meaning)
+        ds.PatientOrientationCodeSequence = _code_sequence(_ORIENTATION_CODES[meaning], meaning)
+
+
+def _set_pixel_module(ds, pixels: np.ndarray, photometric: str) -> None:
+    """12-bit pixels in 16-bit words; MONOCHROME1 stores ``4095 - v`` with an inverse LUT shape,
+    so the reader's inversion is exercised. Spacing scales as if the film were 3000 pixels wide."""
     spacing = f"{0.139 * 3000 / pixels.shape[1]:.4f}"
     ds.PixelSpacing = [spacing, spacing]
     ds.Rows, ds.Columns = pixels.shape
@@ -176,8 +204,6 @@ def write_dicom(
     ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
     stored = MAX_12BIT - pixels if photometric == "MONOCHROME1" else pixels
     ds.PixelData = stored.astype("<u2").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
 
 
 def write_jpg(dicom_path: Path, jpg_path: Path) -> None:

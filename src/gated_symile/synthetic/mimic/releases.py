@@ -33,7 +33,8 @@ from gated_symile.synthetic.mimic.cohort_plan import (
     draw_plan,
 )
 from gated_symile.synthetic.mimic.config import MimicSynthConfig
-from gated_symile.synthetic.mimic.events import plan_cxrs, plan_ecgs
+from gated_symile.synthetic.mimic.cxr_studies import plan_cxrs
+from gated_symile.synthetic.mimic.events import plan_ecgs
 from gated_symile.synthetic.mimic.identifiers import format_times
 from gated_symile.synthetic.mimic.labs import write_d_labitems, write_labevents
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS

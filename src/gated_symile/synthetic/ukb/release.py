@@ -14,6 +14,7 @@ memory stays bounded and the bytes depend only on the config (never on ``workers
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from gated_symile.synthetic.ukb.catalogue import (
 )
 from gated_symile.synthetic.ukb.config import UkbSynthConfig
 from gated_symile.synthetic.ukb.ecg_xml import ecg_file_name, write_cardiosoft_ecg
-from gated_symile.synthetic.ukb.hes import hes_tables
+from gated_symile.synthetic.ukb.hes import ISO_DATE, date_text, hes_tables
 
 CHUNK = 8192
 FILES = ("ukb_main.csv", "olink_data.txt", "coding143.tsv", "hesin.txt", "hesin_diag.txt")
@@ -132,10 +133,60 @@ def _chunk(
     out: Path,
     ecg_jobs: list[tuple],
 ) -> dict[str, pl.DataFrame]:
-    """All rows of one chunk of participants; appends its ECG jobs to ``ecg_jobs``."""
+    """All rows of one chunk of participants; appends its ECG jobs to ``ecg_jobs``.
+
+    One random stream per chunk, drawn in a fixed order (the order fixes the bytes): latents,
+    participants, main-dataset values, HES codes, Olink values, HES tables, Olink gaps.
+    """
     rng = np.random.default_rng([cfg.seed, model.CHUNK_STREAM, index])
-    m, s = eids.size, cfg.signal_strength
-    lat = model.draw_latents(rng, m, cfg)
+    s = cfg.signal_strength
+    lat = model.draw_latents(rng, eids.size, cfg)
+    who = _draw_participants(rng, cfg, eids.size)
+    nmr, bio = _main_values(rng, cfg, params, lat, who)
+    codes = _hes_codes(rng, params, lat, s, who.has_hes)
+    olink0 = model.olink_values(rng, params, lat, s)
+    olink0[who.olink_all_nan] = np.nan
+    olink2 = model.olink_values(rng, params, lat, s)
+    hesin, diag = hes_tables(rng, eids, codes, who.baseline, cfg.hes_date_format)
+    olink = _olink_frame(rng, cfg, params, eids, who, olink0, olink2)
+    ecg_dir = out / "ecg"
+    for i in np.flatnonzero(who.has_ecg):
+        ecg_jobs.append(
+            (str(ecg_dir / ecg_file_name(int(eids[i]))), cfg.seed, model.ECG_STREAM, int(eids[i]),
+             float(lat.z[i, 0]), int(lat.u[i, 0]))
+        )  # fmt: skip
+    return {
+        "ukb_main.csv": _main_frame(cfg.main_style, eids, who, nmr, bio),
+        "olink_data.txt": olink,
+        "hesin.txt": hesin,
+        "hesin_diag.txt": diag,
+    }
+
+
+@dataclass(frozen=True)
+class _Participants:
+    """One chunk's participants: demographics, assessment days, and which records each has."""
+
+    sex: np.ndarray
+    year_of_birth: np.ndarray
+    baseline: np.ndarray  # baseline assessment, days since 1970-01-01
+    repeat_day: np.ndarray  # repeat assessment (used where ``repeat``)
+    empty: np.ndarray  # withdrawn-like rows: eid only
+    no_baseline: np.ndarray
+    has_nmr: np.ndarray
+    has_olink: np.ndarray
+    has_hes: np.ndarray
+    repeat: np.ndarray
+    has_ecg: np.ndarray
+    olink_imaging: np.ndarray  # Olink at the imaging visit (instance 2)
+    olink_all_nan: np.ndarray  # failed baseline assay: rows kept, every result empty
+
+
+def _draw_participants(
+    rng: np.random.Generator, cfg: UkbSynthConfig, m: int
+) -> _Participants:
+    """Demographics and dates, then one uniform per participant and branch (9 columns), so a
+    branch's share can change without moving the other branches' draws."""
     sex = rng.integers(0, 2, m)
     year_of_birth = rng.integers(1937, 1971, m)
     baseline = rng.integers(_BASELINE_FIRST, _BASELINE_LAST + 1, m)
@@ -143,66 +194,96 @@ def _chunk(
     u = rng.random((m, 9))
     empty = u[:, 0] < cfg.empty_frac
     no_baseline = ~empty & (u[:, 1] < cfg.no_baseline_frac)
-    has_nmr = ~empty & (u[:, 2] < cfg.nmr_frac)
     has_olink = ~empty & (u[:, 3] < cfg.olink_frac)
-    has_hes = ~empty & (u[:, 4] < cfg.hes_frac)
-    repeat = ~empty & ~no_baseline & (u[:, 5] < cfg.repeat_frac)
-    has_ecg = ~empty & (u[:, 6] < cfg.ecg_frac)
-    olink_imaging = ~empty & (u[:, 7] < cfg.olink_imaging_frac)
-    olink_all_nan = has_olink & (u[:, 8] < cfg.olink_all_nan_frac)
+    return _Participants(
+        sex=sex,
+        year_of_birth=year_of_birth,
+        baseline=baseline,
+        repeat_day=repeat_day,
+        empty=empty,
+        no_baseline=no_baseline,
+        has_nmr=~empty & (u[:, 2] < cfg.nmr_frac),
+        has_olink=has_olink,
+        has_hes=~empty & (u[:, 4] < cfg.hes_frac),
+        repeat=~empty & ~no_baseline & (u[:, 5] < cfg.repeat_frac),
+        has_ecg=~empty & (u[:, 6] < cfg.ecg_frac),
+        olink_imaging=~empty & (u[:, 7] < cfg.olink_imaging_frac),
+        olink_all_nan=has_olink & (u[:, 8] < cfg.olink_all_nan_frac),
+    )
 
-    nmr0 = _mask(rng, model.nmr_values(rng, params, lat, s), has_nmr, cfg.value_missing_frac)
-    nmr1 = _mask(
-        rng, model.nmr_values(rng, params, lat, s), repeat & has_nmr, cfg.value_missing_frac
-    )
-    bio0 = _mask(
-        rng, model.biochemistry_values(rng, params, lat, s), ~empty, cfg.value_missing_frac
-    )
-    bio1 = _mask(
-        rng, model.biochemistry_values(rng, params, lat, s), repeat, cfg.value_missing_frac
-    )
+
+def _main_values(
+    rng: np.random.Generator,
+    cfg: UkbSynthConfig,
+    params: model.Params,
+    lat: model.Latents,
+    who: _Participants,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((NMR at instance 0, 1), (biochemistry at instance 0, 1)), NaN where not measured."""
+    s, frac = cfg.signal_strength, cfg.value_missing_frac
+    nmr0 = _mask(rng, model.nmr_values(rng, params, lat, s), who.has_nmr, frac)
+    nmr1 = _mask(rng, model.nmr_values(rng, params, lat, s), who.repeat & who.has_nmr, frac)
+    bio0 = _mask(rng, model.biochemistry_values(rng, params, lat, s), ~who.empty, frac)
+    bio1 = _mask(rng, model.biochemistry_values(rng, params, lat, s), who.repeat, frac)
+    return (nmr0, nmr1), (bio0, bio1)
+
+
+def _hes_codes(
+    rng: np.random.Generator,
+    params: model.Params,
+    lat: model.Latents,
+    s: float,
+    has_hes: np.ndarray,
+) -> np.ndarray:
+    """Lifetime code sets of participants with HES records; one with none drawn gets one of
+    the first 40 codes, so that "has HES" always means at least one episode."""
     codes = model.code_sets(rng, params, lat, s) & has_hes[:, None]
     no_codes = has_hes & ~codes.any(axis=1)
-    codes[np.flatnonzero(no_codes), rng.integers(0, 40, m)[no_codes]] = True
-    olink0 = model.olink_values(rng, params, lat, s)
-    olink0[olink_all_nan] = np.nan
-    olink2 = model.olink_values(rng, params, lat, s)
-    hesin, diag = hes_tables(rng, eids, codes, baseline, cfg.hes_date_format)
+    codes[np.flatnonzero(no_codes), rng.integers(0, 40, has_hes.size)[no_codes]] = True
+    return codes
 
-    style = cfg.main_style
+
+def _main_frame(
+    style: str,
+    eids: np.ndarray,
+    who: _Participants,
+    nmr: tuple[np.ndarray, np.ndarray],
+    bio: tuple[np.ndarray, np.ndarray],
+) -> pl.DataFrame:
+    """The main dataset's rows, columns spelled in the exporter's ``style``; NaN written empty."""
     columns: dict[str, object] = {
         "eid": eids,
-        column_name(FIELD_SEX, 0, 0, style): pl.Series(sex).set(pl.Series(empty), None),
-        column_name(FIELD_YEAR_OF_BIRTH, 0, 0, style): year_of_birth,
-        column_name(FIELD_ASSESSMENT_DATE, 0, 0, style): _iso(baseline, empty | no_baseline),
-        column_name(FIELD_ASSESSMENT_DATE, 1, 0, style): _iso(repeat_day, ~repeat),
+        column_name(FIELD_SEX, 0, 0, style): pl.Series(who.sex).set(pl.Series(who.empty), None),
+        column_name(FIELD_YEAR_OF_BIRTH, 0, 0, style): who.year_of_birth,
+        column_name(FIELD_ASSESSMENT_DATE, 0, 0, style): date_text(
+            who.baseline, who.empty | who.no_baseline, ISO_DATE
+        ),
+        column_name(FIELD_ASSESSMENT_DATE, 1, 0, style): date_text(
+            who.repeat_day, ~who.repeat, ISO_DATE
+        ),
     }
-    for j, field in enumerate(NMR_FIELDS):
-        columns[column_name(field, 0, 0, style)] = nmr0[:, j]
-        columns[column_name(field, 1, 0, style)] = nmr1[:, j]
-    for j, field in enumerate(BIOCHEMISTRY_FIELDS):
-        columns[column_name(field, 0, 0, style)] = bio0[:, j]
-        columns[column_name(field, 1, 0, style)] = bio1[:, j]
-    main = pl.DataFrame(columns).with_columns(pl.col(pl.Float64).fill_nan(None))
+    for fields, values in ((NMR_FIELDS, nmr), (BIOCHEMISTRY_FIELDS, bio)):
+        for j, field in enumerate(fields):
+            columns[column_name(field, 0, 0, style)] = values[0][:, j]
+            columns[column_name(field, 1, 0, style)] = values[1][:, j]
+    return pl.DataFrame(columns).with_columns(pl.col(pl.Float64).fill_nan(None))
 
+
+def _olink_frame(
+    rng: np.random.Generator,
+    cfg: UkbSynthConfig,
+    params: model.Params,
+    eids: np.ndarray,
+    who: _Participants,
+    olink0: np.ndarray,
+    olink2: np.ndarray,
+) -> pl.DataFrame:
+    """Long Olink rows of instances 0 and 2, with a share of single values not measured."""
     olink_rows = []
-    for instance, values, who in ((0, olink0, has_olink), (2, olink2, olink_imaging)):
-        keep = _mask(rng, values, who, cfg.value_missing_frac)[who]
-        olink_rows.append(_olink_long(eids[who], params.protein_ids, keep, instance))
-    olink = pl.concat(olink_rows).sort("eid", "ins_index", "protein_id")
-
-    ecg_dir = out / "ecg"
-    for i in np.flatnonzero(has_ecg):
-        ecg_jobs.append(
-            (str(ecg_dir / ecg_file_name(int(eids[i]))), cfg.seed, model.ECG_STREAM, int(eids[i]),
-             float(lat.z[i, 0]), int(lat.u[i, 0]))
-        )  # fmt: skip
-    return {
-        "ukb_main.csv": main,
-        "olink_data.txt": olink,
-        "hesin.txt": hesin,
-        "hesin_diag.txt": diag,
-    }
+    for instance, values, has in ((0, olink0, who.has_olink), (2, olink2, who.olink_imaging)):
+        keep = _mask(rng, values, has, cfg.value_missing_frac)[has]
+        olink_rows.append(_olink_long(eids[has], params.protein_ids, keep, instance))
+    return pl.concat(olink_rows).sort("eid", "ins_index", "protein_id")
 
 
 def _mask(rng: np.random.Generator, values: np.ndarray, who: np.ndarray, frac: float) -> np.ndarray:
@@ -211,11 +292,6 @@ def _mask(rng: np.random.Generator, values: np.ndarray, who: np.ndarray, frac: f
     values[~who] = np.nan
     values[rng.random(values.shape) < frac] = np.nan
     return values
-
-
-def _iso(days: np.ndarray, blank: np.ndarray) -> pl.Series:
-    text = pl.Series(days.astype(np.int32)).cast(pl.Date).dt.strftime("%Y-%m-%d")
-    return text.set(pl.Series(blank), None)
 
 
 def _olink_long(
