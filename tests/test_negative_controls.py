@@ -12,29 +12,37 @@ show it. So the tests build a release, break one join on purpose, run the real c
   information about which candidate is its own;
 - the good tensors with one file rolled by one row: the *join probes* (below) of the affected
   modality fall to chance, so a shifted row in any tensor file fails the check the first item
-  relies on.
+  relies on. Test-split files are rolled under the run trained on the good tensors (evaluation
+  only); one training-side case (UKB ``nmr.npy`` in train and val, retrained) shows that a shift
+  the model trains on is caught the same way. ``index.parquet`` holds no model input: its join
+  (row i = admission i of the split) is checked against the splits stage's table.
 
 **Join probes.** CLIP scores a candidate by a sum over the query modalities (docs/method.md §5),
 so evaluating the CLIP run with every query modality but one marked missing (``<m>_present.npy``
-False) ranks the candidates with that one modality's join alone. The generators put a pairwise
+False; a missing modality contributes nothing, docs/method.md §9) ranks the candidates with that one modality's join alone. The generators put a pairwise
 signal in each query–target join (MIMIC: heart size ECG–CXR, fluid labs–CXR; UKB: the shared
 latent NMR–Olink and EHR–Olink; docs/synthetic-mimic.md, docs/synthetic-ukb.md), so on good
 tensors every probe is above chance, and a broken join shows up in its own probe even where the
 other join keeps the full retrieval above chance.
 
-**Decision rule.** Top-1 is a count of hits among n test queries; its 95 % interval is the exact
-(Clopper–Pearson) binomial interval (``negative_controls.Top1``). *Above chance*: the interval's
-lower end exceeds the chance level ``1 / pool`` reported by the evaluation. *At chance*: the
-interval contains it. Under a broken join the positive is exchangeable with the other candidates,
-so the hit count is a sum of Bernoulli(1 / pool) draws and chance lies inside the interval.
+**Decision rule.** Top-1 is a count of hits among n test queries; its interval is the exact
+(Clopper–Pearson) 99 % binomial interval (``negative_controls.Top1``, ``LEVEL``). *Above chance*:
+the interval's lower end exceeds the chance level ``1 / pool`` reported by the evaluation. *At
+chance*: the interval contains it. Under a broken join the positive is exchangeable with the other
+candidates, so the hit count is a sum of Bernoulli(1 / pool) draws and chance lies inside the
+interval. (The evaluation's bootstrap interval is not used: with a bank of about 300 candidates a
+broken join scores 0-3 hits, and a percentile bootstrap of 0 hits is the point [0, 0].)
 
 **Why these cannot flake.** Nothing here is random at test time: the generators, the cohort, the
 splits, the candidate draws, the permutations (``derangement`` with a fixed seed), the training
 (fixed model seed, one thread, CPU) and the evaluation's tie-break are all seeded, so every run on
-one machine gives the same counts (docs/distributed.md: CPU training is bit-reproducible). The
-thresholds were chosen with margins measured on the development machine: the good-release lower
-bounds sit several points above chance, the permuted and rolled top-1 values well inside their
-intervals (numbers in the assertion messages). A failure therefore means the code changed
+one machine gives the same counts (same config and seed give byte-identical outputs: the project's
+determinism rule, which the resume tests check for training). The
+margins were measured on the development machine (``-s`` prints every count): MIMIC-style, chance
+0.10 among 10 candidates, good releases 70-86 hits of 240 (99 % lower bounds 0.22-0.28), join
+probes 47 of 240 (lower bound 0.134), permuted and rolled 20-28 of 240 (intervals about
+[0.05, 0.17]); UKB-style, chance 0.0034 in a bank of 296, good 67-107 hits (lower bounds >= 0.17),
+the weak EHR probe 14 of 295 (lower bound 0.021), broken joins 0-3 hits (upper bounds >= 0.012). A failure therefore means the code changed
 (a broken join, or a generator/recipe change that erased the signal), never bad luck; other
 processor types can differ in the last digits of training, which the margins absorb.
 """
@@ -49,6 +57,7 @@ import pytest
 
 from tests.negative_controls import (
     Top1,
+    cli,
     evaluate,
     keep_only_query,
     mimic_tensors,
@@ -56,7 +65,6 @@ from tests.negative_controls import (
     permute_olink_release,
     roll_rows,
     run_config,
-    cli,
     tensor_copy,
     train,
     ukb_tensors,
@@ -81,6 +89,7 @@ MIMIC_RECIPE = {
             "labs": {"arch": "mlp_gelu", "hidden": [128], "dropout": 0.2},
         },
     },
+    "gate": {"d_k": 32},
     "train": {"epochs": 6, "patience": 0, "batch_size": 32, "lr": 2.0e-3, "weight_decay": 0.05},
 }
 MIMIC_QUERIES = ("ecg", "labs")
@@ -98,6 +107,7 @@ UKB_RECIPE = {
             "olink": {"arch": "tabular_mlp", "hidden": [128], "dropout": 0.1},
         },
     },
+    "gate": {"d_k": 32},
     "train": {"epochs": 15, "patience": 0, "batch_size": 128, "lr": 1.0e-3, "weight_decay": 0.1},
 }
 UKB_QUERIES = ("nmr", "ehr")
@@ -113,6 +123,7 @@ class Chain:
         self._probes: dict[tuple[str, str, str], Top1] = {}
 
     def run(self, release: str, method: str) -> Path:
+        """The run of ``method`` trained on ``release`` (a key of ``tensors``), trained once."""
         key = (release, method)
         if key not in self._runs:
             config = run_config(self.dataset, method, self.recipe)
@@ -123,15 +134,26 @@ class Chain:
         run = self.run(release, method)
         return Top1.of(evaluate(run, self.tensors[release], run / "metrics.json"))
 
-    def probe(self, tensors: Path, query: str, queries: tuple[str, ...], name: str) -> Top1:
-        """Top-1 of the good CLIP run on ``tensors`` (test split) with only ``query`` present."""
-        key = ("probe", name, query)
+    def probe(self, tensors: str, query: str, queries: tuple[str, ...], trained_on: str = "good") -> Top1:
+        """Top-1 of the CLIP run trained on ``trained_on`` over the test split of ``tensors``
+        (keys of ``tensors``) with only ``query`` present."""
+        key = (tensors, query, trained_on)
         if key not in self._probes:
-            probe = tensor_copy(tensors, self.root / f"probe-{name}-{query}")
+            name = f"probe-{tensors}-{query}-{trained_on}"
+            probe = tensor_copy(self.tensors[tensors], self.root / name)
             keep_only_query(probe, "test", query, queries)
-            run = self.run("good", "clip")
-            self._probes[key] = Top1.of(evaluate(run, probe, self.root / f"probe-{name}-{query}.json"))
+            run = self.run(trained_on, "clip")
+            self._probes[key] = Top1.of(evaluate(run, probe, self.root / f"{name}.json"))
         return self._probes[key]
+
+    def rolled(self, file: str, splits: tuple[str, ...]) -> str:
+        """Key of the good tensors with ``file`` rolled by one row in ``splits``."""
+        key = f"rolled-{file}-{'-'.join(splits)}"
+        if key not in self.tensors:
+            self.tensors[key] = tensor_copy(self.tensors["good"], self.root / key)
+            for split in splits:
+                roll_rows(self.tensors[key] / split / file)
+        return key
 
 
 @pytest.fixture(scope="module")
@@ -200,30 +222,40 @@ MIMIC_ROLLS = {"ecg.npy": ("ecg",), "labs.npy": ("labs",), "cxr.npy": MIMIC_QUER
 UKB_ROLLS = {"nmr.npy": ("nmr",), "ehr.npy": ("ehr",), "olink.npy": UKB_QUERIES}
 
 
-def check_rolled_file(chain: Chain, queries: tuple[str, ...], file: str, broken: tuple[str, ...]) -> None:
-    """Every join probe is above chance on the good tensors; with ``file`` of the test split
-    rolled by one row, the probes of the ``broken`` joins are at chance and the others stay above."""
-    rolled = tensor_copy(chain.tensors["good"], chain.root / f"rolled-{file}")
-    roll_rows(rolled / "test" / file)
+def check_probes(chain: Chain, queries: tuple[str, ...], tensors: str, broken: tuple[str, ...],
+                 trained_on: str = "good", others_above: bool = True) -> None:  # fmt: skip
+    """Every join probe is above chance on the good tensors with the good run; on ``tensors``
+    with the run trained on ``trained_on`` the probes of the ``broken`` joins are at chance and
+    (``others_above``) the others stay above."""
     for query in queries:
-        good = chain.probe(chain.tensors["good"], query, queries, "good")
-        after = chain.probe(rolled, query, queries, f"rolled-{file}")
-        print(f"{chain.dataset} {query} probe: good {good}; {file} rolled {after}")
+        good = chain.probe("good", query, queries)
+        after = chain.probe(tensors, query, queries, trained_on)
+        print(f"{chain.dataset} {query} probe: good {good}; {tensors} (trained on {trained_on}) {after}")
         assert good.above_chance, f"{query} join on the good tensors: {good}"
         if query in broken:
-            assert after.at_chance and not after.above_chance, f"{query} join, {file} rolled: {after}"
-        else:
-            assert after.above_chance, f"{query} join, {file} rolled (not its join): {after}"
+            assert after.at_chance and not after.above_chance, f"{query} join, {tensors}: {after}"
+        elif others_above:
+            assert after.above_chance, f"{query} join, {tensors} (not its join): {after}"
 
 
 @pytest.mark.parametrize("file", sorted(MIMIC_ROLLS))
 def test_mimic_rolled_tensor_file_breaks_its_join(mimic: Chain, file: str) -> None:
-    check_rolled_file(mimic, MIMIC_QUERIES, file, MIMIC_ROLLS[file])
+    """A test-split file rolled by one row, evaluated with the run trained on the good tensors."""
+    check_probes(mimic, MIMIC_QUERIES, mimic.rolled(file, ("test",)), MIMIC_ROLLS[file])
 
 
 @pytest.mark.parametrize("file", sorted(UKB_ROLLS))
 def test_ukb_rolled_tensor_file_breaks_its_join(ukb: Chain, file: str) -> None:
-    check_rolled_file(ukb, UKB_QUERIES, file, UKB_ROLLS[file])
+    check_probes(ukb, UKB_QUERIES, ukb.rolled(file, ("test",)), UKB_ROLLS[file])
+
+
+def test_ukb_rolled_training_file_breaks_its_join(ukb: Chain) -> None:
+    """The shift on the training side: ``nmr.npy`` rolled in train and val, CLIP retrained on it
+    and evaluated on the good test split: the NMR join was never learned. (The weak EHR join is
+    not asserted here: training on a scrambled NMR input also costs it, 6 hits of 295 against 14
+    with the good run, too close to chance for a margin.)"""
+    rolled = ukb.rolled("nmr.npy", ("train", "val"))
+    check_probes(ukb, UKB_QUERIES, "good", ("nmr",), trained_on=rolled, others_above=False)
 
 
 def test_mimic_rolled_index_breaks_the_admission_join(mimic: Chain) -> None:
@@ -231,12 +263,11 @@ def test_mimic_rolled_index_breaks_the_admission_join(mimic: Chain) -> None:
     splits stage's table: row i of the tensors is admission i of that split, which a rolled index
     contradicts."""
     splits = mimic.root / "good" / "splits"
-    rolled = tensor_copy(mimic.tensors["good"], mimic.root / "rolled-index")
-    roll_rows(rolled / "test" / "index.parquet")
-
-    def admissions(tensors: Path) -> np.ndarray:
-        return pd.read_parquet(tensors / "test" / "index.parquet")["sample_id"].to_numpy()
-
     expected = pd.read_parquet(splits / "test.parquet", columns=["hadm_id"])["hadm_id"].to_numpy()
-    np.testing.assert_array_equal(admissions(mimic.tensors["good"]), expected)
-    assert (admissions(rolled) != expected).all()
+
+    def admissions(tensors: str) -> np.ndarray:
+        index = mimic.tensors[tensors] / "test" / "index.parquet"
+        return pd.read_parquet(index, columns=["sample_id"])["sample_id"].to_numpy()
+
+    np.testing.assert_array_equal(admissions("good"), expected)
+    assert (admissions(mimic.rolled("index.parquet", ("test",))) != expected).all()
