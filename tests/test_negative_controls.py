@@ -19,11 +19,13 @@ show it. So the tests build a release, break one join on purpose, run the real c
 
 **Join probes.** CLIP scores a candidate by a sum over the query modalities (docs/method.md §5),
 so evaluating the CLIP run with every query modality but one marked missing (``<m>_present.npy``
-False; a missing modality contributes nothing, docs/method.md §9) ranks the candidates with that one modality's join alone. The generators put a pairwise
-signal in each query–target join (MIMIC: heart size ECG–CXR, fluid labs–CXR; UKB: the shared
-latent NMR–Olink and EHR–Olink; docs/synthetic-mimic.md, docs/synthetic-ukb.md), so on good
-tensors every probe is above chance, and a broken join shows up in its own probe even where the
-other join keeps the full retrieval above chance.
+False; a missing modality contributes nothing, docs/method.md §9) ranks the candidates with that
+one modality's join alone. The generators put a pairwise signal in each query–target join (MIMIC:
+heart size ECG–CXR, fluid labs–CXR; UKB: the shared latent NMR–Olink and EHR–Olink;
+docs/synthetic-mimic.md, docs/synthetic-ukb.md), so on good tensors every probe is above chance,
+and a broken join shows up in its own probe even where the other join keeps the full retrieval
+above chance: with the labs rows of the tensors stage shifted by one (a deliberate bug, tried
+once), CLIP still scored 45 of 240 on the full task, while the labs probe fell to 17 of 240.
 
 **Decision rule.** Top-1 is a count of hits among n test queries; its interval is the exact
 (Clopper–Pearson) 99 % binomial interval (``negative_controls.Top1``, ``LEVEL``). *Above chance*:
@@ -37,14 +39,14 @@ broken join scores 0-3 hits, and a percentile bootstrap of 0 hits is the point [
 splits, the candidate draws, the permutations (``derangement`` with a fixed seed), the training
 (fixed model seed, one thread, CPU) and the evaluation's tie-break are all seeded, so every run on
 one machine gives the same counts (same config and seed give byte-identical outputs: the project's
-determinism rule, which the resume tests check for training). The
-margins were measured on the development machine (``-s`` prints every count): MIMIC-style, chance
-0.10 among 10 candidates, good releases 70-86 hits of 240 (99 % lower bounds 0.22-0.28), join
-probes 47 of 240 (lower bound 0.134), permuted and rolled 20-28 of 240 (intervals about
-[0.05, 0.17]); UKB-style, chance 0.0034 in a bank of 296, good 67-107 hits (lower bounds >= 0.17),
-the weak EHR probe 14 of 295 (lower bound 0.021), broken joins 0-3 hits (upper bounds >= 0.012). A failure therefore means the code changed
-(a broken join, or a generator/recipe change that erased the signal), never bad luck; other
-processor types can differ in the last digits of training, which the margins absorb.
+determinism rule, which the resume tests check for training). The margins were measured on the
+development machine (``-s`` prints every count): MIMIC-style, chance 0.10 among 10 candidates,
+good releases 70-86 hits of 240 (99 % lower bounds 0.22-0.28), join probes 47 of 240 (lower bound
+0.134), permuted and rolled 20-28 of 240 (intervals about [0.05, 0.17]); UKB-style, chance 0.0034
+in a bank of 296, good 67-107 hits (lower bounds >= 0.17), the weak EHR probe 14 of 295 (lower
+bound 0.021), broken joins 0-3 hits (upper bounds >= 0.018). A failure therefore means the code
+changed (a broken join, or a generator/recipe change that erased the signal), never bad luck;
+other processor types can differ in the last digits of training, which the margins absorb.
 """
 
 from __future__ import annotations
