@@ -196,6 +196,9 @@ def test_mean_se_matches_definition(values):
     folded = estimate([(k, v) for k, v in enumerate(values)])
     assert folded.mean == pytest.approx(mean)
     assert folded.se == (None if se is None else pytest.approx(se))
+    # a single fold: its seeds are the replicates (the SE is theirs, not undefined)
+    one_fold = estimate([(0, v) for v in values])
+    assert (one_fold.mean, one_fold.se) == (pytest.approx(mean), None if se is None else pytest.approx(se))
 
 
 # ----------------------------------------------------------------------------- declared inputs

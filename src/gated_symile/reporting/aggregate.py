@@ -7,8 +7,8 @@ writes: ``.../{dataset}/{method}/p{p}/seed{seed}/metrics.json`` or, for UKB-styl
 folds, ``.../{dataset}/{method}/p{p}/fold{k}/seed{seed}/metrics.json``; the run's per-query ranks
 (:mod:`gated_symile.evaluation.query_ranks`), when given, sit in the same folder. A cell is one (dataset,
 method, p). Without folds the estimate is the mean over seeds ± SE (sd with ddof 1 / sqrt(n));
-with folds it is the mean over seeds within each fold, then mean ± SE over folds (the reporting of
-[ref-G], docs/method.md §11). The SE of a single value is undefined: ``None``, an empty CSV cell, "NA"
+with several folds it is the mean over seeds within each fold, then mean ± SE over folds (the
+reporting of [ref-G], docs/method.md §11); with one fold, mean ± SE over its seeds. The SE of a single value is undefined: ``None``, an empty CSV cell, "NA"
 in markdown. ``n_runs`` always counts metrics files.
 
 Yardsticks per row: ``chance`` (mean over the cell's runs of the expected top-1 of a random scorer,
@@ -229,7 +229,8 @@ def estimate(entries: Iterable[tuple[int | None, float]]) -> Estimate:
     folds = {fold for fold, _ in entries}
     if None in folds and len(folds) > 1:
         raise GatedSymileError("a cell mixes runs with and without folds")
-    if None in folds:
+    if None in folds or len(folds) == 1:
+        # One fold (or none): the seeds are the only replicates, so their spread is the SE.
         mean, se = mean_se([v for _, v in entries])
     else:
         by_fold: dict[int, list[float]] = defaultdict(list)

@@ -142,7 +142,8 @@ def summary_markdown(summary: list[dict[str, Any]], pairs: list[dict[str, Any]])
     from gated_symile.reporting import aggregate as agg
     from gated_symile.reporting import contrasts
 
-    text = "# Top-1 accuracy (mean ± SE; NA: one run)\n\n" + agg.markdown_table(summary)
+    title = "# Top-1 accuracy (mean ± SE over seeds, or over folds where there are several; NA: one run)"
+    text = title + "\n\n" + agg.markdown_table(summary)
     text += ("\n# Paired differences in top-1 (method a − method b, same test queries)\n\n"
              "95 % percentile bootstrap interval over test queries (per-query correctness averaged "
              "over seeds, queries resampled within folds); sd over seeds: spread of the per-seed "
