@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from gated_symile.provenance.manifests import write_listings
-from gated_symile.provenance.hashing import READ_THREADS, HashCache, Hasher
+from gated_symile.provenance.hash_cache import HashCache
+from gated_symile.provenance.hashing import READ_THREADS, Hasher
 
 FILES_PER_STUDY = 30
 

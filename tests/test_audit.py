@@ -12,7 +12,8 @@ import pytest
 
 from gated_symile.provenance.audit import audit, format_table, provenance_report
 from gated_symile.cli import main
-from gated_symile.provenance.hashing import CACHE_ENV, LISTING_SUFFIX, HashCache, Hasher
+from gated_symile.provenance.hash_cache import CACHE_ENV, HashCache
+from gated_symile.provenance.hashing import LISTING_SUFFIX, Hasher
 
 
 @pytest.fixture(scope="module", params=["inline", "sidecar"])

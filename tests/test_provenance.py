@@ -13,12 +13,10 @@ import pytest
 from gated_symile.provenance import manifests
 from gated_symile.errors import GatedSymileError
 from gated_symile.cli import build_parser, main
+from gated_symile.provenance.hash_cache import CACHE_ENV, HashCache, cache_location
 from gated_symile.provenance.hashing import (
-    CACHE_ENV,
     MANIFEST_NAME,
-    HashCache,
     Hasher,
-    cache_location,
     file_sha256,
     is_manifest,
     tree_digest,

@@ -18,7 +18,8 @@ import pytest
 
 from gated_symile.provenance.audit import audit
 from gated_symile.cli import main
-from gated_symile.provenance.hashing import CACHE_ENV, HashCache, Hasher
+from gated_symile.provenance.hash_cache import CACHE_ENV, HashCache
+from gated_symile.provenance.hashing import Hasher
 from tests.mimic_raw_fixtures import RawWorld
 
 T0 = datetime(2180, 1, 1, 12, 0, 0)

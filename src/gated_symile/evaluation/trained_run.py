@@ -84,33 +84,42 @@ def evaluate_run(
 
         out = {
             "format": METRICS_FORMAT,
-            "dataset": meta.get("dataset", run_cfg.dataset),
-            "method": run_cfg.method,
-            "objective": run_cfg.objective,
-            "model_seed": run_cfg.seed,
-            "train_batch_size": run_cfg.train.batch_size,
-            "config_sha256": config_hash(run_cfg),
-            "checkpoint": {"which": which, "epoch": state["epoch"], "global_step": state["global_step"]},
+            **_evaluated_model(run_cfg, meta, state, which),
             "split": split,
             "misalignment": None if misalignment is None else str(misalignment),
             "seed": settings.seed,
             "bootstrap_n": settings.bootstrap_n,
             "device": torch_device.type,
-            "protocol": result["protocol"],
-            "target": result["target"],
-            "queries": result["queries"],
-            "eval_batch": result["eval_batch"],
-            "n_queries": result["n_queries"],
-            "metrics": {k: result[k] for k in HEADLINE_KEYS},
-            "pool_size": result["pool_size"],
-            "query_counts": result["query_counts"],
-            "bootstrap": result["bootstrap"],
-            "stratified": result["stratified"],
+            **_split_results(result),
             "gate_diagnostics": gates,
             "reference": reference,
             "timing": timing,
         }
         return out, run_cfg, ranks
+
+
+def _evaluated_model(
+    run_cfg: RunConfig, meta: dict[str, Any], state: dict[str, Any], which: str
+) -> dict[str, Any]:
+    """Which model the metrics belong to (method, seed, config hash, checkpoint), so that a metrics
+    file names what it scores on its own, without the run folder beside it."""
+    return {
+        "dataset": meta.get("dataset", run_cfg.dataset),
+        "method": run_cfg.method,
+        "objective": run_cfg.objective,
+        "model_seed": run_cfg.seed,
+        "train_batch_size": run_cfg.train.batch_size,
+        "config_sha256": config_hash(run_cfg),
+        "checkpoint": {"which": which, "epoch": state["epoch"], "global_step": state["global_step"]},
+    }
+
+
+def _split_results(result: dict[str, Any]) -> dict[str, Any]:
+    """The split's retrieval results, the headline metrics gathered under ``metrics`` (the object
+    that ``flat_metrics`` and the aggregation read) and the rest under their own names."""
+    kept = ("protocol", "target", "queries", "eval_batch", "n_queries", "pool_size",
+            "query_counts", "bootstrap", "stratified")  # fmt: skip
+    return {**{key: result[key] for key in kept}, "metrics": {k: result[k] for k in HEADLINE_KEYS}}
 
 
 def check_same_inputs(tensors: Path, meta: dict[str, Any], trained_meta: dict[str, Any]) -> None:

@@ -108,6 +108,26 @@ def read_main_dataset(
     """
     path = Path(path)
     header, separator = _header(path)
+    eid_original, selected = _select_columns(path, header, fields, instances)
+    try:
+        frame = pl.read_csv(
+            path, separator=separator, columns=[eid_original, *selected], infer_schema=False
+        )
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UnreadableRecord(path, f"cannot read table ({exc})") from exc
+    frame = frame.rename({eid_original: "eid", **selected})
+    return _typed_main_columns(path, frame, selected, set(date_fields))
+
+
+def _select_columns(
+    path: Path, header: list[str], fields: Iterable[int] | None, instances: Iterable[int] | None
+) -> tuple[str, dict[str, str]]:
+    """The header's eid column and ``{original: canonical}`` of the wanted field columns.
+
+    Decided from the header alone, so that polars reads only the wanted columns of a main dataset
+    with tens of thousands of them, and so that two spellings of one column or a requested field
+    without a column fail before any data is read.
+    """
     canonical = [normalize_column(name) for name in header]
     if "eid" not in canonical:
         raise UnreadableRecord(path, f"no eid column (first columns: {header[:3]})")
@@ -138,15 +158,17 @@ def read_main_dataset(
                 path,
                 f"no column for field(s) {missing[:5]}{'...' if len(missing) > 5 else ''}{scope}",
             )
-    eid_original = header[canonical.index("eid")]
-    try:
-        frame = pl.read_csv(
-            path, separator=separator, columns=[eid_original, *selected], infer_schema=False
-        )
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise UnreadableRecord(path, f"cannot read table ({exc})") from exc
-    frame = frame.rename({eid_original: "eid", **selected})
-    dates = set(date_fields)
+    return header[canonical.index("eid")], selected
+
+
+def _typed_main_columns(
+    path: Path, frame: pl.DataFrame, selected: dict[str, str], dates: set[int]
+) -> pl.DataFrame:
+    """``eid`` as Int64 (present, unique), date fields as ``pl.Date``, every other field Float64.
+
+    The file is read as strings so that a bad value is named with its column here instead of
+    being silently nulled by polars' type inference.
+    """
     casts = [_to_int(path, frame["eid"], "eid")]
     for original, name in selected.items():
         if parse_column(original).field in dates:

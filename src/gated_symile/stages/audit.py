@@ -30,7 +30,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gated_symile.provenance.audit import audit, format_table, to_json
-    from gated_symile.provenance.hashing import HashCache, Hasher, cache_location
+    from gated_symile.provenance.hash_cache import HashCache, cache_location
+    from gated_symile.provenance.hashing import Hasher
 
     with Hasher(HashCache(cache_location(args.hash_cache)), use_cache=not args.rehash) as hasher:
         findings = audit(args.results_dir, hasher)

@@ -20,6 +20,7 @@ from gated_symile.errors import ConfigError
 
 if TYPE_CHECKING:
     from gated_symile.config import RunConfig
+    from gated_symile.provenance.track import TrainingRun
     from gated_symile.training.distributed import Processes
 
 
@@ -111,16 +112,9 @@ def _distributed_tags(run_cfg: RunConfig, procs: Processes) -> dict[str, str]:
 
 def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> int:
     from gated_symile.data.datasets import load_tensor_dataset
-    from gated_symile.intermediates import read_run_id
-    from gated_symile.outputs import output_folder, write_json
-    from gated_symile.provenance.manifests import inputs_digest
-    from gated_symile.provenance.track import TrainingRun, parse_tags
+    from gated_symile.outputs import output_folder
     from gated_symile.training.loop import fit, show_progress
 
-    uri = args.tracking_uri if args.tracking_uri is not None else run_cfg.tracking.uri
-    if uri is not None and uri.lower() in ("", "none", "off"):
-        uri = None
-    experiment = args.experiment or run_cfg.tracking.experiment
     dataset = load_tensor_dataset(args.tensors, misalignment=args.misalignment)
     for name in ("train", "val"):  # open (and check) now: a bad file fails before any training
         dataset.split(name)
@@ -129,27 +123,7 @@ def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> in
         _clear_previous(out)
     procs.barrier()  # no rank starts before the previous run's files are gone
 
-    tags = {**parse_tags(args.tag), **_distributed_tags(run_cfg, procs)}
-    tracker = None
-    if uri is not None and procs.is_main:
-        parent = None
-        if args.parent_run_id_file is not None:
-            if not args.parent_run_id_file.exists():
-                raise ConfigError(f"{args.parent_run_id_file}: parent run id file not found")
-            parent = read_run_id(args.parent_run_id_file, "parent run id file")
-        manifests_sha = inputs_digest([args.tensors, args.misalignment])
-        if manifests_sha is not None:
-            tags["provenance.inputs.sha256"] = manifests_sha
-        tracker = TrainingRun(
-            uri,
-            experiment,
-            out,
-            run_cfg,
-            args.tensors,
-            parent_run_id=parent,
-            tags=tags,
-            misalignment_dir=args.misalignment,
-        )
+    tracker = _start_tracking(args, run_cfg, procs, out)
     progress = None if args.progress is None else show_progress(args.progress)
     try:
         summary = fit(
@@ -166,8 +140,60 @@ def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> in
         if tracker is not None:
             tracker.client.set_terminated(tracker.run_id, status="FAILED")
         raise
-    if not procs.is_main:
-        return 0
+    if procs.is_main:
+        _finish(args, run_cfg, out, summary, tracker)
+    return 0
+
+
+def _start_tracking(
+    args: argparse.Namespace, run_cfg: RunConfig, procs: Processes, out: Path
+) -> TrainingRun | None:
+    """Rank 0's MLflow run (None when tracking is off, and on the other ranks).
+
+    Opened before the first epoch so that every epoch is logged as it ends, tagged with what ties
+    the run to its inputs (the manifests' digest) and its processes; the flags override the config.
+    """
+    from gated_symile.intermediates import read_run_id
+    from gated_symile.provenance.manifests import inputs_digest
+    from gated_symile.provenance.track import TrainingRun, parse_tags
+
+    uri = args.tracking_uri if args.tracking_uri is not None else run_cfg.tracking.uri
+    if uri is not None and uri.lower() in ("", "none", "off"):
+        uri = None
+    tags = {**parse_tags(args.tag), **_distributed_tags(run_cfg, procs)}  # a collective: every rank
+    if uri is None or not procs.is_main:
+        return None
+    parent = None
+    if args.parent_run_id_file is not None:
+        if not args.parent_run_id_file.exists():
+            raise ConfigError(f"{args.parent_run_id_file}: parent run id file not found")
+        parent = read_run_id(args.parent_run_id_file, "parent run id file")
+    manifests_sha = inputs_digest([args.tensors, args.misalignment])
+    if manifests_sha is not None:
+        tags["provenance.inputs.sha256"] = manifests_sha
+    return TrainingRun(
+        uri,
+        args.experiment or run_cfg.tracking.experiment,
+        out,
+        run_cfg,
+        args.tensors,
+        parent_run_id=parent,
+        tags=tags,
+        misalignment_dir=args.misalignment,
+    )
+
+
+def _finish(
+    args: argparse.Namespace,
+    run_cfg: RunConfig,
+    out: Path,
+    summary: dict[str, Any],
+    tracker: TrainingRun | None,
+) -> None:
+    """Rank 0 writes ``train_summary.json`` with what only the stage knows (misalignment, MLflow
+    run), then closes the MLflow run with the run folder's files as artifacts."""
+    from gated_symile.outputs import write_json
+
     summary["misalignment"] = None if args.misalignment is None else str(args.misalignment)
     if tracker is not None:
         summary["mlflow_run_id"] = tracker.run_id
@@ -182,7 +208,6 @@ def _train(args: argparse.Namespace, run_cfg: RunConfig, procs: Processes) -> in
             artifacts.append(out / "checkpoints" / "best.pt")
         tracker.finish(artifacts, summary)
     print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0
 
 
 def _clear_previous(out: Path) -> None:

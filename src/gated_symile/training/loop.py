@@ -128,8 +128,7 @@ def _fit(
     progress: bool | None,
     procs: Processes,
 ) -> dict[str, Any]:
-    ckpt_dir = run_dir / "checkpoints"
-    last_path = ckpt_dir / "last.pt"
+    last_path = run_dir / "checkpoints" / "last.pt"
     seed_everything(procs.rank_seed(run_cfg.seed))
     cfg_sha = config_hash(run_cfg)
     metadata = dict(dataset.metadata)
@@ -164,20 +163,32 @@ def _fit(
             trainer.model, trainer.optimizer, state, trainer.generators, run_cfg, cfg_sha,
             metadata, procs,
         )  # fmt: skip
-        if not procs.is_main:
-            continue
-        if improved:
-            atomic_torch_save(ckpt, ckpt_dir / "best.pt")
-        atomic_torch_save(ckpt, last_path)
-        _rewrite_history(run_dir / "history.jsonl", state.history)
-        print(_epoch_line(record, improved), file=sys.stderr, flush=True)
-        if logger is not None:
-            logger.log_epoch(record)
+        if procs.is_main:
+            _publish_epoch(run_dir, ckpt, state, record, improved, logger)
 
     summary = _summary(run_cfg, cfg_sha, state, n_epochs, device, time.perf_counter() - started)
     if procs.distributed:
         summary["world_size"] = procs.world_size
     return summary
+
+
+def _publish_epoch(
+    run_dir: Path,
+    ckpt: dict[str, Any],
+    state: LoopState,
+    record: dict[str, Any],
+    improved: bool,
+    logger: EpochLogger | None,
+) -> None:
+    """Rank 0's files and reports of a finished epoch: the checkpoints first, then the history
+    that matches them, so that a kill at any point leaves a run that ``--resume`` continues."""
+    if improved:
+        atomic_torch_save(ckpt, run_dir / "checkpoints" / "best.pt")
+    atomic_torch_save(ckpt, run_dir / "checkpoints" / "last.pt")
+    _rewrite_history(run_dir / "history.jsonl", state.history)
+    print(_epoch_line(record, improved), file=sys.stderr, flush=True)
+    if logger is not None:
+        logger.log_epoch(record)
 
 
 def _build_trainer(

@@ -21,13 +21,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gated_symile.errors import ConfigError, RecordError
 from gated_symile.data.mimic import cohort_rules as rules
 from gated_symile.data.mimic.attrition import write_attrition
 from gated_symile.data.mimic.cxr_index import (
     CXR_MISSING,
+    CxrRelease,
     detect_cxr_release,
     file_presence,
     register_cxr_tables,
@@ -105,35 +106,14 @@ def build_mimic_cohort(config: MimicCohortConfig) -> dict:
 
 
 def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
-    hosp = Path(config.mimic_iv) / "hosp"
-    files = {
-        "patients": hosp / PATIENTS.filename,
-        "admissions": hosp / ADMISSIONS.filename,
-        "labevents": hosp / LABEVENTS.filename,
-        "ecg_record_list": Path(config.ecg) / ECG_RECORD_LIST.filename,
-    }
-    release = detect_cxr_release(config.cxr, config.chexpert)
-    files["cxr_index"] = release.index_file
-    files["chexpert"] = release.chexpert_file
+    files, release = _input_files(config)
     labevents_sql = csv_select_sql(files["labevents"], LABEVENTS, file_row=True)  # checks header
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out) as temp_dir:
         con = open_duckdb(config.duckdb_threads, config.memory_limit, temp_dir)
         try:
-            load_table(con, "patients", files["patients"], PATIENTS)
-            load_table(con, "admissions", files["admissions"], ADMISSIONS)
-            duplicates = rules.build_admissions(con)
-            if duplicates["duplicate_hadm_id"]:
-                raise RecordError(
-                    files["admissions"], f"{duplicates['duplicate_hadm_id']} duplicate hadm_id rows"
-                )
-            if duplicates["duplicate_subject_id"]:
-                raise RecordError(
-                    files["patients"],
-                    f"{duplicates['duplicate_subject_id']} duplicate subject_id rows",
-                )
-            load_table(con, "ecg_list", files["ecg_record_list"], ECG_RECORD_LIST, file_row=True)
+            _load_admissions(con, files)
             _progress(start, "admissions loaded; ECG QC of the candidates in the rule's order")
             with RecordPool(config.workers) as pool:
                 quarantine, scan = _ecg_quality_control(con, config, pool)
@@ -161,16 +141,60 @@ def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
         finally:
             con.close()
     summary["inputs"] = {name: _table_input(path) for name, path in files.items()}
-    summary["parameters"] = {
+    summary["parameters"] = _parameters(config, release.kind)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def _input_files(config: MimicCohortConfig) -> tuple[dict[str, Path], CxrRelease]:
+    """Every table the stage reads, by name, and the detected CXR release.
+
+    Named once here so that the summary hashes exactly the tables the rules consumed.
+    """
+    hosp = Path(config.mimic_iv) / "hosp"
+    files = {
+        "patients": hosp / PATIENTS.filename,
+        "admissions": hosp / ADMISSIONS.filename,
+        "labevents": hosp / LABEVENTS.filename,
+        "ecg_record_list": Path(config.ecg) / ECG_RECORD_LIST.filename,
+    }
+    release = detect_cxr_release(config.cxr, config.chexpert)
+    files["cxr_index"] = release.index_file
+    files["chexpert"] = release.chexpert_file
+    return files, release
+
+
+def _load_admissions(con, files: dict[str, Path]) -> None:
+    """Load patients, admissions and the ECG record list; refuse duplicate ids.
+
+    Every later rule joins on ``hadm_id`` and ``subject_id``: a duplicate would silently multiply
+    rows, so it is an error naming the table it came from.
+    """
+    load_table(con, "patients", files["patients"], PATIENTS)
+    load_table(con, "admissions", files["admissions"], ADMISSIONS)
+    duplicates = rules.build_admissions(con)
+    if duplicates["duplicate_hadm_id"]:
+        raise RecordError(
+            files["admissions"], f"{duplicates['duplicate_hadm_id']} duplicate hadm_id rows"
+        )
+    if duplicates["duplicate_subject_id"]:
+        raise RecordError(
+            files["patients"],
+            f"{duplicates['duplicate_subject_id']} duplicate subject_id rows",
+        )
+    load_table(con, "ecg_list", files["ecg_record_list"], ECG_RECORD_LIST, file_row=True)
+
+
+def _parameters(config: MimicCohortConfig, cxr_release: str) -> dict[str, Any]:
+    """The rule's settings in the summary, so that a cohort says which windows made it."""
+    return {
         "qc_rule": config.qc_rule,
-        "cxr_release": release.kind,
+        "cxr_release": cxr_release,
         "view_positions": list(rules.VIEW_POSITIONS),
         "cxr_window_hours": f"({rules.CXR_AFTER_HOURS}, {rules.CXR_UNTIL_HOURS}]",
         "ecg_window_hours": f"[-{rules.ECG_HOURS}, {rules.ECG_HOURS}]",
         "lab_window_hours": f"[-{rules.LAB_HOURS}, {rules.LAB_HOURS}]",
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return summary
 
 
 def _ecg_quality_control(con, config: MimicCohortConfig, pool: RecordPool) -> tuple[list[dict], EcgScan]:

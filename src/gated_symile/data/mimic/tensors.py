@@ -259,9 +259,6 @@ def build_tensors(
 def _build_tensors(
     splits_dir: Path, ecg_root: Path, cxr_root: Path, out_dir: Path, config: TensorConfig
 ) -> dict:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     split_meta_path = splits_dir / "metadata.json"
     split_meta = read_json(split_meta_path, "splits metadata", keys=("lab_itemids", "seed", "cohort"))
     if not isinstance(split_meta["lab_itemids"], list) or "sha256" not in (split_meta["cohort"] or {}):
@@ -272,29 +269,80 @@ def _build_tensors(
     candidate_n: dict[str, int] = {}
     chunks: list[_Chunk] = []
     for name in SPLIT_NAMES:
-        table_path = splits_dir / f"{name}.parquet"
-        frame = _read_split(table_path, itemids)
-        sources[table_path.name] = file_sha256(table_path)
-        folder = out_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        n = sizes[name] = len(frame)
-        _allocate(folder / "ecg.npy", np.float32, (n, 1, *ECG_SHAPE))
-        _allocate(folder / "cxr.npy", np.uint8, (n, config.cxr_size, config.cxr_size))
-        chunks += _chunks(frame, folder, ecg_root, cxr_root, config, train=name == "train")
-        labs = _labs_matrix(frame, itemids)
-        check_finite(table_path, labs)
-        np.save(folder / "labs.npy", labs)
-        index = pa.Table.from_pandas(_index_table(frame), preserve_index=False)
-        pq.write_table(index, folder / "index.parquet")
-        if name != "train":
-            candidates_path = splits_dir / f"candidates_{name}.npy"
-            candidate_n[name] = _check_candidates(candidates_path, n)
-            sources[candidates_path.name] = file_sha256(candidates_path)
-            shutil.copyfile(candidates_path, folder / "candidates.npy")
+        split = _lay_out_split(splits_dir, name, out_dir / name, itemids, ecg_root, cxr_root, config)
+        sizes[name] = split.rows
+        sources.update(split.sources)
+        if split.candidate_n is not None:
+            candidate_n[name] = split.candidate_n
+        chunks += split.chunks
     # one pool for all splits: the decoding is the whole cost
     _run_chunks(chunks, config.workers)
 
-    metadata = {
+    metadata = _metadata(config, itemids, split_meta, sizes, candidate_n, sources)
+    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return metadata
+
+
+@dataclass(frozen=True)
+class _LaidOutSplit:
+    """One split with everything but its ECGs and radiographs written."""
+
+    rows: int
+    candidate_n: int | None  # candidates per query; None for train
+    sources: dict[str, str]  # sha256 of the split files read
+    chunks: list[_Chunk]  # the rows still to decode into the preallocated arrays
+
+
+def _lay_out_split(
+    splits_dir: Path,
+    name: str,
+    folder: Path,
+    itemids: list[str],
+    ecg_root: Path,
+    cxr_root: Path,
+    config: TensorConfig,
+) -> _LaidOutSplit:
+    """Write one split's labs, index and candidates and allocate its ECG and CXR arrays.
+
+    The decoding is left as chunks so that one worker pool decodes the rows of every split,
+    instead of a pool per split idling at each split's end.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table_path = splits_dir / f"{name}.parquet"
+    frame = _read_split(table_path, itemids)
+    sources = {table_path.name: file_sha256(table_path)}
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(frame)
+    _allocate(folder / "ecg.npy", np.float32, (n, 1, *ECG_SHAPE))
+    _allocate(folder / "cxr.npy", np.uint8, (n, config.cxr_size, config.cxr_size))
+    chunks = _chunks(frame, folder, ecg_root, cxr_root, config, train=name == "train")
+    labs = _labs_matrix(frame, itemids)
+    check_finite(table_path, labs)
+    np.save(folder / "labs.npy", labs)
+    index = pa.Table.from_pandas(_index_table(frame), preserve_index=False)
+    pq.write_table(index, folder / "index.parquet")
+    candidate_n = None
+    if name != "train":
+        candidates_path = splits_dir / f"candidates_{name}.npy"
+        candidate_n = _check_candidates(candidates_path, n)
+        sources[candidates_path.name] = file_sha256(candidates_path)
+        shutil.copyfile(candidates_path, folder / "candidates.npy")
+    return _LaidOutSplit(n, candidate_n, sources, chunks)
+
+
+def _metadata(
+    config: TensorConfig,
+    itemids: list[str],
+    split_meta: dict,
+    sizes: dict[str, int],
+    candidate_n: dict[str, int],
+    sources: dict[str, str],
+) -> dict:
+    """``metadata.json``: what the loaders and the evaluation read (modalities, shapes, protocol)
+    and what ties the tensors to their inputs (seeds, source hashes, the cohort's sha256)."""
+    return {
         "format": "gated-symile-tensors/1",
         "dataset": "mimic",
         "modalities": ["ecg", "labs", "cxr"],
@@ -318,5 +366,3 @@ def _build_tensors(
         "sources": sources,
         "cohort_sha256": split_meta["cohort"]["sha256"],
     }
-    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    return metadata

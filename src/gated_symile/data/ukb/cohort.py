@@ -128,7 +128,25 @@ def _build_ukb_cohort(raw: Path, out: Path, cfg: UkbCohortConfig) -> dict:
 
     counts = _counts(eids, present, included)
     _write_attrition(counts, out / "attrition.csv")
-    summary = {
+    summary = _summary(cfg, paths, counts, splits, nmr=nmr, olink=olink, ehr=ehr, excluded=excluded)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def _summary(
+    cfg: UkbCohortConfig,
+    paths: dict[str, Path | None],
+    counts: dict[str, int],
+    splits: pl.DataFrame,
+    *,
+    nmr: _FeatureTable,
+    olink: _FeatureTable,
+    ehr: _EhrTable,
+    excluded: pl.DataFrame,
+) -> dict:
+    """``summary.json``: the counts that reconcile, the folds, the features kept and the settings,
+    so that a cohort can be checked and compared without opening its parquet files."""
+    return {
         "dataset": "ukb",
         "counts": counts,
         "folds": {
@@ -148,8 +166,6 @@ def _build_ukb_cohort(raw: Path, out: Path, cfg: UkbCohortConfig) -> dict:
         "exclusions": dict(excluded["reason"].value_counts().sort("reason").iter_rows()),
         "sources": {k: (p.name if p else None) for k, p in paths.items()},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return summary
 
 
 @dataclass
