@@ -340,7 +340,7 @@ def _read_both_ways(stem: Path, monkeypatch, **expected):
     for fast in (True, False):
         with monkeypatch.context() as patch:
             if not fast:
-                patch.setattr(wfdb_header, "_parse_plain_header", lambda text: None)
+                patch.setattr(wfdb_header, "parse_plain_header", lambda text: None)
             try:
                 outcomes.append(read_wfdb_ecg(stem, **expected))
             except Exception as exc:  # compared below: same type and message both ways
@@ -349,12 +349,12 @@ def _read_both_ways(stem: Path, monkeypatch, **expected):
 
 
 def test_direct_header_parser_equals_wfdb_on_every_real_header(monkeypatch):
-    from gated_symile.records.wfdb_header import _parse_plain_header, read_wfdb_header
+    from gated_symile.records.wfdb_header import parse_plain_header, read_wfdb_header
 
     fallbacks = []
     for stem in _real_header_stems():
         reference = read_wfdb_header(stem, fast=False)
-        parsed = _parse_plain_header(stem.with_suffix(".hea").read_text("ascii", "ignore"))
+        parsed = parse_plain_header(stem.with_suffix(".hea").read_text("ascii", "ignore"))
         if parsed is None:
             fallbacks.append(stem.name)
         else:
@@ -386,10 +386,10 @@ def test_direct_header_parser_equals_wfdb_on_every_real_header(monkeypatch):
     ],
 )
 def test_direct_header_parser_equals_wfdb_on_grammar_variants(tmp_path, text):
-    from gated_symile.records.wfdb_header import _parse_plain_header, read_wfdb_header
+    from gated_symile.records.wfdb_header import parse_plain_header, read_wfdb_header
 
     (tmp_path / "r.hea").write_bytes(text.encode("ascii"))
-    parsed = _parse_plain_header(text)
+    parsed = parse_plain_header(text)
     assert parsed is not None
     assert parsed == read_wfdb_header(tmp_path / "r", fast=False)
 
@@ -407,9 +407,9 @@ def test_direct_header_parser_equals_wfdb_on_grammar_variants(tmp_path, text):
     ],
 )
 def test_direct_header_parser_leaves_other_headers_to_wfdb(text):
-    from gated_symile.records.wfdb_header import _parse_plain_header
+    from gated_symile.records.wfdb_header import parse_plain_header
 
-    assert _parse_plain_header(text) is None
+    assert parse_plain_header(text) is None
 
 
 def test_unparseable_header_error_names_the_file(tmp_path):

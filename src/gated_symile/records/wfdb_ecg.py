@@ -43,9 +43,12 @@ from gated_symile.records.wfdb_integrity import (
 __all__ = [
     "WFDB_MISSING_VALUE",
     "WfdbSamples",
+    "check_header",
+    "is_plain_format16",
     "read_wfdb_ecg",
     "read_wfdb_samples",
     "record_stem",
+    "stored_to_mv",
 ]
 
 WFDB_MISSING_VALUE = -32768
@@ -85,15 +88,7 @@ class WfdbSamples:
 
     def to_mv(self, stored: np.ndarray) -> np.ndarray:
         """Rows of stored samples -> float64 mV in canonical lead order (missing -> NaN)."""
-        digital = stored[:, self.order]
-        signal = digital.astype(np.float64)
-        signal -= self.baseline[self.order]
-        signal /= self.gain[self.order]
-        missing = digital == WFDB_MISSING_VALUE
-        if missing.any():
-            signal[missing] = np.nan
-        _scale_to_mv(signal, self.unit_scale, self.order)
-        return signal
+        return stored_to_mv(stored, self.order, self.gain, self.baseline, self.unit_scale)
 
     def signal_mv(self) -> np.ndarray:
         """The whole record in mV, canonical lead order."""
@@ -156,8 +151,37 @@ def read_wfdb_samples(
     """:func:`read_wfdb_ecg` up to (not including) the conversion to mV; same checks, same errors."""
     stem = str(record_stem(record_path))
     header_file = stem + ".hea"
-    header = _read_header(stem, header_file)
+    header = read_wfdb_header(stem)
+    order, gain, baseline, unit_scale = check_header(
+        header, header_file, expected_fs=expected_fs, expected_samples=expected_samples
+    )
+    sizes = signal_file_sizes(stem, header, header_file)
+    check_signal_file_sizes(stem, header, header_file, sizes)
 
+    stored = signal = None
+    if is_plain_format16(header):
+        stored = _read_format16(
+            os.path.join(os.path.dirname(stem), header.file_name[0]),
+            len(order),
+            int(header.sig_len),
+        )
+        check_checksums(stored, header, stem)
+    else:
+        signal = _read_with_wfdb(stem, header, header_file, order)
+        _scale_to_mv(signal, unit_scale, order)
+    return WfdbSamples(stem, header, order, gain, baseline, unit_scale, stored, signal)
+
+
+def check_header(
+    header: WfdbHeader, header_file: str, *, expected_fs: float, expected_samples: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The checks that need only the header: sampling rate, leads, length, calibration.
+
+    Returns the canonical lead order and the per-lead gain, baseline and factor to mV (source
+    order); raises the reader's typed errors naming ``header_file``.
+    """
+    if header.fs is None or header.sig_len is None:
+        raise UnreadableRecord(header_file, "WFDB header lacks the sampling rate or length")
     fs = float(header.fs)
     if abs(fs - float(expected_fs)) > 1e-9:
         raise WrongSamplingRate(header_file, f"fs is {fs:g} Hz, expected {float(expected_fs):g}")
@@ -171,35 +195,33 @@ def read_wfdb_samples(
             header_file,
             f"{n_samples} samples ({n_samples / fs:g} s), expected {expected_samples}",
         )
-    gain, baseline, unit_scale = _calibration(header, header_file)
-    sizes = signal_file_sizes(stem, header, header_file)
-    check_signal_file_sizes(stem, header, header_file, sizes)
+    return (order, *_calibration(header, header_file))
 
-    stored = signal = None
-    if _is_plain_format16(header):
-        stored = _read_format16(
-            os.path.join(os.path.dirname(stem), header.file_name[0]),
-            len(names),
-            n_samples,
-        )
-        check_checksums(stored, header, stem)
-    else:
-        signal = _read_with_wfdb(stem, header, header_file, order)
-        _scale_to_mv(signal, unit_scale, order)
-    return WfdbSamples(stem, header, order, gain, baseline, unit_scale, stored, signal)
+
+def stored_to_mv(
+    stored: np.ndarray,
+    order: np.ndarray,
+    gain: np.ndarray,
+    baseline: np.ndarray,
+    unit_scale: np.ndarray,
+) -> np.ndarray:
+    """Rows of stored samples -> float64 mV in canonical lead order (missing -> NaN); ``order``
+    and the per-lead calibration as :func:`check_header` returns them."""
+    digital = stored[:, order]
+    signal = digital.astype(np.float64)
+    signal -= baseline[order]
+    signal /= gain[order]
+    missing = digital == WFDB_MISSING_VALUE
+    if missing.any():
+        signal[missing] = np.nan
+    _scale_to_mv(signal, unit_scale, order)
+    return signal
 
 
 def _scale_to_mv(signal: np.ndarray, unit_scale: np.ndarray, order: np.ndarray) -> None:
     """Leads recorded in uV (canonical order) -> mV, in place."""
     if np.any(unit_scale != 1.0):
         signal *= unit_scale[order]
-
-
-def _read_header(stem: str, header_file: str) -> WfdbHeader:
-    header = read_wfdb_header(stem)
-    if header.fs is None or header.sig_len is None:
-        raise UnreadableRecord(header_file, "WFDB header lacks the sampling rate or length")
-    return header
 
 
 def _calibration(header: WfdbHeader, header_file: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -237,7 +259,7 @@ def _cached_calibration(
     return gain, offsets, scale
 
 
-def _is_plain_format16(header: WfdbHeader) -> bool:
+def is_plain_format16(header: WfdbHeader) -> bool:
     """One interleaved little-endian int16 file, no offsets, skew or multiple samples per frame."""
     return _plain_format16(
         header.file_name, header.fmt, header.byte_offset, header.skew, header.samps_per_frame

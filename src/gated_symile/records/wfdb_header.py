@@ -10,7 +10,7 @@ signal itself.  The headers MIMIC writes follow the plain grammar of the WFDB he
         [block_size [description]]]]]]]
     # comment
 
-:func:`_parse_plain_header` reads exactly that grammar, with wfdb's read defaults for missing
+:func:`parse_plain_header` reads exactly that grammar, with wfdb's read defaults for missing
 fields (fs 250, gain 200 -- also for a gain of 0 --, baseline = adc_zero or 0, units mV).  Anything
 outside it -- multi-segment records, ``format x spf : skew + offset``, tabs inside a description,
 a token that does not parse -- returns ``None`` and the header goes through ``wfdb.rdheader``, whose
@@ -23,11 +23,17 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from functools import lru_cache
 from pathlib import Path
 
 from gated_symile.records.errors import MissingRecord, UnreadableRecord
 
-__all__ = ["WfdbHeader", "read_wfdb_header"]
+__all__ = [
+    "WfdbHeader",
+    "parse_plain_header",
+    "read_wfdb_header",
+    "valid_base_time_and_date",
+]
 
 _NAME = re.compile(r"[-\w]+")
 _FS = re.compile(r"(\d+\.?\d*|\.\d+)(?:/(-?\d*\.?\d*)(?:\((-?\d*\.?\d*)\))?)?")
@@ -93,11 +99,11 @@ def read_wfdb_header(stem: str | Path, *, fast: bool = True) -> WfdbHeader:
         raise MissingRecord(header_file, "header file does not exist") from exc
     except OSError as exc:
         raise UnreadableRecord(header_file, f"cannot read header file ({exc})") from exc
-    header = _parse_plain_header(content.decode("ascii", errors="ignore")) if fast else None
+    header = parse_plain_header(content.decode("ascii", errors="ignore")) if fast else None
     return header if header is not None else _read_with_wfdb(stem, header_file)
 
 
-def _parse_plain_header(text: str) -> WfdbHeader | None:
+def parse_plain_header(text: str) -> WfdbHeader | None:
     """Parse the plain single-segment grammar (module docstring); ``None`` for anything else."""
     lines, comments = [], []
     for line in text.splitlines():
@@ -169,6 +175,18 @@ def _parse_date(text: str) -> date:
     """WFDB base date ``DD/MM/YYYY`` (digits checked by ``_DATE``); invalid dates raise ValueError."""
     day, month, year = (int(field) for field in text.split("/"))
     return date(year, month, day)
+
+
+@lru_cache(maxsize=65536)
+def valid_base_time_and_date(time_text: str, date_text: str) -> bool:
+    """Whether the plain parser accepts a base time and date (cached: a release repeats them)."""
+    if not (_TIME.fullmatch(time_text) and _DATE.fullmatch(date_text)):
+        return False
+    try:
+        _parse_time(time_text), _parse_date(date_text)
+    except ValueError:
+        return False
+    return True
 
 
 _SIGNAL_FIELDS = (

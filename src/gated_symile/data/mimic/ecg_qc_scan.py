@@ -17,9 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gated_symile.data.mimic.parallel import RecordPool
 from gated_symile.provenance.read_set import OpenedFile
+
+if TYPE_CHECKING:
+    from gated_symile.records.wfdb_batch import BatchQC
 
 __all__ = [
     "ECG_FAILED_QC",
@@ -27,6 +31,7 @@ __all__ = [
     "ECG_UNREADABLE",
     "EcgCheck",
     "EcgQcTask",
+    "check_chunk",
     "check_records",
     "qc_record",
     "record_files_read",
@@ -63,7 +68,24 @@ def qc_record(task: EcgQcTask) -> str | None:
     return _check(task.root, task.rule, False, task.path).reason
 
 
-def _check(root: str, rule: str, hash_files: bool, path: str) -> EcgCheck:
+def _check(
+    root: str, rule: str, hash_files: bool, path: str, batch: BatchQC | None = None
+) -> EcgCheck:
+    """One record's check; ``batch`` is its verdict from the batch path, if that decided it."""
+    if batch is None:
+        reason, problem, data_files = _read_and_check(root, rule, path)
+    else:
+        reason = batch.qc.reject_reason(rule=rule)
+        problem = None if reason is None else ECG_FAILED_QC
+        data_files = batch.file_name
+    opened = record_files_read(root, path, data_files) if hash_files else ()
+    return EcgCheck(reason, problem, opened)
+
+
+def _read_and_check(
+    root: str, rule: str, path: str
+) -> tuple[str | None, str | None, Sequence[str]]:
+    """Reason, problem and signal file names of one record read by the per-record reader."""
     from gated_symile.errors import RecordError
     from gated_symile.records.errors import MissingRecord
     from gated_symile.records.wfdb_ecg import read_wfdb_samples
@@ -80,8 +102,7 @@ def _check(root: str, rule: str, hash_files: bool, path: str) -> EcgCheck:
         reason, problem = f"{ECG_UNREADABLE}: {exc.problem}", ECG_UNREADABLE
     except Exception as exc:  # noqa: BLE001 -- a broken file must quarantine, never stop the cohort
         reason, problem = f"{ECG_UNREADABLE}: {type(exc).__name__}: {exc}", ECG_UNREADABLE
-    opened = record_files_read(root, path, data_files) if hash_files else ()
-    return EcgCheck(reason, problem, opened)
+    return reason, problem, data_files
 
 
 def record_files_read(root: str, path: str, data_files: Sequence[str]) -> tuple[OpenedFile, ...]:
@@ -103,8 +124,14 @@ def record_files_read(root: str, path: str, data_files: Sequence[str]) -> tuple[
     return tuple(opened)
 
 
-def _check_chunk(root: str, rule: str, hash_files: bool, paths: list[str]) -> list[EcgCheck]:
-    return [_check(root, rule, hash_files, path) for path in paths]
+def check_chunk(root: str, rule: str, hash_files: bool, paths: list[str]) -> list[EcgCheck]:
+    """:class:`EcgCheck` of each record of one work item: the common case decided for the whole
+    item at once (:func:`~gated_symile.records.wfdb_batch.qc_wfdb_batch`), every other record by
+    the per-record reader, so each still gets its own reason."""
+    from gated_symile.records.wfdb_batch import qc_wfdb_batch
+
+    batch = qc_wfdb_batch([os.path.join(root, path) for path in paths])
+    return [_check(root, rule, hash_files, path, fast) for path, fast in zip(paths, batch)]
 
 
 def check_records(
@@ -117,4 +144,4 @@ def check_records(
 ) -> list[EcgCheck]:
     """QC the records ``paths`` (relative to ``root``) on ``pool``; one :class:`EcgCheck` per path,
     in order.  ``hash_files`` also hashes the files each check read."""
-    return pool.map_chunks(partial(_check_chunk, str(root), rule, hash_files), list(paths))
+    return pool.map_chunks(partial(check_chunk, str(root), rule, hash_files), list(paths))
