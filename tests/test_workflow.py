@@ -113,6 +113,9 @@ def test_paper_scale_configs_validate_and_resolve(name):
     for dataset in config["experiment"]["datasets"]:
         for method in config["experiment"]["methods"]:
             assert resolve_run_config(config, dataset, method, 0).method == method
+        # the paper's three seeds: a per-dataset list left over from config.yaml would win
+        seeds = config["datasets"].get(dataset, {}).get("seeds", config["experiment"]["seeds"])
+        assert seeds == [0, 1, 2], f"{name}: {dataset} runs seeds {seeds}"
 
 
 def test_default_config_passes_schema_and_dataclasses():
