@@ -134,14 +134,14 @@ def check_same_inputs(tensors: Path, meta: dict[str, Any], trained_meta: dict[st
 def resolve_settings(
     run_cfg: RunConfig, seed: int | None, bootstrap_n: int | None, batch_size: int | None
 ) -> EvalSettings:
-    """The given settings, ``None`` ones from the run config's ``evaluate`` section, checked."""
+    """The given settings, ``None`` ones from the run config's ``evaluate`` section, checked
+    against that section's limits in the schema (a flag meets the same bounds as the key)."""
+    from gated_symile.schemas import check_section
+
     seed = run_cfg.evaluate.seed if seed is None else seed
     bootstrap_n = run_cfg.evaluate.bootstrap_n if bootstrap_n is None else bootstrap_n
     batch_size = run_cfg.evaluate.batch_size if batch_size is None else batch_size
-    if bootstrap_n < 0 or batch_size < 1:
-        raise GatedSymileError(
-            f"bootstrap-n must be >= 0 and batch-size >= 1 (got {bootstrap_n}, {batch_size})"
-        )
+    check_section({"seed": seed, "bootstrap_n": bootstrap_n, "batch_size": batch_size}, "evaluate")
     return EvalSettings(seed, bootstrap_n, batch_size)
 
 
