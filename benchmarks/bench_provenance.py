@@ -9,7 +9,7 @@ state (a new hash cache for the first pass):
   overhead for small files and the sha256 rate with the read threads for ``--file-bytes 1000000``);
 * cached re-hash (every file found in the cache by real path, size and mtime: a ``stat``);
 * the size of the folder's per-file list as it would sit inside a manifest (JSON) and as the gzip
-  sidecar that :func:`gated_symile.provenance.manifests.write_listings` writes for long lists, and peak RSS.
+  sidecar that :func:`gated_symile.provenance.listings.write_listings` writes for long lists, and peak RSS.
 
 Prints a table and writes ``benchmarks/out/provenance.json``.
 
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gated_symile.provenance.manifests import write_listings
+from gated_symile.provenance.listings import write_listings
 from gated_symile.provenance.hash_cache import HashCache
 from gated_symile.provenance.hashing import READ_THREADS, Hasher
 

@@ -192,7 +192,8 @@ def _one_result_per_item(func, chunk: list) -> list:
 
 def files_read(manifest: Path) -> dict[str, list[tuple[str, int | None]]]:
     """Per input folder of a stage manifest, the files it read (absolute path, bytes read)."""
-    from gated_symile.provenance.manifests import entry_files, read_manifest, resolve_entry
+    from gated_symile.provenance.listings import entry_files
+    from gated_symile.provenance.manifests import read_manifest, resolve_entry
 
     doc = read_manifest(manifest)
     found = {}

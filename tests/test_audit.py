@@ -23,14 +23,14 @@ def chain(tmp_path_factory, request) -> Path:
     ``sidecar``: every folder list longer than 3 files goes to a sidecar beside its manifest, as a
     raw release's does, so every audit test below also runs against lists read from sidecars.
     """
-    from gated_symile.provenance import manifests
+    from gated_symile.provenance import listings
     from gated_symile.synthetic.mimic import MimicSynthConfig, generate_mimic
 
     root = tmp_path_factory.mktemp(f"chain-{request.param}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CACHE_ENV, str(root.parent / f"chain-cache-{request.param}.sqlite"))
         if request.param == "sidecar":
-            mp.setattr(manifests, "LISTING_INLINE_MAX", 3)
+            mp.setattr(listings, "LISTING_INLINE_MAX", 3)
         raw, res = root / "raw", root / "results"
         generate_mimic(raw, MimicSynthConfig(admissions=40, seed=0, image_size=32))
         steps = [
@@ -130,7 +130,7 @@ def test_flipped_raw_record_is_modified_and_its_readers_stale(work):
 def test_flipped_raw_record_no_stage_read_leaves_the_stages_ok(work):
     """The cohort and the tensors hash only the records they read; a record neither read (outside
     every window, or after a valid one) is only listed, so its change is named but stales nobody."""
-    from gated_symile.provenance.manifests import entry_files
+    from gated_symile.provenance.listings import entry_files
 
     manifest = work / "results" / "cohort" / "provenance.json"
     entry = next(e for e in json.loads(manifest.read_text())["inputs"] if e["arg"] == "ecg")
@@ -203,16 +203,16 @@ def test_long_file_lists_live_in_sidecars_and_are_checked(work):
 
 @SIDECAR_CHAIN_ONLY
 def test_sidecars_are_deterministic_and_replaced_on_rerun(work, monkeypatch):
-    from gated_symile.provenance import manifests
+    from gated_symile.provenance import listings
 
     res = work / "results"
     before = {p.name: p.read_bytes() for p in _sidecars(res / "splits")}
     assert before  # the splits folder lists its cohort input and its own files
     args = ["splits", "mimic", "--cohort", str(res / "cohort" / "cohort.parquet"), "--out", str(res / "splits"),
             "--train-n", "20", "--val-n", "5", "--candidate-n", "3"]  # fmt: skip
-    monkeypatch.setattr(manifests, "LISTING_INLINE_MAX", 3)
+    monkeypatch.setattr(listings, "LISTING_INLINE_MAX", 3)
     assert main(args) == 0
     assert {p.name: p.read_bytes() for p in _sidecars(res / "splits")} == before
-    monkeypatch.setattr(manifests, "LISTING_INLINE_MAX", 10_000)
+    monkeypatch.setattr(listings, "LISTING_INLINE_MAX", 10_000)
     assert main(args) == 0
     assert _sidecars(res / "splits") == []  # the lists are inline again; no stale sidecar is left

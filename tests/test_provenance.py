@@ -265,3 +265,22 @@ def test_selective_digest_reads_only_the_selection(tmp_path, monkeypatch):
     assert record["selective"] and record["n_files"] == 4 and record["partial"] == ["sub/b.bin"]
     assert [row[0] for row in streamed] == ["a.txt", "big.dat", "sub/b.bin", "sub/deep/c"]
     assert streamed[1][1:] == (5000, (root / "big.dat").stat().st_mtime_ns)
+
+
+def test_real_paths_resolve_like_realpath(tmp_path):
+    """The manifest's per-folder resolution (hash-cache keys of the files a stage read) gives what
+    ``os.path.realpath`` gives per file: through linked folders, linked files, ``..`` and a
+    linked base."""
+    from gated_symile.provenance.manifests import _RealPaths
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "real" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "c" / "f").write_bytes(b"")
+    (tmp_path / "a" / "b" / "g").write_bytes(b"")
+    (tmp_path / "a" / "b" / "h").symlink_to(tmp_path / "a" / "b" / "g")
+    (tmp_path / "base").symlink_to(tmp_path / "a")
+    for base in (tmp_path / "a", tmp_path / "base"):
+        resolve = _RealPaths(str(base))
+        for rel in ("link/c/f", "b/g", "b/h", "b/../b/g", "link/../b/g", "missing/x"):
+            assert resolve(rel) == os.path.realpath(base / rel), rel

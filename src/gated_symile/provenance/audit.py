@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gated_symile.provenance.manifests import LISTS, entry_files, read_manifest, resolve_entry
+from gated_symile.provenance.listings import LISTS, entry_files
+from gated_symile.provenance.manifests import read_manifest, resolve_entry
 from gated_symile.provenance.hashing import Digest, Hasher, Selection, file_sha256, is_manifest
 
 STATUSES: tuple[str, ...] = ("OK", "STALE", "MODIFIED", "MISSING")  # ascending severity

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,20 @@ THREADED_MIN_BYTES = 64 * 1024
 GIL, and 8 threads contending for it made a tree of 64-byte files 2x slower to hash."""
 
 
+_NAME = attrgetter("name")
+_BOOKKEEPING_ENDINGS = (MANIFEST_NAME, LISTING_SUFFIX)
+"""Every manifest (``provenance.json``, ``<file>.provenance.json``) and listing sidecar name ends so."""
+
+
 def is_manifest(path: str | Path) -> bool:
     """A stage manifest (``provenance.json`` or ``<file>.provenance.json``): never hashed itself."""
-    name = Path(path).name
+    name = os.path.basename(os.fspath(path))  # not Path(): called once per file of a release walk
     return name == MANIFEST_NAME or name.endswith(MANIFEST_SUFFIX)
 
 
 def is_listing(path: str | Path) -> bool:
     """A manifest's file-list sidecar (``<manifest>.<section>-<i>.files.jsonl.gz``): never hashed."""
-    name = Path(path).name
+    name = os.path.basename(os.fspath(path))
     return name.endswith(LISTING_SUFFIX) and (
         name.startswith(MANIFEST_NAME + ".") or MANIFEST_SUFFIX + "." in name
     )
@@ -312,13 +318,13 @@ class _TreeWalk:
         self.seen_dirs.add(real_dir)
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda entry: entry.name)
+                entries = sorted(it, key=_NAME)
         except OSError as exc:
             raise GatedSymileError(f"{folder}: cannot list ({exc.strerror or exc})") from None
         subfolders = []
-        names = {entry.name for entry in entries}
-        real_prefix = folder_prefix(real_dir)
         exclude, skip_owned = self.exclude, self.skip_owned
+        names = {entry.name for entry in entries} if skip_owned else ()
+        real_prefix = folder_prefix(real_dir)
         for entry in entries:
             full, name = entry.path, entry.name
             try:
@@ -331,11 +337,12 @@ class _TreeWalk:
                 ):
                     subfolders.append(entry)
                 continue
-            if is_manifest(name):
-                self.manifests.append(Path(full))
-                continue
-            if is_listing(name):
-                continue
+            if name.endswith(_BOOKKEEPING_ENDINGS):  # cheap test first: called once per file
+                if is_manifest(name):
+                    self.manifests.append(Path(full))
+                    continue
+                if is_listing(name):
+                    continue
             if full in exclude or (skip_owned and name + MANIFEST_SUFFIX in names):
                 continue
             self.visit_file(entry, rel_dir + name, real_prefix)
@@ -345,7 +352,6 @@ class _TreeWalk:
     def visit_file(self, entry: os.DirEntry, rel: str, real_prefix: str) -> None:
         """List, hash from the cache, hash now (small files) or queue (large files) one file."""
         full = entry.path
-        real = _real_path(entry, real_prefix)
         try:
             st = entry.stat()
         except OSError as exc:
@@ -362,6 +368,7 @@ class _TreeWalk:
                 nbytes = int(selection.files[rel])
                 self.files[rel] = (nbytes, prefix_sha256(full, nbytes))
                 return
+        real = _real_path(entry, real_prefix)
         inside = real.startswith(self.real_root_prefix)  # else not prefetched: ask the cache
         digest = self.hasher._cached(real, st, self.known if inside else None)
         if digest is not None:

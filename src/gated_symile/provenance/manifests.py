@@ -11,20 +11,19 @@ The manifest sits beside the primary output: ``<out>/provenance.json`` for a fol
 outputs after it succeeded; each input also names the manifests of the stages that produced it
 (with their sha256), which is how ``gated-symile audit`` walks the chain and spots reruns.
 
-A folder's per-file list goes into the manifest up to :data:`LISTING_INLINE_MAX` files; a longer
+A folder's per-file list goes into the manifest up to
+:data:`gated_symile.provenance.listings.LISTING_INLINE_MAX` files; a longer
 one (a raw release: 1.6 M files in MIMIC-IV-ECG) is written beside it as gzip JSON lines, and the
 manifest keeps its sha256. Reading a manifest to follow the chain then stays cheap, and the list
-is still there, tamper-evident, for the audit (:func:`entry_files`).
+is still there, tamper-evident, for the audit (:func:`gated_symile.provenance.listings.entry_files`).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import importlib.metadata
 import json
-import tempfile
 import os
 import platform
 import socket
@@ -32,7 +31,6 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
-from glob import escape as glob_escape
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,11 +44,10 @@ from gated_symile.provenance.hashing import (
     file_sha256,
     selective_fields,
 )
+from gated_symile.provenance import listings as sidecars  # its LISTING_INLINE_MAX: one value, patchable in tests
+from gated_symile.provenance.listings import StreamedListing, write_listings, write_sidecar
 from gated_symile.provenance.read_set import active, recording
-from gated_symile.outputs import atomic_path, write_bytes
-
-LISTING_INLINE_MAX = 10_000
-"""Most files a folder entry lists inside the manifest; longer lists go to a sidecar."""
+from gated_symile.outputs import write_bytes
 
 FORMAT = "gated-symile-provenance/1"
 TOOLS: tuple[str, ...] = (
@@ -238,33 +235,32 @@ def _entry(dest: str, path: Path, where: Path, digest_record: dict[str, Any]) ->
 # ----------------------------------------------------------------------------- writing
 
 
-class _StreamedListing:
-    """A selective input folder's files as listed before the run, ``[rel, size, mtime_ns]`` lines
-    streamed into a temporary gzip file: a release's 1.6 M names are never held in memory, so the
-    stage's peak memory does not grow with the release."""
+class _RealPaths:
+    """Resolved paths of files below ``base`` (the hash cache's keys), resolving each folder once
+    from its resolved parent: ``os.path.realpath`` per file costs ~100 us (an ``lstat`` per path
+    component), and a stage notes tens of thousands of records, most in a folder of their own."""
 
-    def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile()
-        self._gz: gzip.GzipFile | None = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
-        self.count = self.size = 0
+    def __init__(self, base: str) -> None:
+        self.base, self.folders = base, {base: os.path.realpath(base)}
 
-    def add(self, rel: str, size: int, mtime_ns: int) -> None:
-        assert self._gz is not None
-        self._gz.write((json.dumps([rel, size, mtime_ns]) + "\n").encode("utf-8"))
-        self.count += 1
-        self.size += size
+    def __call__(self, rel: str) -> str:
+        full = os.path.join(self.base, rel)
+        if ".." in rel.split("/"):  # lexical folders do not resolve like links do
+            return os.path.realpath(full)
+        folder, name = os.path.split(full)
+        return self._resolve(self._folder(folder), full, name)
 
-    def rows(self) -> Iterable[list[Any]]:
-        if self._gz is not None:
-            self._gz.close()
-            self._gz = None
-        self._file.seek(0)
-        with gzip.GzipFile(fileobj=self._file, mode="rb") as lines:
-            for line in lines:
-                yield json.loads(line)
+    def _folder(self, folder: str) -> str:
+        real = self.folders.get(folder)
+        if real is None:
+            parent, name = os.path.split(folder)
+            real = self.folders[folder] = self._resolve(self._folder(parent), folder, name)
+        return real
 
-    def close(self) -> None:
-        self._file.close()
+    @staticmethod
+    def _resolve(real_parent: str, path: str, name: str) -> str:
+        """``path`` (= parent/name) resolved, given its parent resolved: only a link needs more."""
+        return os.path.realpath(path) if os.path.islink(path) else os.path.join(real_parent, name)
 
 
 @dataclass
@@ -283,7 +279,7 @@ class StageRecorder:
     inputs: list[tuple[str, Path]] = field(default_factory=list)
     outputs: list[tuple[str, Path]] = field(default_factory=list)
     input_records: list[tuple[str, Path, dict[str, Any], list[Path]]] = field(default_factory=list)
-    listings: dict[int, _StreamedListing] = field(default_factory=dict)  # input index -> listing
+    listings: dict[int, StreamedListing] = field(default_factory=dict)  # input index -> listing
     _reads: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
@@ -297,7 +293,7 @@ class StageRecorder:
         excluded = [p for _, p in outputs]
         for dest, path in inputs:
             if dest in selective and path.is_dir():
-                listing = rec.listings[len(rec.input_records)] = rec._reads.enter_context(closing(_StreamedListing()))
+                listing = rec.listings[len(rec.input_records)] = rec._reads.enter_context(closing(StreamedListing()))
                 nested = rec.hasher.list_files(path, listing.add, exclude=excluded)
                 rec.input_records.append((dest, path, {}, nested))
                 continue
@@ -321,22 +317,21 @@ class StageRecorder:
         for index, listing in self.listings.items():
             dest, path, _, nested = self.input_records[index]
             opened, checked = reads.under(path) if reads is not None else ({}, {})
-            base = os.path.abspath(path)
+            real_path = _RealPaths(os.path.abspath(path))
             for rel, item in opened.items():
                 if item.nbytes is None:
-                    real = os.path.realpath(os.path.join(base, rel))
-                    self.hasher.cache.put(real, item.size, item.mtime_ns, item.sha256)
+                    self.hasher.cache.put(real_path(rel), item.size, item.mtime_ns, item.sha256)
             files = {rel: (item.size if item.nbytes is None else item.nbytes, item.sha256) for rel, item in opened.items()}
             partial = [rel for rel, item in opened.items() if item.nbytes is not None]
             covered = {rel for rel in files if rel not in partial} | set(checked)
             unread = ([rel, size, mtime] for rel, size, mtime in listing.rows() if rel not in covered)
             record = {"kind": "dir", "size": listing.size, "n_files": listing.count,
                       **selective_fields(files, partial, checked)}  # fmt: skip
-            if listing.count <= LISTING_INLINE_MAX:
+            if listing.count <= sidecars.LISTING_INLINE_MAX:
                 record["unread"] = {rel: [size, mtime] for rel, size, mtime in unread}
             else:
                 sidecar = target.with_name(f"{target.name}.inputs-{index}-unread{LISTING_SUFFIX}")
-                record["unread_listing"] = _write_sidecar(sidecar, unread)
+                record["unread_listing"] = write_sidecar(sidecar, unread)
             self.input_records[index] = (dest, path, record, nested)
         self.hasher.cache.flush()
 
@@ -377,67 +372,6 @@ class StageRecorder:
         }
         write_manifest(doc, target)
         return target
-
-
-LISTS: dict[str, str] = {"files": "listing", "checked": "checked_listing", "unread": "unread_listing"}
-"""Per-file lists of a folder entry -> the key that names their sidecar when they are long."""
-
-
-def write_listings(doc: dict[str, Any], target: Path) -> None:
-    """Move each per-file list longer than :data:`LISTING_INLINE_MAX` into a sidecar of
-    ``target``: one ``[path, *values]`` JSON line per file (``files``: size, sha256; ``unread``:
-    size, mtime_ns; ``checked``: present), gzip without a timestamp (the same run writes the same
-    bytes). Sidecars of an earlier run of this manifest are removed; those the recorder streamed
-    already (a selective input's ``unread`` list) are kept."""
-    written = set()
-    for section in ("inputs", "outputs"):
-        for index, entry in enumerate(doc.get(section, [])):
-            for key, sidecar_key in LISTS.items():
-                values = entry.get(key)
-                if sidecar_key in entry:
-                    written.add(entry[sidecar_key]["path"])
-                if values is None or len(values) <= LISTING_INLINE_MAX:
-                    continue
-                tag = "" if key == "files" else f"-{key}"
-                sidecar = target.with_name(f"{target.name}.{section}-{index}{tag}{LISTING_SUFFIX}")
-                del entry[key]
-                entry[sidecar_key] = _write_sidecar(sidecar, ([rel, *_as_list(v)] for rel, v in values.items()))
-                written.add(sidecar.name)
-    for old in target.parent.glob(f"{glob_escape(target.name)}.*{LISTING_SUFFIX}"):
-        if old.name not in written:
-            old.unlink()
-
-
-def _write_sidecar(sidecar: Path, rows: Iterable[list[Any]]) -> dict[str, str]:
-    """Stream JSON-line rows into a gzip sidecar (no timestamp, atomically); its manifest key."""
-    with atomic_path(sidecar) as tmp:
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-            for row in rows:
-                out.write((json.dumps(row) + "\n").encode("utf-8"))
-        digest = file_sha256(tmp)
-    return {"path": sidecar.name, "sha256": digest}
-
-
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def entry_files(manifest: Path, entry: dict[str, Any], key: str = "files") -> dict[str, tuple]:
-    """A folder entry's recorded per-file list ``key`` (``files``: ``{path: (size, sha256)}``;
-    ``unread``: ``(size, mtime_ns)``; ``checked``: ``(present,)``), inline or from its sidecar.
-
-    Raises ``OSError`` when the sidecar is gone and ``ValueError`` when its bytes are not the ones
-    the manifest recorded (the list cannot be trusted any more).
-    """
-    listing = entry.get(LISTS[key])
-    if listing is None:
-        return {rel: tuple(_as_list(value)) for rel, value in entry.get(key, {}).items()}
-    path = Path(manifest).parent / listing["path"]
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != listing["sha256"]:
-        raise ValueError(f"{path}: file list changed after the manifest was written")
-    rows = (json.loads(line) for line in gzip.decompress(data).decode("utf-8").splitlines())
-    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def _stage_words(argv: Sequence[str]) -> list[str]:
