@@ -266,7 +266,9 @@ def measure_release(args: argparse.Namespace, admissions: int) -> dict:
     if args.reference_cmd:
         command = args.reference_cmd.format(out=res / "reference", **raw)
         start = time.perf_counter()
-        subprocess.run(shlex.split(command), check=True, capture_output=True)
+        done = subprocess.run(shlex.split(command), check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"reference failed ({command}):\n{done.stderr[-3000:]}")
         row["reference_s"] = time.perf_counter() - start
     return row
 
@@ -385,6 +387,8 @@ def print_table(rows: list[dict], labs: list[dict], projection: dict) -> None:
         cohort = r["stages"]["cohort"]
         print(f"    cohort steps: ECG QC {step_s(cohort, 'ECG QC done'):.2f} s, labevents "
               f"{step_s(cohort, 'labevents streamed'):.2f} s, manifest + start-up {cohort['manifest_and_startup_s']:.2f} s")
+        if "reference_s" in r:
+            print(f"    reference cohort script {r['reference_s']:.1f} s: ours x{r['reference_s'] / cohort['wall_s']:.1f} faster")
         p = r["per_record"]
         print(f"    ECG read+QC {p['ecg_qc_s']:.2f} s vs bare read {p['ecg_bare_read_s']:.2f} s "
               f"({p['ecg_records']} records, x{p['ecg_qc_over_bare']:.1f}); JPG decode+resize "
