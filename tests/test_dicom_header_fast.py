@@ -153,8 +153,9 @@ def test_transfer_syntaxes_agree(tmp_path, transfer_syntax, answers):
 
 def test_bytes_after_the_pixel_data_or_a_cut_go_to_pydicom(tmp_path):
     data = synthetic(tmp_path / "a.dcm").read_bytes()
-    for name, content in [("tail", data + b"\0" * 8), ("odd", data + b"\0" * 3),
-                          ("cut", data[:-2]), ("head", data[:400]), ("meta", data[:180])]:  # fmt: skip
+    cases = {"tail": data + b"\0" * 8, "odd": data + b"\0" * 3, "cut": data[:-2],
+             "head": data[:400], "meta": data[:180]}  # fmt: skip
+    for name, content in cases.items():
         path = tmp_path / f"{name}.dcm"
         path.write_bytes(content)
         assert not assert_same(path)

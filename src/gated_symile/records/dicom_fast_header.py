@@ -61,11 +61,13 @@ _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _NO_END = 1 << 62
 _CHARSET = 0x00080005
+_CHARSET_NAME = "SpecificCharacterSet"
+_TEXT_VRS = frozenset({b"CS", b"DA", b"LO", b"TM", b"UI"})
 _TRANSFER_SYNTAX = 0x00020010
 
 _Wanted = dict[int, tuple[str, bytes]]
 TOP_LEVEL_TAGS: _Wanted = {
-    _CHARSET: ("SpecificCharacterSet", b"CS"),
+    _CHARSET: (_CHARSET_NAME, b"CS"),
     0x00080016: ("SOPClassUID", b"UI"),
     0x00080018: ("SOPInstanceUID", b"UI"),
     0x00080020: ("StudyDate", b"DA"),
@@ -136,7 +138,7 @@ def read_header_fast(path: str | os.PathLike) -> FastHeader | None:
                     if not more:
                         return None  # the file shrank under us
                     buf += more
-    except (OSError, _NotHandled):
+    except (OSError, ValueError, _NotHandled):  # ValueError: a value that is not ASCII
         return None
 
 
@@ -180,13 +182,15 @@ class _Parser:
             raise _NotHandled  # no DICM, or the meta does not start with its group length (UL)
         pos, last, syntax = 132, -1, None
         while True:
-            group, element, vr, length, long_length = _EXPLICIT_HEAD.unpack_from(self._need(pos, 12), pos)
+            head_bytes = self._need(pos, 12)
+            group, element, vr, length, long_length = _EXPLICIT_HEAD.unpack_from(head_bytes, pos)
             tag, head = group << 16 | element, _HEAD_SIZE.get(vr)
             if group != 2:
                 break
-            if tag <= last or head is None or length == _UNDEFINED or head == 12 and long_length == _UNDEFINED:
+            length = long_length if head == 12 else length
+            if tag <= last or head is None or length == _UNDEFINED:
                 raise _NotHandled
-            last, length, pos = tag, long_length if head == 12 else length, pos + head
+            last, pos = tag, pos + head
             if tag == _TRANSFER_SYNTAX:
                 syntax = self._need(pos, length)[pos : pos + length].rstrip(b"\0 ")
             pos += length
@@ -245,7 +249,9 @@ class _Parser:
             raise _NotHandled
         return pos + 8
 
-    def _undefined(self, value_pos: int, length: int, vr: bytes | None, wanted: tuple[str, bytes] | None) -> int:
+    def _undefined(
+        self, value_pos: int, length: int, vr: bytes | None, wanted: tuple[str, bytes] | None
+    ) -> int:
         """Walk an undefined-length sequence (anything else undefined, or odd, is not handled):
         explicit VR SQ, or in implicit VR one of the code sequences, whose VR is known."""
         name = wanted[0] if wanted is not None else None
@@ -267,7 +273,8 @@ class _Parser:
                 return value_pos
             if tag != _ITEM or length & 1 and length != _UNDEFINED:
                 raise _NotHandled
-            pos = self._dataset(value_pos, None if length == _UNDEFINED else value_pos + length, wanted)
+            item_end = None if length == _UNDEFINED else value_pos + length
+            pos = self._dataset(value_pos, item_end, wanted)
             wanted = _CHARSET_ONLY  # pydicom reports the first item's CodeMeaning
         if pos != end:
             raise _NotHandled
@@ -275,30 +282,32 @@ class _Parser:
 
     def _decode(self) -> dict[str, str | int | None]:
         """Convert the noted values as pydicom would (see the module docstring); walks the
-        defined-length code sequences on the way, which note more values."""
-        values: dict[str, str | int | None] = {}
+        defined-length code sequences on the way, which note more values.
+
+        Every noted value lies inside ``buf``: the walk went on to read an element header after
+        each of them (the pixel data's, at least).
+        """
+        buf, found, values = self.buf, self.found, {}
         index = 0
-        while index < len(self.found):
-            name, expected, vr, pos, length = self.found[index]
+        while index < len(found):  # grows while a sequence is walked
+            name, expected, vr, pos, length = found[index]
             index += 1
-            if vr is not None and vr != expected:
+            if vr != expected and vr is not None:
                 raise _NotHandled  # an unusual VR: pydicom's conversion may differ
-            if expected == b"SQ":
-                self._sequence(pos, pos + length, name)
-                continue
-            raw = self._need(pos, length)[pos : pos + length]
-            if expected == b"US":
+            if expected in _TEXT_VRS:
+                text = buf[pos : pos + length].rstrip(b" \0")
+                value = text.decode("ascii")  # UnicodeDecodeError: not handled
+                if not value.isprintable() or "\\" in value:
+                    raise _NotHandled  # control bytes, or a multi-value (backslash)
+                if name == _CHARSET_NAME and text not in _CHARSETS:
+                    raise _NotHandled
+                values[name] = value or None
+            elif expected == b"US":
                 if length != 2:
                     raise _NotHandled
-                values[name] = int.from_bytes(raw, "little")
-                continue
-            text = raw.rstrip(b" \0")
-            if not text.isascii() or b"\\" in text:
-                raise _NotHandled  # may decode differently, or a multi-value (backslash)
-            value = text.decode("ascii")
-            if not value.isprintable() or name == "SpecificCharacterSet" and text not in _CHARSETS:
-                raise _NotHandled  # control bytes, or a character set not accepted here
-            values[name] = value or None
+                values[name] = buf[pos] | buf[pos + 1] << 8
+            else:
+                self._sequence(pos, pos + length, name)
         return values
 
     def _pixel_data(self, pos: int, tag: int) -> None:

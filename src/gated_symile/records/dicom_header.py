@@ -187,7 +187,9 @@ def read_dicom_header_and_length(path: str | Path) -> tuple[dict[str, str | int 
     return (fast[0], len(fast[1])) if fast is not None else read_dicom_header_with_pydicom(path)
 
 
-def read_dicom_header_and_bytes(path: str | Path) -> tuple[dict[str, str | int | None], bytes, os.stat_result]:
+def read_dicom_header_and_bytes(
+    path: str | Path,
+) -> tuple[dict[str, str | int | None], bytes, os.stat_result]:
     """:func:`read_dicom_header_and_length` with the header bytes themselves and the file's stat.
 
     Why: an index hashes the header it read (provenance); the fast path has it in memory from its
@@ -204,7 +206,7 @@ def read_dicom_header_and_bytes(path: str | Path) -> tuple[dict[str, str | int |
 
 
 def read_dicom_header_with_pydicom(path: str | Path) -> tuple[dict[str, str | int | None], int]:
-    """:func:`read_dicom_header_and_length` through pydicom alone: the reference of the fast path."""
+    """:func:`read_dicom_header_and_length` through pydicom alone (the fast path's reference)."""
     path = Path(path)
     ds = open_dicom(path, header_only=True)
     length = header_length(path, ds)

@@ -226,7 +226,8 @@ def _read_header_fields(
 def _header_read(rel: str, header: bytes, stat: os.stat_result) -> OpenedFile:
     """The file as the index used it: the sha256 of its header up to the pixel data
     (``header_length``), so the audit names a changed header without hashing every image."""
-    return OpenedFile(rel, stat.st_size, stat.st_mtime_ns, hashlib.sha256(header).hexdigest(), len(header))
+    digest = hashlib.sha256(header).hexdigest()
+    return OpenedFile(rel, stat.st_size, stat.st_mtime_ns, digest, len(header))
 
 
 def _text_or_none(value) -> str | None:
