@@ -13,6 +13,7 @@ image reader (:mod:`gated_symile.records.dicom_cxr`) and the header-only reader
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -28,7 +29,9 @@ __all__ = [
     "malformed_element",
     "open_dicom",
     "read_dicom_header",
+    "read_dicom_header_and_bytes",
     "read_dicom_header_and_length",
+    "read_dicom_header_with_pydicom",
 ]
 
 MIMIC_TAGS: tuple[str, ...] = (
@@ -172,7 +175,38 @@ def read_dicom_header(path: str | Path) -> dict[str, str | int | None]:
 
 
 def read_dicom_header_and_length(path: str | Path) -> tuple[dict[str, str | int | None], int]:
-    """:func:`read_dicom_header` and :func:`header_length` from one parse of the file."""
+    """:func:`read_dicom_header` and :func:`header_length` from one parse of the file.
+
+    A plain file is parsed by :mod:`gated_symile.records.dicom_fast_header` (an order of magnitude
+    faster); whatever it does not fully understand, every broken file included, goes to pydicom
+    (:func:`read_dicom_header_with_pydicom`), which gives the same answer and words the errors.
+    """
+    from gated_symile.records.dicom_fast_header import read_header_fast
+
+    fast = read_header_fast(path)
+    return (fast[0], len(fast[1])) if fast is not None else read_dicom_header_with_pydicom(path)
+
+
+def read_dicom_header_and_bytes(
+    path: str | Path,
+) -> tuple[dict[str, str | int | None], bytes, os.stat_result]:
+    """:func:`read_dicom_header_and_length` with the header bytes themselves and the file's stat.
+
+    Why: an index hashes the header it read (provenance); the fast path has it in memory from its
+    one open of the file, so only the pydicom fallback reads it again.
+    """
+    from gated_symile.records.dicom_fast_header import read_header_fast
+
+    fast = read_header_fast(path)
+    if fast is not None:
+        return fast
+    tags, length = read_dicom_header_with_pydicom(path)
+    with open(path, "rb") as handle:
+        return tags, handle.read(length), os.fstat(handle.fileno())
+
+
+def read_dicom_header_with_pydicom(path: str | Path) -> tuple[dict[str, str | int | None], int]:
+    """:func:`read_dicom_header_and_length` through pydicom alone (the fast path's reference)."""
     path = Path(path)
     ds = open_dicom(path, header_only=True)
     length = header_length(path, ds)

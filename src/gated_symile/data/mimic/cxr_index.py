@@ -200,18 +200,18 @@ def _read_header_fields(
     root: str, path: str, hash_bytes: bool = False
 ) -> tuple[HeaderFields | str, OpenedFile | None]:
     """The metadata-CSV fields of one DICOM file, or the reason it cannot be used; with
-    ``hash_bytes`` also the file as read (:func:`_hash_header`), from the same parse.
+    ``hash_bytes`` also the file as read (:func:`_header_read`), from the same parse.
 
     The header reader checks the file is a complete image (not empty, not truncated, pixel data
     present), so a file cut after its file meta is quarantined as an unreadable image instead of
     being indexed with blank tags.
     """
-    from gated_symile.records.dicom_header import read_dicom_header_and_length
+    from gated_symile.records.dicom_header import read_dicom_header_and_bytes
     from gated_symile.records.errors import MissingRecord
 
     full = os.path.join(root, path)
     try:
-        tags, header_bytes = read_dicom_header_and_length(full)
+        tags, header, stat = read_dicom_header_and_bytes(full)
     except MissingRecord:
         return CXR_MISSING, None
     except RecordError as exc:
@@ -220,17 +220,14 @@ def _read_header_fields(
         name: _text_or_none(tags[name])
         for name in ("ViewPosition", "ViewCodeSequence_CodeMeaning", "StudyDate", "StudyTime")
     }
-    return fields, _hash_header(full, path, header_bytes) if hash_bytes else None
+    return fields, _header_read(path, header, stat) if hash_bytes else None
 
 
-def _hash_header(full: str, rel: str, nbytes: int) -> OpenedFile:
-    """The file as the index used it: the sha256 of its first ``nbytes``, the header up to the
-    pixel data (``header_length``), so the audit names a changed header without hashing every
-    image."""
-    with open(full, "rb") as handle:
-        st = os.fstat(handle.fileno())
-        digest = hashlib.sha256(handle.read(nbytes)).hexdigest()
-    return OpenedFile(rel, st.st_size, st.st_mtime_ns, digest, nbytes)
+def _header_read(rel: str, header: bytes, stat: os.stat_result) -> OpenedFile:
+    """The file as the index used it: the sha256 of its header up to the pixel data
+    (``header_length``), so the audit names a changed header without hashing every image."""
+    digest = hashlib.sha256(header).hexdigest()
+    return OpenedFile(rel, stat.st_size, stat.st_mtime_ns, digest, len(header))
 
 
 def _text_or_none(value) -> str | None:
