@@ -24,7 +24,8 @@ N_LEADS = 12
 @st.composite
 def stored_records(draw) -> tuple[WfdbSamples, np.ndarray]:
     """A calibration (gains incl. huge and infinite, baselines incl. huge, uV leads), a lead
-    order, and int16 samples with flat leads, leads at their baseline and missing samples."""
+    order, and int16 samples with flat leads, leads at their baseline and missing samples (one,
+    scattered, a whole lead, a lead but one sample, every sample)."""
     n_samples = draw(st.sampled_from([1, 7, BLOCK_ROWS * 2, BLOCK_ROWS * 3 + 17, 5000]))
     gain = draw(
         st.lists(
@@ -46,8 +47,18 @@ def stored_records(draw) -> tuple[WfdbSamples, np.ndarray]:
         stored[:, lead] = draw(st.integers(-32767, 32767))  # flat lead
     if draw(st.booleans()):
         stored[:] = np.clip(np.array(baseline), -32767, 32767)  # every lead at its baseline
-    if draw(st.integers(0, 3)) == 0:
-        stored[rng.integers(0, n_samples), rng.integers(0, N_LEADS)] = WFDB_MISSING_VALUE
+    missing = draw(st.sampled_from(["none", "none", "one", "some", "lead", "lead_but_one", "all"]))
+    lead = rng.integers(0, N_LEADS)
+    if missing == "one":
+        stored[rng.integers(0, n_samples), lead] = WFDB_MISSING_VALUE
+    elif missing == "some":
+        stored[rng.random(stored.shape) < 0.2] = WFDB_MISSING_VALUE
+    elif missing in ("lead", "lead_but_one"):  # a lead with no or a single present sample
+        stored[:, lead] = WFDB_MISSING_VALUE
+        if missing == "lead_but_one":
+            stored[rng.integers(0, n_samples), lead] = draw(st.integers(-32767, 32767))
+    elif missing == "all":
+        stored[:] = WFDB_MISSING_VALUE
     samples = WfdbSamples(
         stem="r", header=None, order=order, gain=np.array(gain), unit_scale=np.array(scale),
         baseline=np.array(baseline, dtype=np.float64), stored=stored,
@@ -55,7 +66,7 @@ def stored_records(draw) -> tuple[WfdbSamples, np.ndarray]:
     return samples, stored
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(stored_records())
 def test_qc_on_stored_integers_equals_qc_of_the_mv_signal(case):
     samples, stored = case

@@ -69,6 +69,7 @@ def _edit_header(text: str, mutation: str) -> str:
         "huge_checksum": lambda: _shift_checksum(lines, 65536 * 10**30),
         "comment_inside": lambda: "\n".join([lines[0], "# x", *lines[1:]]),
         "other_dat_name": lambda: text.replace(".dat 16", "x.dat 16", 1),
+        "other_dat_name_last": lambda: "x.dat 16".join(text.rsplit(".dat 16", 1)),
         "no_final_newline": lambda: text.rstrip("\n"),
         "non_ascii": lambda: text.replace("# <subject", "# \u00e9<subject"),
         "length_4999": lambda: text.replace(" 500 5000 ", " 500 4999 ", 1),
@@ -112,7 +113,8 @@ HEADER_MUTATIONS = ["crlf", "tab", "double_space", "blank_line", "no_date", "bad
                     "fs_250", "fs_float", "swapped_leads", "lower_case_lead", "unknown_lead",
                     "zero_gain", "uv_units", "all_uv_units", "baseline_5", "other_units",
                     "fmt_212", "wrong_checksum", "signed_checksum", "huge_checksum", "comment_inside",
-                    "other_dat_name", "no_final_newline", "non_ascii", "length_4999"]  # fmt: skip
+                    "other_dat_name", "other_dat_name_last", "no_final_newline", "non_ascii",
+                    "length_4999"]  # fmt: skip
 MUTATIONS = ["plain", *DATA_MUTATIONS, *FILE_MUTATIONS, *HEADER_MUTATIONS]
 
 

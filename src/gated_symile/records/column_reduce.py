@@ -46,6 +46,8 @@ def reduce_columns_stacked(
     blocks = n_rows // BLOCK_ROWS
     if blocks < 2 or n_rows % BLOCK_ROWS or not stack.flags.c_contiguous:
         return ufunc.reduce(stack, axis=1, dtype=dtype)
-    folded = stack.reshape(n_arrays, blocks, BLOCK_ROWS * n_columns)
-    partial = ufunc.reduce(folded, axis=1, dtype=dtype).reshape(n_arrays, BLOCK_ROWS, n_columns)
+    # (blocks, n_arrays, long row): reducing the leading axis folds whole contiguous long rows,
+    # where ``axis=1`` of the untransposed view costs numpy about 3x as much per value.
+    folded = stack.reshape(n_arrays, blocks, BLOCK_ROWS * n_columns).transpose(1, 0, 2)
+    partial = ufunc.reduce(folded, axis=0, dtype=dtype).reshape(n_arrays, BLOCK_ROWS, n_columns)
     return ufunc.reduce(partial, axis=1, dtype=dtype)

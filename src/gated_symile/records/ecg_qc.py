@@ -103,8 +103,9 @@ def qc_stored(
     is exact: the conversion ``(value - baseline) / gain * scale`` with positive gain and scale is
     monotone non-decreasing in floating point too, so a lead's smallest and largest mV values are
     the conversions of its smallest and largest stored values.  Flat leads, the largest |mV| and
-    "all zeros" therefore follow from two converted rows.  A record holding ``missing_value``
-    (NaN samples) or no samples goes through :func:`qc_ecg` on the full conversion.
+    "all zeros" therefore follow from two converted rows; a record holding ``missing_value``
+    (NaN samples) from three (:func:`_qc_with_missing`).  A record without samples goes through
+    :func:`qc_ecg` on the full conversion.
     ``missing_value`` must be the smallest value of the dtype, so that a lead's minimum shows it.
     """
     if missing_value != _smallest(stored.dtype):
@@ -113,7 +114,7 @@ def qc_stored(
         return qc_ecg(to_mv(stored))
     lowest = reduce_columns(np.minimum, stored)
     if lowest.min() == missing_value:
-        return qc_ecg(to_mv(stored))
+        return _qc_with_missing(stored, lowest, missing_value, to_mv)
     extremes = to_mv(np.array([lowest, reduce_columns(np.maximum, stored)]))
     max_abs = float(np.abs(extremes).max())
     return EcgQC(
@@ -122,4 +123,39 @@ def qc_stored(
         all_zero=max_abs == 0.0,
         flat_leads=tuple(np.flatnonzero(extremes[0] == extremes[1]).tolist()),
         max_abs_mv=max_abs,
+    )
+
+
+def _qc_with_missing(
+    stored: np.ndarray,
+    lowest: np.ndarray,
+    missing_value: int,
+    to_mv: Callable[[np.ndarray], np.ndarray],
+) -> EcgQC:
+    """:func:`qc_stored` of a record holding ``missing_value``, without converting every sample.
+
+    :func:`qc_ecg` counts the NaN samples, sets them to 0.0 and takes each lead's extremes; a
+    lead with a NaN is never flat.  So: a lead's extremes over its present samples are the
+    conversions of its smallest present and its largest stored value (the largest is the missing
+    value only when every sample is), and the 0.0 of the NaN samples joins the largest |mV|.
+    The third converted row marks the leads with a missing sample (``lowest`` is the missing
+    value) by a NaN, in the converted, canonical order.
+    """
+    highest = reduce_columns(np.maximum, stored)
+    # stored - 1 wraps the missing value (the dtype's minimum) round to its maximum and keeps the
+    # order of every other value: its minimum + 1 is the smallest present value
+    present_lowest = reduce_columns(np.minimum, stored - stored.dtype.type(1)) + 1
+    rows = np.array([present_lowest, highest, np.zeros_like(highest)])
+    rows[:, highest == missing_value] = missing_value  # no present sample: no extremes
+    rows[2, lowest == missing_value] = missing_value
+    extremes = to_mv(rows)
+    magnitudes = np.abs(extremes[:2])
+    return EcgQC(
+        has_nan=True,
+        nan_count=int(np.count_nonzero(stored == missing_value)),
+        all_zero=False,
+        flat_leads=tuple(
+            np.flatnonzero((extremes[0] == extremes[1]) & ~np.isnan(extremes[2])).tolist()
+        ),
+        max_abs_mv=float(np.max(magnitudes[~np.isnan(magnitudes)], initial=0.0)),
     )
