@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,6 +74,8 @@ def _edit_header(text: str, mutation: str) -> str:
         "no_final_newline": lambda: text.rstrip("\n"),
         "non_ascii": lambda: text.replace("# <subject", "# \u00e9<subject"),
         "length_4999": lambda: text.replace(" 500 5000 ", " 500 4999 ", 1),
+        "n_sig_11": lambda: text.replace(" 12 500 ", " 11 500 ", 1),
+        "n_sig_13": lambda: text.replace(" 12 500 ", " 13 500 ", 1),
     }
     try:
         return edits[mutation]() if mutation in edits else text
@@ -113,7 +116,7 @@ HEADER_MUTATIONS = ["crlf", "tab", "double_space", "blank_line", "no_date", "bad
                     "fs_250", "fs_float", "swapped_leads", "lower_case_lead", "unknown_lead",
                     "zero_gain", "uv_units", "all_uv_units", "baseline_5", "other_units",
                     "fmt_212", "wrong_checksum", "signed_checksum", "huge_checksum", "comment_inside",
-                    "other_dat_name", "other_dat_name_last", "no_final_newline", "non_ascii",
+                    "other_dat_name", "other_dat_name_last", "n_sig_11", "n_sig_13", "no_final_newline", "non_ascii",
                     "length_4999"]  # fmt: skip
 MUTATIONS = ["plain", *DATA_MUTATIONS, *FILE_MUTATIONS, *HEADER_MUTATIONS]
 
@@ -226,3 +229,12 @@ def test_stacked_column_reduction_equals_each_arrays_reduction(n_arrays, n_rows,
     ]:
         expected = [reduce_columns(ufunc, array, dtype) for array in view]
         np.testing.assert_array_equal(reduce_columns_stacked(ufunc, view, dtype), expected)
+
+
+@pytest.mark.parametrize("mutation", ["n_sig_11", "n_sig_13"])
+def test_a_signal_count_unlike_the_cached_layouts_gets_the_per_record_verdict(tmp_path, mutation):
+    """A header whose record line declares another number of signals than it lists, after plain
+    records have cached their layout, is judged as the per-record reader judges it."""
+    paths = [write_record(tmp_path, i, m, i) for i, m in enumerate(["plain", "plain", mutation])]
+    batch = check_chunk(str(tmp_path), "symile", True, paths)
+    assert batch == [_check(str(tmp_path), "symile", True, path) for path in paths]
