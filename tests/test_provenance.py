@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gated_symile.provenance import manifests
 from gated_symile.errors import GatedSymileError
@@ -284,3 +286,25 @@ def test_real_paths_resolve_like_realpath(tmp_path):
         resolve = _RealPaths(str(base))
         for rel in ("link/c/f", "b/g", "b/h", "b/../b/g", "link/../b/g", "missing/x"):
             assert resolve(rel) == os.path.realpath(base / rel), rel
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    names=st.lists(
+        st.one_of(st.text(min_size=1, max_size=12), st.sampled_from(['a, b', 'x", 1, 2', '\u00fc, "q"', 'r\\, 5'])),
+        min_size=1, max_size=12, unique=True,
+    ),
+    data=st.data(),
+)
+def test_listing_lines_except_skips_exactly_the_named_files(names, data):
+    """The unread listing is filtered by the JSON text of each name, not by decoding each line:
+    names with quotes, commas, ``", "`` and non-ASCII characters are skipped exactly."""
+    from gated_symile.provenance.listings import StreamedListing
+
+    skipped = set(data.draw(st.lists(st.sampled_from(names), unique=True)))
+    listing = StreamedListing()
+    for i, name in enumerate(names):
+        listing.add(name, i, 2**62 + i)
+    kept = [json.loads(line) for line in listing.lines_except(skipped)]
+    listing.close()
+    assert kept == [[name, i, 2**62 + i] for i, name in enumerate(names) if name not in skipped]

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
@@ -77,26 +78,36 @@ class StreamedListing:
         self.count += 1
         self.size += size
 
-    def rows(self) -> Iterable[list[Any]]:
+    def lines_except(self, skipped: Collection[str]) -> Iterator[str]:
+        """The listed lines, as written, but those of the files in ``skipped``.
+
+        Why lines: re-encoding every row of a release listing (``json.loads`` + ``json.dumps``)
+        cost as much as listing it; only the name is decoded here, and only by its JSON text:
+        a line is ``[<name as JSON>, size, mtime_ns]`` and the two numbers hold no ``", "``.
+        """
         if self._lines is not None:
             self._lines.close()
             self._lines = None
+        skipped_json = {json.dumps(rel) for rel in skipped}
         self._file.seek(0)
-        with gzip.GzipFile(fileobj=self._file, mode="rb") as lines:
-            for line in lines:
-                yield json.loads(line)
+        with gzip.GzipFile(fileobj=self._file, mode="rb") as raw:
+            for line in io.TextIOWrapper(raw, encoding="utf-8"):
+                line = line.rstrip("\n")
+                if line[1:].rsplit(", ", 2)[0] not in skipped_json:
+                    yield line
 
     def close(self) -> None:
         self._file.close()
 
 
-def write_sidecar(sidecar: Path, rows: Iterable[list[Any]]) -> dict[str, str]:
-    """Stream JSON-line rows into a gzip sidecar (atomically); its manifest key."""
+def write_sidecar(sidecar: Path, lines: Iterable[str]) -> dict[str, str]:
+    """Stream JSON lines (one row each, without newline) into a gzip sidecar (atomically); its
+    manifest key."""
     with atomic_path(sidecar) as tmp:
         with open(tmp, "wb") as raw:
             out = GzipLines(raw)
-            for row in rows:
-                out.add(json.dumps(row))
+            for line in lines:
+                out.add(line)
             out.close()
         digest = file_sha256(tmp)
     return {"path": sidecar.name, "sha256": digest}
@@ -119,7 +130,8 @@ def write_listings(doc: dict[str, Any], target: Path) -> None:
                 tag = "" if key == "files" else f"-{key}"
                 sidecar = target.with_name(f"{target.name}.{section}-{index}{tag}{LISTING_SUFFIX}")
                 del entry[key]
-                entry[sidecar_key] = write_sidecar(sidecar, ([rel, *_as_list(v)] for rel, v in values.items()))
+                rows = (json.dumps([rel, *_as_list(v)]) for rel, v in values.items())
+                entry[sidecar_key] = write_sidecar(sidecar, rows)
                 written.add(sidecar.name)
     for old in target.parent.glob(f"{glob_escape(target.name)}.*{LISTING_SUFFIX}"):
         if old.name not in written:

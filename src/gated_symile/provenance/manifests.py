@@ -324,11 +324,11 @@ class StageRecorder:
             files = {rel: (item.size if item.nbytes is None else item.nbytes, item.sha256) for rel, item in opened.items()}
             partial = [rel for rel, item in opened.items() if item.nbytes is not None]
             covered = {rel for rel in files if rel not in partial} | set(checked)
-            unread = ([rel, size, mtime] for rel, size, mtime in listing.rows() if rel not in covered)
+            unread = listing.lines_except(covered)
             record = {"kind": "dir", "size": listing.size, "n_files": listing.count,
                       **selective_fields(files, partial, checked)}  # fmt: skip
             if listing.count <= sidecars.LISTING_INLINE_MAX:
-                record["unread"] = {rel: [size, mtime] for rel, size, mtime in unread}
+                record["unread"] = {rel: [size, mtime] for rel, size, mtime in map(json.loads, unread)}
             else:
                 sidecar = target.with_name(f"{target.name}.inputs-{index}-unread{LISTING_SUFFIX}")
                 record["unread_listing"] = write_sidecar(sidecar, unread)
