@@ -44,8 +44,7 @@ from gated_symile.provenance.hashing import (
     file_sha256,
     selective_fields,
 )
-from gated_symile.provenance import listings as sidecars  # its LISTING_INLINE_MAX: one value, patchable in tests
-from gated_symile.provenance.listings import StreamedListing, write_listings, write_sidecar
+from gated_symile.provenance import listings as sidecars  # not `listings`: a StageRecorder field
 from gated_symile.provenance.read_set import active, recording
 from gated_symile.outputs import write_bytes
 
@@ -279,7 +278,7 @@ class StageRecorder:
     inputs: list[tuple[str, Path]] = field(default_factory=list)
     outputs: list[tuple[str, Path]] = field(default_factory=list)
     input_records: list[tuple[str, Path, dict[str, Any], list[Path]]] = field(default_factory=list)
-    listings: dict[int, StreamedListing] = field(default_factory=dict)  # input index -> listing
+    listings: dict[int, sidecars.StreamedListing] = field(default_factory=dict)  # input index -> listing
     _reads: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
@@ -293,7 +292,8 @@ class StageRecorder:
         excluded = [p for _, p in outputs]
         for dest, path in inputs:
             if dest in selective and path.is_dir():
-                listing = rec.listings[len(rec.input_records)] = rec._reads.enter_context(closing(StreamedListing()))
+                listing = sidecars.StreamedListing()
+                rec.listings[len(rec.input_records)] = rec._reads.enter_context(closing(listing))
                 nested = rec.hasher.list_files(path, listing.add, exclude=excluded)
                 rec.input_records.append((dest, path, {}, nested))
                 continue
@@ -331,7 +331,7 @@ class StageRecorder:
                 record["unread"] = {rel: [size, mtime] for rel, size, mtime in map(json.loads, unread)}
             else:
                 sidecar = target.with_name(f"{target.name}.inputs-{index}-unread{LISTING_SUFFIX}")
-                record["unread_listing"] = write_sidecar(sidecar, unread)
+                record["unread_listing"] = sidecars.write_sidecar(sidecar, unread)
             self.input_records[index] = (dest, path, record, nested)
         self.hasher.cache.flush()
 
@@ -384,9 +384,10 @@ def _stage_words(argv: Sequence[str]) -> list[str]:
 
 
 def write_manifest(doc: dict[str, Any], target: Path) -> None:
-    """Write the manifest and its list sidecars (:func:`write_listings`, which moves long lists out
-    of ``doc``), each atomically (temporary file + rename): a killed job never leaves half a one."""
-    write_listings(doc, target)
+    """Write the manifest and its list sidecars (:func:`~gated_symile.provenance.listings.write_listings`,
+    which moves long lists out of ``doc``), each atomically (temporary file + rename): a killed job
+    never leaves half a one."""
+    sidecars.write_listings(doc, target)
     write_bytes(target, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 

@@ -175,25 +175,23 @@ def read_dicom_header(path: str | Path) -> dict[str, str | int | None]:
 
 
 def read_dicom_header_and_length(path: str | Path) -> tuple[dict[str, str | int | None], int]:
-    """:func:`read_dicom_header` and :func:`header_length` from one parse of the file.
-
-    A plain file is parsed by :mod:`gated_symile.records.dicom_fast_header` (an order of magnitude
-    faster); whatever it does not fully understand, every broken file included, goes to pydicom
-    (:func:`read_dicom_header_with_pydicom`), which gives the same answer and words the errors.
-    """
-    from gated_symile.records.dicom_fast_header import read_header_fast
-
-    fast = read_header_fast(path)
-    return (fast[0], len(fast[1])) if fast is not None else read_dicom_header_with_pydicom(path)
+    """:func:`read_dicom_header` and :func:`header_length` from one parse of the file
+    (:func:`read_dicom_header_and_bytes`)."""
+    tags, header, _ = read_dicom_header_and_bytes(path)
+    return tags, len(header)
 
 
 def read_dicom_header_and_bytes(
     path: str | Path,
 ) -> tuple[dict[str, str | int | None], bytes, os.stat_result]:
-    """:func:`read_dicom_header_and_length` with the header bytes themselves and the file's stat.
+    """The tags, the header bytes before the pixel data (:func:`header_length` of them) and the
+    file's stat, from one parse of the file.
 
-    Why: an index hashes the header it read (provenance); the fast path has it in memory from its
-    one open of the file, so only the pydicom fallback reads it again.
+    A plain file is parsed by :mod:`gated_symile.records.dicom_fast_header` (an order of magnitude
+    faster), which has the header in memory from its one open of the file (an index hashes the
+    header it read, for provenance); whatever it does not fully understand, every broken file
+    included, goes to pydicom (:func:`read_dicom_header_with_pydicom`), which gives the same answer
+    and words the errors, and the header is then read again.
     """
     from gated_symile.records.dicom_fast_header import read_header_fast
 
