@@ -106,23 +106,41 @@ def _check_columns(path: Path, what: str, have: Sequence[str], columns: Sequence
 
 
 def read_frame(
-    path: str | Path, what: str = "table", *, columns: Sequence[str] = (), polars: bool = False
+    path: str | Path,
+    what: str = "table",
+    *,
+    columns: Sequence[str] = (),
+    polars: bool = False,
+    also: Sequence[str] | None = None,
 ) -> pd.DataFrame | pl.DataFrame:
-    """A parquet table that has ``columns``: a pandas DataFrame, or polars with ``polars=True``."""
+    """A parquet table that has ``columns``: a pandas DataFrame, or polars with ``polars=True``.
+
+    With ``also`` only ``columns`` and those of ``also`` the table has are read (a wide table of
+    which the caller needs a few columns: the others would only cost memory)."""
     path = require_file(path, what)
     try:
+        read = None if also is None else _columns_to_read(path, columns, also)
         if polars:
             import polars as pl
 
-            frame = pl.read_parquet(path)
+            frame = pl.read_parquet(path, columns=read)
         else:
             import pandas as pd
 
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(path, columns=read)
     except Exception as exc:  # noqa: BLE001 - pyarrow/polars raise several unrelated types here
         raise RecordError(path, f"{what} is not a readable parquet file ({error_reason(exc)})") from None
     _check_columns(path, what, list(frame.columns), columns)
     return frame
+
+
+def _columns_to_read(path: Path, columns: Sequence[str], also: Sequence[str]) -> list[str]:
+    """``columns`` the table has (a missing one is reported by the caller's check, after the
+    read) and then those of ``also`` it has, in file order."""
+    import pyarrow.parquet as pq
+
+    wanted = set(columns) | set(also)
+    return [name for name in pq.read_schema(path).names if name in wanted]
 
 
 def read_csv_rows(path: str | Path, what: str = "CSV table", *, columns: Sequence[str] = ()) -> list[dict[str, str]]:

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 __all__ = ["OpenedFile", "ReadSet", "active", "opened_file", "recording"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpenedFile:
     """A file a stage read: ``path`` (relative to the folder it is noted under), the stat at the
     time it was hashed, and the sha256 of its first ``nbytes`` bytes (``None``: the whole file,
-    e.g. a DICOM whose header alone was parsed has ``nbytes`` < ``size``)."""
+    e.g. a DICOM whose header alone was parsed has ``nbytes`` < ``size``).  Slotted: a stage holds
+    one per file it read (two per ECG record), so a per-instance ``__dict__`` grew the cohort's
+    memory with the release."""
 
     path: str
     size: int

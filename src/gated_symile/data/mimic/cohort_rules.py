@@ -213,7 +213,9 @@ def select_ecg(con) -> None:
 
 
 def select_labs(con, labevents_sql: str) -> None:
-    """Tables ``sel_labs_long`` (hadm_id, itemid, valuenum) and ``sel_labs`` (hadm_id + 50 labs).
+    """Tables ``sel_labs`` (hadm_id + 50 labs) and ``sel_labs_non_finite`` (hadm_id, itemid,
+    non_finite) from the per-cell table ``sel_labs_long``, which is dropped: it holds a row per
+    admission x lab with a value, the largest table of the stage, and nothing reads it later.
 
     ``labevents_sql`` selects ``subject_id, itemid, charttime, valuenum, file_row`` from the raw
     file (:func:`gated_symile.records.mimic_tables.csv_select_sql` with ``file_row``).  Rows are
@@ -255,7 +257,12 @@ def select_labs(con, labevents_sql: str) -> None:
     con.execute(f"""
         CREATE OR REPLACE TABLE sel_labs AS
         PIVOT (SELECT hadm_id, itemid, valuenum FROM sel_labs_long)
-        ON itemid IN ({items}) USING max(valuenum) GROUP BY hadm_id
+        ON itemid IN ({items}) USING max(valuenum) GROUP BY hadm_id;
+
+        CREATE OR REPLACE TABLE sel_labs_non_finite AS
+        SELECT hadm_id, itemid, non_finite FROM sel_labs_long WHERE non_finite IS NOT NULL;
+
+        DROP TABLE sel_labs_long
         """)
 
 
@@ -264,8 +271,7 @@ def non_finite_lab_values(con) -> list[tuple[int, int, int, int, float]]:
     an admission's window (after :func:`select_labs`), sorted; each was treated as missing."""
     return con.execute("""
         SELECT v.file_row, a.subject_id, s.hadm_id, s.itemid, v.value
-        FROM (SELECT hadm_id, itemid, unnest(non_finite) AS v FROM sel_labs_long
-              WHERE non_finite IS NOT NULL) s
+        FROM (SELECT hadm_id, itemid, unnest(non_finite) AS v FROM sel_labs_non_finite) s
         JOIN adm a USING (hadm_id)
         ORDER BY v.file_row, s.hadm_id
         """).fetchall()

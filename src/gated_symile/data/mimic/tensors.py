@@ -207,9 +207,11 @@ def _allocate(path: Path, dtype: type, shape: tuple[int, ...]) -> None:
 
 
 def _read_split(path: Path, itemids: list[str]) -> pd.DataFrame:
+    """The split's columns the tensors use (the CheXpert labels it has included): the split table
+    holds about 190 columns, and reading them all made the stage's peak RSS grow with the cohort."""
     needed = ["subject_id", "hadm_id", "ecg_path", "cxr_path"]
     needed += [percentile_column(i) for i in itemids] + [mask_column(i) for i in itemids]
-    frame = read_frame(path, "split table", columns=needed)
+    frame = read_frame(path, "split table", columns=needed, also=CHEXPERT_LABELS)
     if frame.empty:
         raise RecordError(path, "split table has no rows")
     return frame
