@@ -325,7 +325,8 @@ def test_dry_run_plans_one_oracle_per_synthetic_cell(tmp_path):
     # per-dataset seeds: two for the claims on raw records, the experiment's one elsewhere
     assert "results/runs/mimic/clip/p0.0/seed1/" in result.stdout
     assert "results/runs/ukb_union/gated_symile/p1.0/fold0/seed1/" in result.stdout
-    assert "results/runs/xnor/clip/p0.0/seed1/" not in result.stdout
+    assert "results/runs/xnor/clip/p1.0/seed0/" in result.stdout
+    assert "results/runs/xnor/clip/p1.0/seed1/" not in result.stdout
 
 
 def test_ukb_config_fields_are_known():

@@ -116,6 +116,9 @@ def test_paper_scale_configs_validate_and_resolve(name):
         # the paper's three seeds: a per-dataset list left over from config.yaml would win
         seeds = config["datasets"].get(dataset, {}).get("seeds", config["experiment"]["seeds"])
         assert seeds == [0, 1, 2], f"{name}: {dataset} runs seeds {seeds}"
+        # the paper's misalignment grid: likewise for a per-dataset p list of config.yaml
+        grid = config["datasets"].get(dataset, {}).get("p", config["experiment"]["p"])
+        assert grid == config["experiment"]["p"], f"{name}: {dataset} runs p {grid}"
 
 
 def test_default_config_passes_schema_and_dataclasses():
