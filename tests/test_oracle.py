@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gated_symile.cli import main
 from gated_symile.errors import ConfigError
+from gated_symile.run_grid import dataset_ps
 from gated_symile.data.misalign.draw import MisalignConfig, draw_manifest
 from gated_symile.data.mimic.splits import draw_candidates
 from gated_symile.synthetic.mimic.latents import coupling, draw_latents
@@ -318,7 +319,7 @@ def test_dry_run_plans_one_oracle_per_synthetic_cell(tmp_path):
     expected = {
         f"results/oracle/{d}/p{p}.json"
         for d in config["experiment"]["datasets"]
-        for p in config["datasets"].get(d, {}).get("p", config["experiment"]["p"])
+        for p in dataset_ps(config, d)
     }
     for target in expected:
         assert target in result.stdout

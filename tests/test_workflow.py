@@ -7,6 +7,7 @@ import subprocess
 import pytest
 import yaml
 
+from gated_symile.run_grid import dataset_ps, dataset_seeds
 from tests.workflow_helpers import BIN, REPO, snakemake
 
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
@@ -82,6 +83,8 @@ def test_real_data_paths_replace_the_generator(tmp_path):
         ({"train": {"lrr": 0.1}}, "lrr"),
         ({"synth": {"mimic": {"admissions": "many"}}}, "admissions"),
         ({"experiment": {"datasets": ["imagenet"]}}, "imagenet"),
+        # the grid moved to experiment.seeds / experiment.p (gated_symile.run_grid)
+        ({"datasets": {"mimic": {"seeds": [0]}}}, "'seeds' was unexpected"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(override, key, tmp_path):
@@ -113,12 +116,9 @@ def test_paper_scale_configs_validate_and_resolve(name):
     for dataset in config["experiment"]["datasets"]:
         for method in config["experiment"]["methods"]:
             assert resolve_run_config(config, dataset, method, 0).method == method
-        # the paper's three seeds: a per-dataset list left over from config.yaml would win
-        seeds = config["datasets"].get(dataset, {}).get("seeds", config["experiment"]["seeds"])
-        assert seeds == [0, 1, 2], f"{name}: {dataset} runs seeds {seeds}"
-        # the paper's misalignment grid: likewise for a per-dataset p list of config.yaml
-        grid = config["datasets"].get(dataset, {}).get("p", config["experiment"]["p"])
-        assert grid == config["experiment"]["p"], f"{name}: {dataset} runs p {grid}"
+        # the paper's three seeds and misalignment grid, not config.yaml's CPU-sized lists
+        assert dataset_seeds(config, dataset) == [0, 1, 2], f"{name}: {dataset} seeds"
+        assert dataset_ps(config, dataset) == config["experiment"]["p"], f"{name}: {dataset} p"
 
 
 def test_default_config_passes_schema_and_dataclasses():

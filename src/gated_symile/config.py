@@ -196,9 +196,7 @@ def resolve_run_config(
         raise ConfigError(f"methods.{method}: unknown method (known: {sorted(methods)})")
     ds_entry = datasets[dataset] or {}
     m_entry = methods[method] or {}
-    # ``p`` and ``seeds`` (the dataset's misalignment levels and model seeds) are read by the
-    # workflow, not by training.
-    _check_keys(ds_entry, {"p", "seeds", "overrides", "method_overrides"}, f"datasets.{dataset}")
+    _check_keys(ds_entry, {"overrides", "method_overrides"}, f"datasets.{dataset}")
     _check_keys(m_entry, {"objective", "overrides"}, f"methods.{method}")
     if "objective" not in m_entry:
         raise ConfigError(f"methods.{method}.objective: missing key")

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from gated_symile import layout
 from gated_symile.config import resolve_run_config
+from gated_symile.run_grid import dataset_ps, dataset_seeds
 from gated_symile.synthetic.oracle import check_testable
 from gated_symile.schemas import SCHEMA_FILE
 
@@ -54,18 +55,6 @@ def ukb_raw():
     return SYNTHETIC_UKB if raw["source"] == "synthetic" else raw["path"]
 
 
-def dataset_ps(dataset):
-    """Misalignment levels of one dataset: its own list, else the experiment's."""
-    return config["datasets"].get(dataset, {}).get("p", config["experiment"]["p"])
-
-
-def dataset_seeds(dataset):
-    """Model seeds of one dataset: its own list, else the experiment's."""
-    return (
-        config["datasets"].get(dataset, {}).get("seeds", config["experiment"]["seeds"])
-    )
-
-
 def dataset_folds(dataset):
     """Participant folds for the UKB-style cohorts; one unnamed split elsewhere."""
     return config["ukb"]["folds"] if dataset in UKB_VARIANTS else [None]
@@ -95,9 +84,9 @@ def run_targets(name):
         f"{layout.run_dir(dataset, method, p, fold, seed)}/{name}"
         for dataset in exp["datasets"]
         for method in exp["methods"]
-        for p in dataset_ps(dataset)
+        for p in dataset_ps(config, dataset)
         for fold in dataset_folds(dataset)
-        for seed in dataset_seeds(dataset)
+        for seed in dataset_seeds(config, dataset)
     ]
 
 
@@ -159,7 +148,7 @@ def oracle_targets():
     return [
         f"results/oracle/{dataset}/p{p}.json"
         for dataset in oracle_datasets()
-        for p in dataset_ps(dataset)
+        for p in dataset_ps(config, dataset)
     ]
 
 
