@@ -109,13 +109,13 @@ def run_tables(root: Path, threads: int, memory_limit: str) -> dict:
             ECG_RECORD_LIST,
             file_row=True,
         )
-        rules.build_ecg_candidates(con)
-        con.execute("CREATE TABLE ecg_rejected (file_row BIGINT, reason VARCHAR, problem VARCHAR)")
         register_cxr_tables(con, detect_cxr_release(root / "mimic-cxr-jpg"))
         rules.build_cxr_index(con)
         con.execute("CREATE TABLE cxr_absent (file_row BIGINT)")
         lap("load_small_tables_s")
         rules.select_cxr(con)
+        rules.build_ecg_candidates(con)
+        con.execute("CREATE TABLE ecg_rejected (file_row BIGINT, reason VARCHAR, problem VARCHAR)")
         rules.select_ecg(con)
         lap("select_cxr_ecg_s")
         rules.select_labs(con, csv_select_sql(hosp / LABEVENTS.filename, LABEVENTS, file_row=True))

@@ -135,7 +135,7 @@ def build_world() -> RawWorld:
     # StudyTime before 10:00 has 5 integer digits ("84400.0")
     complete(w, 25, cxr=False, admittime=datetime(2180, 1, 1, 8, 0, 0))
     w.add_cxr(sid(25), 50000025, dicom(25), datetime(2180, 1, 3, 8, 44, 0), fraction=".0")
-    # an ECG of a subject without admission is still read and QC'd
+    # an ECG of a subject without admission is never opened (nor listed as excluded)
     w.add_ecg(10009999, 40099990, T0, "zero")
     return w
 
@@ -243,17 +243,19 @@ def test_ecg_tie_goes_to_first_row_in_file(built):
 
 
 def test_ecg_records_opened_only_as_the_rule_consumes_them(built):
-    """Opened: the one candidate of each of the 17 plain admissions, the in-window ECG of 12 and
-    14, both ECGs of 15-17 (the first fails) and the first of the tie of 18: 26 of 30 listed.
-    Never opened, so never listed as excluded: outside every window (12, 13, the subject without
-    an admission) and after the first valid one (the second of the tie of 18)."""
+    """Opened: the one candidate of each of the 13 plain admissions with a selected CXR, the
+    in-window ECG of 12 and 14, both ECGs of 15-17 (the first fails) and the first of the tie of
+    18: 22 of 30 listed. Never opened, so never listed as excluded: outside every window (12, 13,
+    the subject without an admission), in the window of an admission without a selected CXR (2, 5,
+    9, 24: the CXR criterion excludes them first) and after the first valid one (the second of the
+    tie of 18)."""
     summary, ex = built["summary"], built["exclusions"]
-    assert summary["ecg_records_listed"] == 30 and summary["records_opened"]["ecg_records"] == 26
-    assert summary["ecg_candidates"] == 27 and summary["ecg_qc_rounds"] == 2
+    assert summary["ecg_records_listed"] == 30 and summary["records_opened"]["ecg_records"] == 22
+    assert summary["ecg_candidates"] == 23 and summary["ecg_qc_rounds"] == 2
     assert not ((ex.level == "ecg_record") & (ex.subject_id == 10009999)).any()
     assert sorted(ex[ex.level == "ecg_record"].subject_id) == [sid(15), sid(16), sid(17)]
     notes = (built["out"] / "attrition_notes.txt").read_text()
-    assert "26 of 30 listed records opened" in notes and "never opened" in notes
+    assert "22 of 30 listed records opened" in notes and "never opened" in notes
 
 
 def test_lab_window_closed_and_earliest_wins(built):

@@ -34,6 +34,8 @@ def built(tmp_path_factory) -> dict:
     w.add_lab(sid(1), 50960, T0 + 40 * H, float("inf"))  # outside every window: irrelevant
     complete(w, 2, lab=False)
     w.add_lab(sid(2), 51221, T0 + H, float("inf"))  # the admission's only lab value
+    complete(w, 3, cxr=False)  # excluded before the labs criterion: its labs are never selected
+    w.add_lab(sid(3), 50912, T0 + H, float("inf"))
     paths = w.write(root / "raw")
     out = root / "out"
     build_mimic_cohort(MimicCohortConfig(**paths, out=out))
@@ -72,6 +74,15 @@ def test_each_non_finite_value_in_a_window_is_in_the_exclusions_table(built):
     assert values.subject_id.tolist() == [sid(1)] * 3 + [sid(2)]
     assert set(values.stage) == {"labs_select"}
     assert built["summary"]["quarantined_records"]["lab_value"] == 4
+
+
+def test_labs_of_an_admission_excluded_earlier_are_not_selected(built):
+    """Labs are the rule's last criterion: an admission without a CXR never has its labs
+    matched, so its non-finite value is neither selected nor listed as treated as missing."""
+    ex = built["exclusions"]
+    assert (ex.subject_id[ex.level == "lab_value"] != sid(3)).all()
+    reason = ex.reason[(ex.level == "admission") & (ex.subject_id == sid(3))]
+    assert list(reason) == ["no AP/PA CXR within (24 h, 72 h]"]
 
 
 def test_percentiles_treat_non_finite_values_as_missing():

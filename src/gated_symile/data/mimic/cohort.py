@@ -114,19 +114,19 @@ def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
         con = open_duckdb(config.duckdb_threads, config.memory_limit, temp_dir)
         try:
             _load_admissions(con, files)
-            _progress(start, "admissions loaded; ECG QC of the candidates in the rule's order")
+            _progress(start, f"admissions loaded; indexing the {release.kind.upper()} CXR release")
             with RecordPool(config.workers) as pool:
-                quarantine, scan = _ecg_quality_control(con, config, pool)
-                _progress(
-                    start,
-                    f"ECG QC done: {scan.opened} of {scan.listed} listed records opened in "
-                    f"{scan.rounds} rounds; indexing the {release.kind.upper()} CXR release",
-                )
-                cxr_quarantine, images_opened = _cxr_images(con, release, pool)
-            quarantine += cxr_quarantine
-            rules.select_cxr(con)
+                quarantine, images_opened = _cxr_images(con, release, pool)
+                rules.select_cxr(con)
+                _progress(start, "CXR selected; ECG QC of the candidates in the rule's order")
+                ecg_quarantine, scan = _ecg_quality_control(con, config, pool)
+            quarantine += ecg_quarantine
             rules.select_ecg(con)
-            _progress(start, "CXR and ECG selected; streaming labevents")
+            _progress(
+                start,
+                f"ECG QC done: {scan.opened} of {scan.listed} listed records opened in "
+                f"{scan.rounds} rounds; ECG selected; streaming labevents",
+            )
             with reading(files["labevents"]):
                 rules.select_labs(con, labevents_sql)
             quarantine += _non_finite_labs(con, files["labevents"].name)
@@ -278,10 +278,13 @@ def _attrition_notes(scan: EcgScan, cxr_kind: str, images_opened: int) -> list[s
     )
     return [
         f"ECG records: {scan.opened} of {scan.listed} listed records opened "
-        f"({scan.candidates} inside some admission's window, checked in {scan.rounds} rounds).",
+        f"({scan.candidates} inside the window of an admission with a selected CXR, checked in "
+        f"{scan.rounds} rounds).",
         "Records are opened in the order the rule consumes them and no further: records outside "
-        "every window, and candidates after an admission's first valid ECG, are never opened and "
-        "are not listed as excluded.",
+        "every window, those of admissions already excluded for their CXR, and candidates after an "
+        "admission's first valid ECG are never opened and are not listed as excluded.",
+        "Labs: only admissions with a selected CXR and ECG are matched (the last criterion); a "
+        "non-finite value in another admission's window is not listed.",
         f"CXR: {images}.",
     ]
 
