@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from gated_symile import __version__
 from gated_symile.errors import GatedSymileError
 from gated_symile.stages import STAGES
+
+ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
+ARROW_POOL = "jemalloc"
+"""Arrow's allocator for the stages (a value the user set wins; read when pyarrow is first
+imported, which no stage does before :func:`main` runs). Arrow's default, mimalloc, keeps what a
+stage frees: reading the split tables left the tensors stage 40 MB larger at 20,000 admissions
+than at 1,000; with jemalloc, which returns freed pages to the system, its peak RSS grows 32 %
+instead of 60 % (README, scale curve)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from gated_symile.provenance.manifests import StageRecorder
 
+    os.environ.setdefault(ARROW_POOL_VARIABLE, ARROW_POOL)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
