@@ -112,8 +112,12 @@ def random_world(seed: int) -> RawWorld:
     return world
 
 
-def check_everything(paths: dict[str, Path]) -> tuple[pd.DataFrame, pd.Series]:
-    """The oracle: every listed record QC'd, then the earliest valid one per admission."""
+def check_everything(
+    paths: dict[str, Path], reach_ecg: set[int] | None = None
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The oracle: every listed record QC'd, then the earliest valid one per admission; ``read``
+    holds the records the sequential rule reads for the admissions in ``reach_ecg`` (those with a
+    selected CXR, the criterion before the ECG's; None: every admission)."""
     ecg_root = Path(paths["ecg"])
     ecg = pd.read_csv(ecg_root / "record_list.csv", dtype={"path": str})
     ecg["file_row"] = np.arange(len(ecg))
@@ -127,7 +131,9 @@ def check_everything(paths: dict[str, Path]) -> tuple[pd.DataFrame, pd.Series]:
     m = m[(delta >= -pd.Timedelta(hours=24)) & (delta <= pd.Timedelta(hours=24))]
     m = m.assign(t=pd.to_datetime(m.ecg_time)).sort_values(["hadm_id", "t", "file_row"])
     read = []  # per admission: its candidates up to and including the first valid one
-    for _, group in m.groupby("hadm_id"):
+    for hadm_id, group in m.groupby("hadm_id"):
+        if reach_ecg is not None and hadm_id not in reach_ecg:
+            continue
         valid = group.reason.isna().to_numpy()
         read.append(group.iloc[: int(np.argmax(valid)) + 1 if valid.any() else len(group)])
     read = pd.concat(read)

@@ -28,10 +28,12 @@ def test_outside_mode_lists_ecgs_outside_every_window_and_the_cohort_never_opens
     paths = {"mimic_iv": raw / "mimic-iv", "ecg": raw / "mimic-iv-ecg", "cxr": raw / "mimic-cxr-jpg"}
     result = build_mimic_cohort(MimicCohortConfig(**paths, out=tmp_path / "out"))
     assert result["records_opened"]["ecg_records"] <= len(in_some_window) < len(ecg)
-    chosen, read = check_everything(paths)
+    status = pd.read_parquet(tmp_path / "out" / "exclusions.parquet")
+    # the ECG criterion comes after the CXR's: only admissions not excluded before it read ECGs
+    before_ecg = status[status.stage.isin(["admissions", "cxr_select"])].hadm_id
+    chosen, read = check_everything(paths, reach_ecg=set(adm.hadm_id) - set(before_ecg))
     cohort = pd.read_parquet(tmp_path / "out" / "cohort.parquet").set_index("hadm_id")
     assert 0 < len(cohort) and cohort.ecg_study_id.to_dict() == chosen.study_id[cohort.index].to_dict()
-    status = pd.read_parquet(tmp_path / "out" / "exclusions.parquet")
     no_ecg = set(status[status.stage == "ecg_select"].hadm_id)
     assert no_ecg and not no_ecg & set(chosen.index)
     opened = status[status.level == "ecg_record"]
