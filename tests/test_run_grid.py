@@ -13,7 +13,6 @@ from snakemake.utils import update_config
 from gated_symile.errors import ConfigError
 from gated_symile.run_grid import check_grid, dataset_ps, dataset_seeds
 from gated_symile.schemas import config_schema
-from gated_symile.synthetic.oracle import check_testable
 from tests.workflow_helpers import REPO
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -54,6 +53,10 @@ def test_a_dataset_without_a_list_is_named():
     config["experiment"]["p"] = {"mimic": [0.0]}
     with pytest.raises(ConfigError, match=r"experiment\.p: no list for dataset 'xor'"):
         check_grid(config, ["mimic", "xor"])
+    config = copy.deepcopy(DEFAULT)  # the workflow runs check_grid at start (common.smk)
+    config["experiment"]["seeds"] = {"mimic": [0]}
+    with pytest.raises(ConfigError, match=r"experiment\.seeds: no list for dataset 'ukb_union'"):
+        check_grid(config, config["experiment"]["datasets"])
 
 
 @pytest.mark.parametrize(
@@ -64,11 +67,3 @@ def test_schema_refuses_bad_grids(p):
     config["experiment"]["p"] = p
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(config_schema()).validate(config)
-
-
-def test_the_start_of_run_check_names_the_grid_setting():
-    """Reachable by editing config.yaml's mapping (an added config merges into it)."""
-    config = copy.deepcopy(DEFAULT)
-    config["experiment"]["seeds"] = {"mimic": [0]}
-    with pytest.raises(ConfigError, match=r"experiment\.seeds: no list for dataset 'ukb_union'"):
-        check_testable(config)

@@ -7,15 +7,17 @@ from snakemake.utils import validate
 
 from gated_symile import layout
 from gated_symile.config import resolve_run_config
-from gated_symile.run_grid import dataset_ps, dataset_seeds
+from gated_symile.run_grid import check_grid, dataset_ps, dataset_seeds
 from gated_symile.synthetic.oracle import check_testable
 from gated_symile.schemas import SCHEMA_FILE
 
 # The package's settings schema: the same file validates run configs (gated_symile.schemas).
 # set_default=False: the schema states no defaults; config.yaml states the workflow's values.
 validate(config, schema=str(SCHEMA_FILE), set_default=False)
-# A generator setting under which no claim can be tested stops the run here, naming the setting.
+# A generator setting under which no claim can be tested stops the run here, naming the setting;
+# so does a dataset of the grid without misalignment levels or seeds.
 check_testable(config)
+check_grid(config, config["experiment"]["datasets"])
 
 SYNTHETIC_MIMIC = "resources/raw/mimic"
 SYNTHETIC_UKB = "resources/raw/ukb"
