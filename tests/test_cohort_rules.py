@@ -356,3 +356,43 @@ def test_unreadable_dicom_quarantined_and_next_image_used(tmp_path):
     ex = pd.read_parquet(out / "exclusions.parquet")
     (reason,) = ex[ex.level == "cxr_image"].reason
     assert reason.startswith("unreadable image: not a DICOM file")
+
+
+def test_duckdb_works_in_a_file_with_memory_bounded_per_thread(tmp_path):
+    """Tables in a database file can leave memory; an in-memory database kept them all resident
+    and the stage's memory grew with the release."""
+    from gated_symile.data.mimic.cohort import MEMORY_PER_THREAD_MB
+
+    con = open_duckdb(3, None, tmp_path)
+    try:
+        [(path,)] = con.sql("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+        [(limit,)] = con.sql("SELECT current_setting('memory_limit')").fetchall()
+    finally:
+        con.close()
+    assert Path(path).parent == tmp_path
+    assert limit == f"{3 * MEMORY_PER_THREAD_MB * 10**6 / 2**20:.1f} MiB"
+
+
+def test_tables_are_written_in_fixed_row_groups_whatever_the_batches(tmp_path, monkeypatch):
+    """Readers hold one row group at a time; the same rows give the same bytes however DuckDB
+    happened to batch them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import gated_symile.outputs as outputs
+
+    monkeypatch.setattr(outputs, "ROWS_PER_GROUP", 4)
+    table = pa.table({"x": list(range(11)), "s": [str(i) for i in range(11)]})
+    written = []
+    for sizes in ([11], [3, 3, 5], [1] * 11):
+        batches, start = [], 0
+        for size in sizes:
+            batches.append(table.slice(start, size).to_batches()[0])
+            start += size
+        path = tmp_path / f"t{len(written)}.parquet"
+        outputs.write_parquet_groups(path, pa.RecordBatchReader.from_batches(table.schema, batches))
+        written.append(path.read_bytes())
+        meta = pq.ParquetFile(path).metadata
+        assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [4, 4, 3]
+        assert pq.read_table(path).equals(table)
+    assert written[0] == written[1] == written[2]

@@ -256,3 +256,39 @@ def test_generator_cohort_splits_tensors_end_to_end(tmp_path):
             np.load(tmp_path / "jpg" / name / "ecg.npy"),
             np.load(tmp_path / "dcm" / name / "ecg.npy"),
         )
+
+
+def test_split_table_folded_in_blocks_gives_the_same_tensors(raw, tensors, tmp_path, monkeypatch):
+    """The split tables are read a few rows at a time (bounded memory); the blocks, and the
+    decoding chunks cut at their edges, change no byte of the arrays."""
+    import gated_symile.data.mimic.tensors as stage
+
+    monkeypatch.setattr(stage, "ROWS_PER_GROUP", 3)
+    assert _run_tensors(raw, tmp_path / "blocks") == 0
+    for split in ("train", "val", "test"):
+        for name in ("ecg.npy", "cxr.npy", "labs.npy"):
+            assert (tensors / split / name).read_bytes() == (tmp_path / "blocks" / split / name).read_bytes()
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tensors / split / "index.parquet"),
+            pd.read_parquet(tmp_path / "blocks" / split / "index.parquet"),
+        )
+
+
+def test_non_finite_lab_names_its_row_of_the_split_table(raw, tmp_path, monkeypatch, capsys):
+    """Checked block by block, the error still names the row of the file, not of the block."""
+    import shutil
+
+    import gated_symile.data.mimic.tensors as stage
+
+    splits = tmp_path / "splits"
+    shutil.copytree(raw / "splits", splits)
+    table = pd.read_parquet(splits / "train.parquet")
+    table.loc[9, "50802_percentile"] = np.inf
+    table.to_parquet(splits / "train.parquet", index=False)
+    monkeypatch.setattr(stage, "ROWS_PER_GROUP", 4)
+    from gated_symile.cli import main
+
+    code = main(["tensors", "mimic", "--splits", str(splits), "--ecg", str(raw / "ecg"), "--cxr", str(raw / "cxr"),
+                 "--out", str(tmp_path / "out"), "--cxr-size", str(CXR_SIZE)])  # fmt: skip
+    assert code == 2
+    assert f"{splits / 'train.parquet'}: row 9 holds NaN or infinite values" in capsys.readouterr().err

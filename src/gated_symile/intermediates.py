@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +134,38 @@ def read_frame(
     return frame
 
 
+def open_parquet(path: str | Path, what: str, *, columns: Sequence[str] = ()) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` of a table that has ``columns`` (footer read only)."""
+    import pyarrow.parquet as pq
+
+    path = require_file(path, what)
+    try:
+        handle = pq.ParquetFile(path, buffer_size=1 << 16, pre_buffer=False)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types here
+        raise RecordError(path, f"{what} is not a readable parquet file ({error_reason(exc)})") from None
+    _check_columns(path, what, handle.schema_arrow.names, columns)
+    return handle
+
+
+def read_frame_batches(
+    handle: Any, path: Path, what: str, *, columns: Sequence[str], also: Sequence[str] = (), batch_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The rows of an :func:`open_parquet` table as pandas frames of at most ``batch_rows`` rows
+    (``columns`` and those of ``also`` the table has); closes the handle when done.
+
+    For a stage that folds a table into preallocated outputs: reading it whole made the stage's
+    peak memory grow with the table."""
+    wanted = set(columns) | set(also)
+    read = [name for name in handle.schema_arrow.names if name in wanted]
+    try:
+        for batch in handle.iter_batches(batch_size=batch_rows, columns=read):
+            yield batch.to_pandas()
+    except Exception as exc:  # noqa: BLE001 - a corrupt page surfaces only while reading
+        raise RecordError(path, f"{what} is not a readable parquet file ({error_reason(exc)})") from None
+    finally:
+        handle.close()
+
+
 def _columns_to_read(path: Path, columns: Sequence[str], also: Sequence[str]) -> list[str]:
     """``columns`` the table has (a missing one is reported by the caller's check, after the
     read) and then those of ``also`` it has, in file order."""
@@ -203,8 +235,9 @@ def first_nonfinite_row(array: np.ndarray) -> int | None:
     return None
 
 
-def check_finite(path: str | Path, array: np.ndarray) -> None:
-    """Raise naming ``path`` and the first row when a float array holds NaN or infinite values.
+def check_finite(path: str | Path, array: np.ndarray, first_row: int = 0) -> None:
+    """Raise naming ``path`` and the first row when a float array holds NaN or infinite values
+    (``first_row``: the file row of the array's first row, for a file checked block by block).
 
     Checked before training: a non-finite input otherwise surfaces epochs later as a diverged loss
     (or, in evaluation, as silently meaningless ranks).
@@ -212,7 +245,7 @@ def check_finite(path: str | Path, array: np.ndarray) -> None:
     row = first_nonfinite_row(array)
     if row is not None:
         raise RecordError(
-            path, f"row {row} holds NaN or infinite values (first such row; rebuild the file)"
+            path, f"row {first_row + row} holds NaN or infinite values (first such row; rebuild the file)"
         )
 
 

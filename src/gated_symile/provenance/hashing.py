@@ -123,7 +123,7 @@ def selective_fields(
     """The manifest fields of a selective folder entry apart from its size and unread listing."""
     return {
         "sha256": tree_digest(files, checked),
-        "files": {rel: [size, sha] for rel, (size, sha) in files.items()},
+        "files": dict(files),  # (size, sha256) tuples: JSON writes them as lists
         "selective": True,
         "partial": sorted(partial),
         "checked": dict(checked),
@@ -133,12 +133,14 @@ def selective_fields(
 def tree_digest(files: Mapping[str, tuple[int, str]], checked: Mapping[str, bool] | None = None) -> str:
     """One digest over a folder's sorted (path, size, sha256) list (and, for a selective digest,
     the presence of the files whose existence was checked)."""
-    lines = {rel: f"{rel}\t{size}\t{sha}\n" for rel, (size, sha) in files.items()}
-    for rel, present in (checked or {}).items():
-        lines.setdefault(rel, f"{rel}\t{'present' if present else 'absent'}\n")
+    checked = checked or {}
     digest = hashlib.sha256()
-    for rel in sorted(lines):
-        digest.update(lines[rel].encode())
+    for rel in sorted(files.keys() | checked.keys()):  # lines formatted one by one: a selective
+        if rel in files:  # stage's entry lists tens of thousands of files
+            size, sha = files[rel]
+            digest.update(f"{rel}\t{size}\t{sha}\n".encode())
+        else:
+            digest.update(f"{rel}\t{'present' if checked[rel] else 'absent'}\n".encode())
     return digest.hexdigest()
 
 

@@ -83,17 +83,20 @@ class StreamedListing:
 
         Why lines: re-encoding every row of a release listing (``json.loads`` + ``json.dumps``)
         cost as much as listing it; only the name is decoded here, and only by its JSON text:
-        a line is ``[<name as JSON>, size, mtime_ns]`` and the two numbers hold no ``", "``.
+        a line is ``[<name as JSON>, size, mtime_ns]`` and the two numbers hold no ``", "``. A
+        name without a backslash is its JSON text between the quotes, so only names with escapes
+        are parsed (and no second set of the skipped names is built).
         """
         if self._lines is not None:
             self._lines.close()
             self._lines = None
-        skipped_json = {json.dumps(rel) for rel in skipped}
         self._file.seek(0)
         with gzip.GzipFile(fileobj=self._file, mode="rb") as raw:
             for line in io.TextIOWrapper(raw, encoding="utf-8"):
                 line = line.rstrip("\n")
-                if line[1:].rsplit(", ", 2)[0] not in skipped_json:
+                name = line[1:].rsplit(", ", 2)[0]
+                name = json.loads(name) if "\\" in name else name[1:-1]
+                if name not in skipped:
                     yield line
 
     def close(self) -> None:

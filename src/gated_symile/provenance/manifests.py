@@ -322,8 +322,8 @@ class StageRecorder:
                 if item.nbytes is None:
                     self.hasher.cache.put(real_path(rel), item.size, item.mtime_ns, item.sha256)
             files = {rel: (item.size if item.nbytes is None else item.nbytes, item.sha256) for rel, item in opened.items()}
-            partial = [rel for rel, item in opened.items() if item.nbytes is not None]
-            covered = {rel for rel in files if rel not in partial} | set(checked)
+            partial = {rel for rel, item in opened.items() if item.nbytes is not None}
+            covered = (files.keys() - partial) | checked.keys()
             unread = listing.lines_except(covered)
             record = {"kind": "dir", "size": listing.size, "n_files": listing.count,
                       **selective_fields(files, partial, checked)}  # fmt: skip

@@ -19,8 +19,11 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 __all__ = ["OpenedFile", "ReadSet", "active", "opened_file", "recording"]
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,32 +49,59 @@ def opened_file(path: str | os.PathLike, rel: str, sha256: str) -> OpenedFile:
 
 class ReadSet:
     """Files read (:attr:`opened`) and files only checked for existence (:attr:`checked`, the
-    result of the check), keyed by absolute path."""
+    result of the check), each keyed by the absolute folder they were noted under and then by
+    their POSIX path relative to it.
+
+    Why by folder: a stage notes tens of thousands of files under one or two folders (the ECG and
+    CXR releases); keying each by its absolute path held the folder's name once per file and
+    :meth:`under` then built a second copy of every entry, which grew the tensors stage's peak
+    memory with the cohort."""
 
     def __init__(self) -> None:
-        self.opened: dict[str, OpenedFile] = {}
-        self.checked: dict[str, bool] = {}
+        self.opened: dict[str, dict[str, OpenedFile]] = {}
+        self.checked: dict[str, dict[str, bool]] = {}
 
     def add_opened(self, root: str | os.PathLike, files: Iterable[OpenedFile]) -> None:
-        base = os.path.abspath(root)
+        into = self.opened.setdefault(os.path.abspath(root), {})
         for item in files:
-            self.opened[os.path.join(base, item.path)] = item
+            into[_posix(item.path)] = item
 
     def add_checked(self, root: str | os.PathLike, rels: Iterable[str], present: Iterable[bool]) -> None:
-        base = os.path.abspath(root)
+        into = self.checked.setdefault(os.path.abspath(root), {})
         for rel, ok in zip(rels, present):
-            self.checked[os.path.join(base, rel)] = bool(ok)
+            into[_posix(rel)] = bool(ok)
 
     def under(self, folder: str | os.PathLike) -> tuple[dict[str, OpenedFile], dict[str, bool]]:
-        """(opened, checked) of the files below ``folder``, keyed by POSIX path relative to it."""
-        prefix = os.path.abspath(folder).rstrip(os.sep) + os.sep
+        """(opened, checked) of the files below ``folder``, keyed by POSIX path relative to it.
+        Read-only: when everything was noted under ``folder`` itself, these are the stored maps."""
+        base = os.path.abspath(folder)
+        return _below(self.opened, base), _below(self.checked, base)
 
-        def rel(path: str) -> str:
-            return path[len(prefix) :].replace(os.sep, "/")
 
-        opened = {rel(p): f for p, f in self.opened.items() if p.startswith(prefix)}
-        checked = {rel(p): ok for p, ok in self.checked.items() if p.startswith(prefix)}
-        return opened, checked
+def _posix(rel: str) -> str:
+    return rel.replace(os.sep, "/") if os.sep != "/" else rel
+
+
+def _below(by_root: dict[str, dict[str, V]], base: str) -> dict[str, V]:
+    """The entries of ``by_root`` whose file lies below the absolute folder ``base``, keyed
+    relative to it (noted under ``base``, under a folder inside it, or under a folder above it)."""
+    inside = base.rstrip(os.sep) + os.sep
+    parts: list[dict[str, V]] = []
+    for root, files in by_root.items():
+        if root == base:
+            parts.append(files)
+        elif root.startswith(inside):
+            lead = _posix(root[len(inside) :]) + "/"
+            parts.append({lead + rel: value for rel, value in files.items()})
+        elif inside.startswith(root.rstrip(os.sep) + os.sep):
+            lead = _posix(inside[len(root.rstrip(os.sep)) + 1 :])
+            parts.append({rel[len(lead) :]: v for rel, v in files.items() if rel.startswith(lead)})
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[str, V] = {}
+    for part in parts:
+        merged.update(part)
+    return merged
 
 
 _current: ReadSet | None = None

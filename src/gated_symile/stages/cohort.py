@@ -50,7 +50,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     mimic.add_argument(
         "--duckdb-threads", type=int, default=None, help="DuckDB threads (default: --workers)"
     )
-    mimic.add_argument("--memory-limit", help="DuckDB memory limit; larger joins spill to disk")
+    mimic.add_argument(
+        "--memory-limit",
+        help="DuckDB memory limit, e.g. 2GB (default: a fixed share per DuckDB thread, docs/data.md "
+        "§4); more spills to the database file",
+    )
     # the stage opens only the tables, the listing files and the records its rules consume, and
     # notes them (gated_symile.provenance.read_set): the manifest hashes those, not the whole releases
     declare(mimic, selective=["mimic_iv", "ecg", "cxr"])

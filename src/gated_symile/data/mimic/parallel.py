@@ -14,13 +14,13 @@ round).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from multiprocessing import get_context
 from typing import TypeVar
 
-__all__ = ["MAX_CHUNK", "RecordPool", "chunk_size", "ordered_map"]
+__all__ = ["MAX_CHUNK", "RecordPool", "chunk_size", "ordered_imap", "ordered_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,16 +47,22 @@ def ordered_map(func: Callable[[T], R], items: Sequence[T], *, workers: int = 1)
     ``func`` must be a module-level function (picklable); items travel in chunks
     (:class:`RecordPool`).  With ``workers <= 1`` or few items the map runs in this process.
     """
+    return list(ordered_imap(func, items, workers=workers))
+
+
+def ordered_imap(func: Callable[[T], R], items: Sequence[T], *, workers: int = 1) -> Iterator[R]:
+    """:func:`ordered_map` as a generator: each result is handed over as soon as it and those
+    before it are done, so a caller that folds the results never holds all of them."""
     with RecordPool(workers) as pool:
-        return pool.map_chunks(partial(_each, func), items)
+        yield from pool.imap_chunks(partial(_each, func), items)
 
 
 class RecordPool:
     """``workers`` processes, started on first need and kept until :meth:`close`.
 
-    :meth:`map_chunks` applies a *chunk function* ``func(list_of_items) -> list_of_results``
+    :meth:`imap_chunks` applies a *chunk function* ``func(list_of_items) -> list_of_results``
     (module-level, or a ``functools.partial`` of one) to consecutive slices of ``items`` and
-    returns the concatenated results in input order.  With one worker, or too few items to be
+    yields the results in input order; :meth:`map_chunks` returns them as one list.  With one worker, or too few items to be
     worth a process hop, it runs in this process.
     """
 
@@ -76,6 +82,9 @@ class RecordPool:
             self._pool = None
 
     def map_chunks(self, func: Callable[[list[T]], list[R]], items: Sequence[T]) -> list[R]:
+        return list(self.imap_chunks(func, items))
+
+    def imap_chunks(self, func: Callable[[list[T]], list[R]], items: Sequence[T]) -> Iterator[R]:
         size = chunk_size(len(items), self.workers)
         chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
         if self.workers == 1 or len(chunks) < 2:
@@ -84,7 +93,7 @@ class RecordPool:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
             parts = self._pool.map(func, chunks)
-        results = [result for part in parts for result in part]
-        if len(results) != len(items):
-            raise RuntimeError(f"chunk function returned {len(results)} results for {len(items)} items")
-        return results
+        for chunk, part in zip(chunks, parts):
+            if len(part) != len(chunk):
+                raise RuntimeError(f"chunk function returned {len(part)} results for {len(chunk)} items")
+            yield from part

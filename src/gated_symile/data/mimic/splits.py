@@ -43,7 +43,7 @@ import pandas as pd
 from gated_symile.errors import RecordError
 from gated_symile.intermediates import read_frame
 from gated_symile.data.mimic.lab_percentiles import apply_lab_ecdf, ecdf_table, fit_lab_ecdf
-from gated_symile.outputs import staged_folder
+from gated_symile.outputs import ROWS_PER_GROUP, staged_folder
 from gated_symile.provenance.hashing import file_sha256
 from gated_symile.schemas import check_section
 
@@ -208,7 +208,7 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=ROWS_PER_GROUP)
 
 
 def _write_json(payload: dict, path: Path) -> None:

@@ -24,10 +24,11 @@ import pandas as pd
 
 from gated_symile.errors import RecordError
 from gated_symile.data.mimic.ecg_qc_scan import record_files_read
-from gated_symile.intermediates import check_finite, load_npy, read_frame, read_json
+from gated_symile.intermediates import check_finite, load_npy, open_parquet, read_frame_batches, read_json
 from gated_symile.data.mimic.lab_percentiles import mask_column, percentile_column
-from gated_symile.data.mimic.parallel import ordered_map
+from gated_symile.data.mimic.parallel import ordered_imap
 from gated_symile.data.mimic.splits import SPLIT_NAMES
+from gated_symile.outputs import ROWS_PER_GROUP
 from gated_symile.provenance.hashing import file_sha256
 from gated_symile.provenance.read_set import OpenedFile, active, opened_file
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS
@@ -157,24 +158,17 @@ def _decode_chunk(chunk: _Chunk) -> _Decoded:
 
 
 def _chunks(
-    frame: pd.DataFrame,
-    split_dir: Path,
-    ecg_root: Path,
-    cxr_root: Path,
-    config: TensorConfig,
-    *,
-    train: bool,
-) -> list[_Chunk]:
-    """Row chunks of one split; training rows carry the crop seed (random crop), others centre."""
+    frame: pd.DataFrame, first_row: int, rows: int, split_dir: Path, ecg_root: Path, cxr_root: Path,
+    config: TensorConfig, *, train: bool,
+) -> list[_Chunk]:  # fmt: skip
+    """Chunks of ``rows`` rows of one block of a split (file rows ``first_row``...); training rows
+    carry the crop seed (random crop), others centre."""
     ecg_paths = [str(p) for p in frame["ecg_path"]]
     cxr_paths = [str(p) for p in frame["cxr_path"]]
-    # small enough that every worker gets several chunks (load balance), large enough to amortise
-    # the per-chunk memory-map opening; the size never changes the output
-    rows = max(1, min(MAX_CHUNK_ROWS, len(frame) // (4 * max(1, config.workers))))
     return [
         _Chunk(
             split_dir=str(split_dir),
-            start=start,
+            start=first_row + start,
             ecg_root=str(ecg_root),
             cxr_root=str(cxr_root),
             ecg_paths=tuple(ecg_paths[start : start + rows]),
@@ -187,11 +181,19 @@ def _chunks(
     ]
 
 
+def _chunk_rows(n_rows: int, workers: int) -> int:
+    """Rows per decoding chunk: small enough that every worker gets several chunks (load balance),
+    large enough to amortise the per-chunk memory-map opening; the size never changes the output."""
+    return max(1, min(MAX_CHUNK_ROWS, n_rows // (4 * max(1, workers))))
+
+
 def _run_chunks(chunks: list[_Chunk], workers: int) -> None:
     """Decode all chunks with ``workers`` processes; the first failing record (row order) raises.
-    While a stage records its reads, the files each chunk read are noted in the read set."""
+    While a stage records its reads, the files each chunk read are noted in the read set as the
+    chunk's result arrives (collecting every chunk's result first grew the peak RSS with the
+    cohort)."""
     read_set = active()
-    for decoded in ordered_map(_decode_chunk, chunks, workers=workers):
+    for decoded in ordered_imap(_decode_chunk, chunks, workers=workers):
         if decoded.failure is not None:
             raise RecordError(*decoded.failure)
         if read_set is not None and chunks:
@@ -206,15 +208,11 @@ def _allocate(path: Path, dtype: type, shape: tuple[int, ...]) -> None:
     del array
 
 
-def _read_split(path: Path, itemids: list[str]) -> pd.DataFrame:
-    """The split's columns the tensors use (the CheXpert labels it has included): the split table
-    holds about 190 columns, and reading them all made the stage's peak RSS grow with the cohort."""
+def _split_columns(itemids: list[str]) -> list[str]:
+    """The split table's columns the tensors use (it holds about 190; the CheXpert labels it has
+    are read too)."""
     needed = ["subject_id", "hadm_id", "ecg_path", "cxr_path"]
-    needed += [percentile_column(i) for i in itemids] + [mask_column(i) for i in itemids]
-    frame = read_frame(path, "split table", columns=needed, also=CHEXPERT_LABELS)
-    if frame.empty:
-        raise RecordError(path, "split table has no rows")
-    return frame
+    return needed + [percentile_column(i) for i in itemids] + [mask_column(i) for i in itemids]
 
 
 def _check_candidates(path: Path, n_rows: int) -> int:
@@ -306,25 +304,42 @@ def _lay_out_split(
 ) -> _LaidOutSplit:
     """Write one split's labs, index and candidates and allocate its ECG and CXR arrays.
 
-    The decoding is left as chunks so that one worker pool decodes the rows of every split,
-    instead of a pool per split idling at each split's end.
+    The split table is folded in blocks into the preallocated labs array and the index file
+    (read whole, it made the stage's peak memory grow with the cohort). The decoding is left as
+    chunks so that one worker pool decodes the rows of every split, instead of a pool per split
+    idling at each split's end.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     table_path = splits_dir / f"{name}.parquet"
-    frame = _read_split(table_path, itemids)
-    sources = {table_path.name: file_sha256(table_path)}
+    handle = open_parquet(table_path, "split table", columns=_split_columns(itemids))
+    n = handle.metadata.num_rows
+    if n == 0:
+        handle.close()
+        raise RecordError(table_path, "split table has no rows")
+    rows = _chunk_rows(n, config.workers)
+    blocks = read_frame_batches(
+        handle, table_path, "split table", columns=_split_columns(itemids), also=CHEXPERT_LABELS,
+        batch_rows=ROWS_PER_GROUP,
+    )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    n = len(frame)
     _allocate(folder / "ecg.npy", np.float32, (n, 1, *ECG_SHAPE))
     _allocate(folder / "cxr.npy", np.uint8, (n, config.cxr_size, config.cxr_size))
-    chunks = _chunks(frame, folder, ecg_root, cxr_root, config, train=name == "train")
-    labs = _labs_matrix(frame, itemids)
-    check_finite(table_path, labs)
-    np.save(folder / "labs.npy", labs)
-    index = pa.Table.from_pandas(_index_table(frame), preserve_index=False)
-    pq.write_table(index, folder / "index.parquet")
+    labs = np.lib.format.open_memmap(folder / "labs.npy", mode="w+", dtype=np.float32, shape=(n, 2 * len(itemids)))
+    chunks: list[_Chunk] = []
+    index = _IndexWriter(folder / "index.parquet")
+    first = 0
+    for frame in blocks:
+        block = _labs_matrix(frame, itemids)
+        check_finite(table_path, block, first_row=first)
+        labs[first : first + len(frame)] = block
+        index.write(_index_table(frame))
+        chunks += _chunks(frame, first, rows, folder, ecg_root, cxr_root, config, train=name == "train")
+        first += len(frame)
+    labs.flush()
+    del labs
+    index.close()
+    if first != n:
+        raise RecordError(table_path, f"split table yielded {first} rows, its footer says {n}")
+    sources = {table_path.name: file_sha256(table_path)}
     candidate_n = None
     if name != "train":
         candidates_path = splits_dir / f"candidates_{name}.npy"
@@ -332,6 +347,27 @@ def _lay_out_split(
         sources[candidates_path.name] = file_sha256(candidates_path)
         shutil.copyfile(candidates_path, folder / "candidates.npy")
     return _LaidOutSplit(n, candidate_n, sources, chunks)
+
+
+class _IndexWriter:
+    """``index.parquet`` written block by block (one row group per block)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _metadata(
