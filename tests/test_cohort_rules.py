@@ -396,3 +396,11 @@ def test_tables_are_written_in_fixed_row_groups_whatever_the_batches(tmp_path, m
         assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [4, 4, 3]
         assert pq.read_table(path).equals(table)
     assert written[0] == written[1] == written[2]
+
+
+def test_duckdb_out_of_memory_names_the_setting_not_a_table(built, tmp_path):
+    """A limit too small for the work is the setting's fault: one line naming --memory-limit (not
+    'cannot parse' blamed on the table DuckDB happened to be reading)."""
+    with pytest.raises(ConfigError, match=r"^--memory-limit: DuckDB needed more than its 256KB limit"):
+        build_mimic_cohort(MimicCohortConfig(**built["paths"], out=tmp_path / "out", memory_limit="256KB"))
+    assert not (tmp_path / "out").exists()

@@ -44,6 +44,7 @@ __all__ = [
     "PATIENTS",
     "TableSpec",
     "csv_select_sql",
+    "duckdb_resource_error",
     "load_table",
     "read_header",
     "reading",
@@ -248,11 +249,24 @@ def load_table(
 
 @contextmanager
 def reading(path: str | Path) -> Iterator[None]:
-    """Turn a DuckDB error raised while a query scans ``path`` into a ``RecordError``."""
+    """Turn a DuckDB error raised while a query scans ``path`` into a ``RecordError``; errors of
+    the stage's own resources (:func:`duckdb_resource_error`) are not the file's and pass."""
     import duckdb
 
     try:
         yield
     except duckdb.Error as exc:
+        if duckdb_resource_error(exc):
+            raise
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RecordError(path, f"cannot parse as a MIMIC table: {first_line}") from exc
+
+
+def duckdb_resource_error(exc: BaseException) -> bool:
+    """Whether a DuckDB error is about the stage's resources (its memory limit, or writing its
+    database and spill files on a full disk), not about the data being read."""
+    import duckdb
+
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        isinstance(exc, duckdb.IOException) and "Could not write" in str(exc)
+    )

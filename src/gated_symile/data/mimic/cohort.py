@@ -8,7 +8,7 @@ of :mod:`gated_symile.data.mimic.cohort_rules` (labevents is streamed, never loa
 the exclusions, the attrition (with notes on what was opened) and a summary.
 
 Outputs are byte-deterministic for the same inputs: rows are sorted, ties are broken by file order,
-and parquet is written from one contiguous Arrow table with fixed settings.  ``workers`` and DuckDB
+and parquet is written in row groups of a fixed size with fixed settings.  ``workers`` and DuckDB
 threads change speed only.
 """
 
@@ -19,11 +19,13 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gated_symile.errors import ConfigError, RecordError
+from gated_symile.errors import ConfigError, GatedSymileError, RecordError
 from gated_symile.data.mimic import cohort_rules as rules
 from gated_symile.data.mimic.attrition import write_attrition
 from gated_symile.data.mimic.cxr_index import (
@@ -45,6 +47,7 @@ from gated_symile.records.mimic_tables import (
     LABEVENTS,
     PATIENTS,
     csv_select_sql,
+    duckdb_resource_error,
     load_table,
     reading,
 )
@@ -123,7 +126,7 @@ def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
     labevents_sql = csv_select_sql(files["labevents"], LABEVENTS, file_row=True)  # checks header
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out) as temp_dir:
+    with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out) as temp_dir, _duckdb_resources(config):
         con = open_duckdb(config.duckdb_threads, config.memory_limit, temp_dir)
         try:
             _load_admissions(con, files)
@@ -157,6 +160,29 @@ def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
     summary["parameters"] = _parameters(config, release.kind)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+@contextmanager
+def _duckdb_resources(config: MimicCohortConfig) -> Iterator[None]:
+    """DuckDB running out of its memory limit or of disk for its database file ends the stage
+    with one line naming the setting or the file, not a DuckDB traceback."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        if not duckdb_resource_error(exc):
+            raise
+        message = str(exc).strip().splitlines()[0]
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            limit = config.memory_limit or f"{MEMORY_PER_THREAD_MB * config.duckdb_threads}MB (default)"
+            raise ConfigError(
+                f"--memory-limit: DuckDB needed more than its {limit} limit ({message}); rerun with a "
+                "larger --memory-limit, e.g. 1GB"
+            ) from None
+        written = re.search(r'Could not write file "(.+?)": (.+)$', message)
+        path, reason = written.groups() if written else (str(config.out), message)
+        raise GatedSymileError(f"{path}: cannot write ({reason})") from None
 
 
 def _input_files(config: MimicCohortConfig) -> tuple[dict[str, Path], CxrRelease]:
