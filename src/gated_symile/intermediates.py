@@ -119,7 +119,7 @@ def read_frame(
     which the caller needs a few columns: the others would only cost memory)."""
     path = require_file(path, what)
     try:
-        read = None if also is None else _columns_to_read(path, columns, also)
+        read = None if also is None else _columns_to_read(_parquet_names(path), columns, also)
         if polars:
             import polars as pl
 
@@ -129,7 +129,7 @@ def read_frame(
 
             frame = pd.read_parquet(path, columns=read)
     except Exception as exc:  # noqa: BLE001 - pyarrow/polars raise several unrelated types here
-        raise RecordError(path, f"{what} is not a readable parquet file ({error_reason(exc)})") from None
+        raise _unreadable_parquet(path, what, exc) from None
     _check_columns(path, what, list(frame.columns), columns)
     return frame
 
@@ -140,9 +140,10 @@ def open_parquet(path: str | Path, what: str, *, columns: Sequence[str] = ()) ->
 
     path = require_file(path, what)
     try:
+        # column chunks streamed through a 64 KiB buffer, not read whole before decoding
         handle = pq.ParquetFile(path, buffer_size=1 << 16, pre_buffer=False)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types here
-        raise RecordError(path, f"{what} is not a readable parquet file ({error_reason(exc)})") from None
+        raise _unreadable_parquet(path, what, exc) from None
     _check_columns(path, what, handle.schema_arrow.names, columns)
     return handle
 
@@ -155,24 +156,31 @@ def read_frame_batches(
 
     For a stage that folds a table into preallocated outputs: reading it whole made the stage's
     peak memory grow with the table."""
-    wanted = set(columns) | set(also)
-    read = [name for name in handle.schema_arrow.names if name in wanted]
+    read = _columns_to_read(handle.schema_arrow.names, columns, also)
     try:
         for batch in handle.iter_batches(batch_size=batch_rows, columns=read):
             yield batch.to_pandas()
     except Exception as exc:  # noqa: BLE001 - a corrupt page surfaces only while reading
-        raise RecordError(path, f"{what} is not a readable parquet file ({error_reason(exc)})") from None
+        raise _unreadable_parquet(path, what, exc) from None
     finally:
         handle.close()
 
 
-def _columns_to_read(path: Path, columns: Sequence[str], also: Sequence[str]) -> list[str]:
-    """``columns`` the table has (a missing one is reported by the caller's check, after the
-    read) and then those of ``also`` it has, in file order."""
+def _columns_to_read(names: Sequence[str], columns: Sequence[str], also: Sequence[str]) -> list[str]:
+    """Of a table's column ``names``: ``columns`` it has (a missing one is reported by the
+    caller's check) and those of ``also`` it has, in file order."""
+    wanted = set(columns) | set(also)
+    return [name for name in names if name in wanted]
+
+
+def _parquet_names(path: Path) -> list[str]:
     import pyarrow.parquet as pq
 
-    wanted = set(columns) | set(also)
-    return [name for name in pq.read_schema(path).names if name in wanted]
+    return pq.read_schema(path).names
+
+
+def _unreadable_parquet(path: Path, what: str, exc: Exception) -> RecordError:
+    return RecordError(path, f"{what} is not a readable parquet file ({error_reason(exc)})")
 
 
 def read_csv_rows(path: str | Path, what: str = "CSV table", *, columns: Sequence[str] = ()) -> list[dict[str, str]]:

@@ -130,23 +130,27 @@ a whole row group's columns at once, so a table written as one row group made th
 peak memory grow with the table; groups of this size are read one after another."""
 
 
-def write_parquet_groups(path: str | Path, batches: Any, **options: Any) -> None:
+def write_parquet_groups(path: str | Path, batches: Any, **options: Any) -> int:
     """Parquet from a ``pyarrow.RecordBatchReader`` in row groups of exactly
     :data:`ROWS_PER_GROUP` rows, whatever the reader's batch sizes (same rows -> same bytes), and
-    without the reader's schema metadata; zstd unless ``options`` say otherwise."""
+    without the reader's schema metadata; zstd unless ``options`` say otherwise. Returns the
+    number of rows written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = batches.schema.remove_metadata()
+    rows = 0
     with pq.ParquetWriter(path, schema, **{"compression": "zstd", **options}) as writer:
         pending = pa.Table.from_batches([], schema=schema)
         for batch in batches:
+            rows += batch.num_rows
             pending = pa.concat_tables([pending, pa.Table.from_batches([batch]).cast(schema)])
             while pending.num_rows >= ROWS_PER_GROUP:
                 writer.write_table(pending.slice(0, ROWS_PER_GROUP).combine_chunks())
                 pending = pending.slice(ROWS_PER_GROUP)
         if pending.num_rows:
             writer.write_table(pending.combine_chunks())
+    return rows
 
 
 def write_parquet(target: str | Path, table: Any, **options: Any) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "PATIENTS",
     "TableSpec",
     "csv_select_sql",
+    "duckdb_message",
     "duckdb_resource_error",
     "load_table",
     "read_header",
@@ -258,8 +259,13 @@ def reading(path: str | Path) -> Iterator[None]:
     except duckdb.Error as exc:
         if duckdb_resource_error(exc):
             raise
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RecordError(path, f"cannot parse as a MIMIC table: {first_line}") from exc
+        raise RecordError(path, f"cannot parse as a MIMIC table: {duckdb_message(exc)}") from exc
+
+
+def duckdb_message(exc: BaseException) -> str:
+    """The first line of a DuckDB error (its message; the rest is advice), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def duckdb_resource_error(exc: BaseException) -> bool:

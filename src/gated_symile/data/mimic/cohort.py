@@ -47,6 +47,7 @@ from gated_symile.records.mimic_tables import (
     LABEVENTS,
     PATIENTS,
     csv_select_sql,
+    duckdb_message,
     duckdb_resource_error,
     load_table,
     reading,
@@ -173,7 +174,7 @@ def _duckdb_resources(config: MimicCohortConfig) -> Iterator[None]:
     except duckdb.Error as exc:
         if not duckdb_resource_error(exc):
             raise
-        message = str(exc).strip().splitlines()[0]
+        message = duckdb_message(exc)
         if isinstance(exc, duckdb.OutOfMemoryException):
             limit = config.memory_limit or f"{MEMORY_PER_THREAD_MB * config.duckdb_threads}MB (default)"
             raise ConfigError(
@@ -340,11 +341,13 @@ def _table_input(path: Path) -> dict[str, str]:
 def _write_outputs(con, out: Path, quarantine: list[dict], notes: list[str]) -> dict:
     import pyarrow as pa
 
+    import pyarrow.parquet as pq
+
     # streamed group by group: the stage never holds the ~230-column cohort table whole
-    write_parquet_groups(out / "cohort.parquet", con.sql(rules.cohort_select_sql()).fetch_record_batch(ROWS_PER_GROUP))
-    [(kept, patients)] = con.sql(
-        f"SELECT count(*), count(DISTINCT subject_id) FROM ({rules.cohort_select_sql()})"
-    ).fetchall()
+    cohort_path = out / "cohort.parquet"
+    cohort = con.sql(rules.cohort_select_sql()).fetch_record_batch(ROWS_PER_GROUP)
+    kept = write_parquet_groups(cohort_path, cohort)
+    patients = pq.read_table(cohort_path, columns=["subject_id"]).column("subject_id").unique()
     dropped = con.sql(rules.exclusions_select_sql()).to_arrow_table()
     schema = pa.schema(
         [
@@ -378,7 +381,7 @@ def _write_outputs(con, out: Path, quarantine: list[dict], notes: list[str]) -> 
         "quarantined_records": levels,
         "ecg_records_listed": _count(con, "ecg_list"),
         "cxr_images_indexed": _count(con, "cxr_index"),
-        "patients_in_cohort": patients,
+        "patients_in_cohort": len(patients),
     }
 
 

@@ -62,8 +62,8 @@ class RecordPool:
 
     :meth:`imap_chunks` applies a *chunk function* ``func(list_of_items) -> list_of_results``
     (module-level, or a ``functools.partial`` of one) to consecutive slices of ``items`` and
-    yields the results in input order; :meth:`map_chunks` returns them as one list.  With one worker, or too few items to be
-    worth a process hop, it runs in this process.
+    yields the results in input order; :meth:`map_chunks` returns them as one list.  With one
+    worker, or too few items to be worth a process hop, it runs in this process.
     """
 
     def __init__(self, workers: int = 1) -> None:

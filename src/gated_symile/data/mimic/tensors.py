@@ -310,14 +310,15 @@ def _lay_out_split(
     idling at each split's end.
     """
     table_path = splits_dir / f"{name}.parquet"
-    handle = open_parquet(table_path, "split table", columns=_split_columns(itemids))
+    columns = _split_columns(itemids)
+    handle = open_parquet(table_path, "split table", columns=columns)
     n = handle.metadata.num_rows
     if n == 0:
         handle.close()
         raise RecordError(table_path, "split table has no rows")
     rows = _chunk_rows(n, config.workers)
     blocks = read_frame_batches(
-        handle, table_path, "split table", columns=_split_columns(itemids), also=CHEXPERT_LABELS,
+        handle, table_path, "split table", columns=columns, also=CHEXPERT_LABELS,
         batch_rows=ROWS_PER_GROUP,
     )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
