@@ -134,13 +134,18 @@ def tree_digest(files: Mapping[str, tuple[int, str]], checked: Mapping[str, bool
     """One digest over a folder's sorted (path, size, sha256) list (and, for a selective digest,
     the presence of the files whose existence was checked)."""
     checked = checked or {}
+    return sorted_tree_digest((rel, files.get(rel), checked.get(rel)) for rel in sorted(files.keys() | checked.keys()))
+
+
+def sorted_tree_digest(entries: Iterable[tuple[str, tuple[int, str] | None, bool | None]]) -> str:
+    """:func:`tree_digest` of entries already sorted by path, streamed (a selective stage's read
+    set, read back from disk): ``(rel, (bytes hashed, sha256) or None when only checked, present)``."""
     digest = hashlib.sha256()
-    for rel in sorted(files.keys() | checked.keys()):  # lines formatted one by one: a selective
-        if rel in files:  # stage's entry lists tens of thousands of files
-            size, sha = files[rel]
-            digest.update(f"{rel}\t{size}\t{sha}\n".encode())
+    for rel, read, present in entries:
+        if read is not None:
+            digest.update(f"{rel}\t{read[0]}\t{read[1]}\n".encode())
         else:
-            digest.update(f"{rel}\t{'present' if checked[rel] else 'absent'}\n".encode())
+            digest.update(f"{rel}\t{'present' if present else 'absent'}\n".encode())
     return digest.hexdigest()
 
 
@@ -289,7 +294,7 @@ class _TreeWalk:
         self.listing: dict[str, tuple[int, int]] = {}  # selective: files not read
         self.manifests: list[Path] = []
         self.cached = 0  # files found in the cache; the others were read
-        self.seen_dirs: set[str] = set()
+        self.linked_dirs: set[str] = set()  # real folders outside the root walked through a link
         self.pending: list[tuple[str, str, str, os.stat_result]] = []  # (rel, path, real, stat) to read
         self.pool: ThreadPoolExecutor | None = None
 
@@ -315,9 +320,6 @@ class _TreeWalk:
 
     def visit(self, folder: str, real_dir: str, rel_dir: str) -> None:
         """One folder: its files in name order, then its sub-folders (each real folder once)."""
-        if real_dir in self.seen_dirs:  # a symlink loop or a folder reachable twice
-            return
-        self.seen_dirs.add(real_dir)
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=_NAME)
@@ -349,7 +351,27 @@ class _TreeWalk:
                 continue
             self.visit_file(entry, rel_dir + name, real_prefix)
         for entry in subfolders:
-            self.visit(entry.path, _real_path(entry, real_prefix), f"{rel_dir}{entry.name}/")
+            real = _real_path(entry, real_prefix)
+            if self.first_visit(real, entry.is_symlink()):
+                self.visit(entry.path, real, f"{rel_dir}{entry.name}/")
+
+    def first_visit(self, real: str, linked: bool) -> bool:
+        """Whether the folder that resolves to ``real`` has not been and will not be walked
+        otherwise: each real folder is walked once, and a link loop ends.
+
+        Why not a set of every folder walked: a release has a folder per record (800,000 for
+        MIMIC-IV-ECG), and such a set grew the listing's memory with the release.  Only a link
+        can reach a folder twice, so a link into the root's own tree is not followed (the
+        folder is walked, or was, where it lies), and only folders reached through links to
+        outside the root are remembered."""
+        if not linked:
+            return real not in self.linked_dirs  # an outside tree met again below a wider link
+        if real == self.real_root or real.startswith(self.real_root_prefix):
+            return False
+        if any(real == done or real.startswith(folder_prefix(done)) for done in self.linked_dirs):
+            return False
+        self.linked_dirs.add(real)
+        return True
 
     def visit_file(self, entry: os.DirEntry, rel: str, real_prefix: str) -> None:
         """List, hash from the cache, hash now (small files) or queue (large files) one file."""

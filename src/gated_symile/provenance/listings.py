@@ -18,8 +18,9 @@ import hashlib
 import io
 import json
 import tempfile
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from glob import escape as glob_escape
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -78,29 +79,36 @@ class StreamedListing:
         self.count += 1
         self.size += size
 
-    def lines_except(self, skipped: Collection[str]) -> Iterator[str]:
-        """The listed lines, as written, but those of the files in ``skipped``.
+    def lines_except(self, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
+        """The listed lines, as written, but those of the files that ``covered`` returns when
+        given the names of a block of :data:`BLOCK_LINES` lines (a lookup in the stage's read set
+        on disk: no set of every name read is built).
 
         Why lines: re-encoding every row of a release listing (``json.loads`` + ``json.dumps``)
         cost as much as listing it; only the name is decoded here, and only by its JSON text:
         a line is ``[<name as JSON>, size, mtime_ns]`` and the two numbers hold no ``", "``. A
         name without a backslash is its JSON text between the quotes, so only names with escapes
-        are parsed (and no second set of the skipped names is built).
+        are parsed.
         """
         if self._lines is not None:
             self._lines.close()
             self._lines = None
         self._file.seek(0)
         with gzip.GzipFile(fileobj=self._file, mode="rb") as raw:
-            for line in io.TextIOWrapper(raw, encoding="utf-8"):
-                line = line.rstrip("\n")
-                name = line[1:].rsplit(", ", 2)[0]
-                name = json.loads(name) if "\\" in name else name[1:-1]
-                if name not in skipped:
-                    yield line
+            lines = (line.rstrip("\n") for line in io.TextIOWrapper(raw, encoding="utf-8"))
+            while block := list(islice(lines, BLOCK_LINES)):
+                names = [_listed_name(line) for line in block]
+                skipped = covered(names)
+                yield from (line for line, name in zip(block, names) if name not in skipped)
 
     def close(self) -> None:
         self._file.close()
+
+
+def _listed_name(line: str) -> str:
+    """The file name of a listing line ``[<name as JSON>, size, mtime_ns]``."""
+    name = line[1:].rsplit(", ", 2)[0]
+    return json.loads(name) if "\\" in name else name[1:-1]
 
 
 def write_sidecar(sidecar: Path, lines: Iterable[str]) -> dict[str, str]:
@@ -114,6 +122,13 @@ def write_sidecar(sidecar: Path, lines: Iterable[str]) -> dict[str, str]:
             out.close()
         digest = file_sha256(tmp)
     return {"path": sidecar.name, "sha256": digest}
+
+
+def sidecar_path(target: Path, section: str, index: int, key: str) -> Path:
+    """Where manifest ``target`` keeps the per-file list ``key`` (:data:`LISTS`) of its
+    ``section`` entry ``index``."""
+    tag = "" if key == "files" else f"-{key}"
+    return target.with_name(f"{target.name}.{section}-{index}{tag}{LISTING_SUFFIX}")
 
 
 def write_listings(doc: dict[str, Any], target: Path) -> None:
@@ -130,8 +145,7 @@ def write_listings(doc: dict[str, Any], target: Path) -> None:
                     written.add(entry[sidecar_key]["path"])
                 if values is None or len(values) <= LISTING_INLINE_MAX:
                     continue
-                tag = "" if key == "files" else f"-{key}"
-                sidecar = target.with_name(f"{target.name}.{section}-{index}{tag}{LISTING_SUFFIX}")
+                sidecar = sidecar_path(target, section, index, key)
                 del entry[key]
                 rows = (json.dumps([rel, *_as_list(v)]) for rel, v in values.items())
                 entry[sidecar_key] = write_sidecar(sidecar, rows)

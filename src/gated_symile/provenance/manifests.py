@@ -28,7 +28,7 @@ import os
 import platform
 import socket
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,15 +37,14 @@ from typing import Any
 
 from gated_symile import __version__
 from gated_symile.provenance.hashing import (
-    LISTING_SUFFIX,
     MANIFEST_NAME,
     MANIFEST_SUFFIX,
     Hasher,
     file_sha256,
-    selective_fields,
+    sorted_tree_digest,
 )
 from gated_symile.provenance import listings as sidecars  # not `listings`: a StageRecorder field
-from gated_symile.provenance.read_set import active, recording
+from gated_symile.provenance.read_set import FolderReads, active, recording
 from gated_symile.outputs import write_bytes
 
 FORMAT = "gated-symile-provenance/1"
@@ -234,6 +233,11 @@ def _entry(dest: str, path: Path, where: Path, digest_record: dict[str, Any]) ->
 # ----------------------------------------------------------------------------- writing
 
 
+_REAL_FOLDERS_KEPT = 4096
+"""Resolved folders :class:`_RealPaths` keeps (one per record folder otherwise: memory that grew
+with the cohort)."""
+
+
 class _RealPaths:
     """Resolved paths of files below ``base`` (the hash cache's keys), resolving each folder once
     from its resolved parent: ``os.path.realpath`` per file costs ~100 us (an ``lstat`` per path
@@ -252,6 +256,8 @@ class _RealPaths:
     def _folder(self, folder: str) -> str:
         real = self.folders.get(folder)
         if real is None:
+            if len(self.folders) > _REAL_FOLDERS_KEPT:  # files come sorted: old folders are done
+                self.folders = {self.base: self.folders[self.base]}
             parent, name = os.path.split(folder)
             real = self.folders[folder] = self._resolve(self._folder(parent), folder, name)
         return real
@@ -311,29 +317,41 @@ class StageRecorder:
 
     def _selective_records(self, target: Path) -> None:
         """Each selective input's record: the files the stage read (also put into the hash
-        cache), its existence checks, and the rest of the listing as ``unread`` (inline when
-        short, else streamed straight into its sidecar of ``target``)."""
+        cache), its existence checks, and the rest of the listing as ``unread``.  Each list is
+        streamed from the read set on disk (inline when short, else straight into its sidecar
+        of ``target``), so writing the manifest holds no per-file objects either."""
+        if not self.listings:
+            return
         reads = active()
+        assert reads is not None, "the read recording ends in close(), after finish()"
         for index, listing in self.listings.items():
             dest, path, _, nested = self.input_records[index]
-            opened, checked = reads.under(path) if reads is not None else ({}, {})
-            real_path = _RealPaths(os.path.abspath(path))
-            for rel, item in opened.items():
-                if item.nbytes is None:
-                    self.hasher.cache.put(real_path(rel), item.size, item.mtime_ns, item.sha256)
-            files = {rel: (item.size if item.nbytes is None else item.nbytes, item.sha256) for rel, item in opened.items()}
-            partial = {rel for rel, item in opened.items() if item.nbytes is not None}
-            covered = (files.keys() - partial) | checked.keys()
-            unread = listing.lines_except(covered)
+            below = reads.under(path)
             record = {"kind": "dir", "size": listing.size, "n_files": listing.count,
-                      **selective_fields(files, partial, checked)}  # fmt: skip
-            if listing.count <= sidecars.LISTING_INLINE_MAX:
-                record["unread"] = {rel: [size, mtime] for rel, size, mtime in map(json.loads, unread)}
-            else:
-                sidecar = target.with_name(f"{target.name}.inputs-{index}-unread{LISTING_SUFFIX}")
-                record["unread_listing"] = sidecars.write_sidecar(sidecar, unread)
+                      "sha256": sorted_tree_digest(below.digest_entries()),
+                      "selective": True, "partial": below.partial()}  # fmt: skip
+            files = self._files_lines(below, _RealPaths(os.path.abspath(path)))
+            lists = {"files": (below.n_opened, files),
+                     "checked": (below.n_checked, (json.dumps(list(row)) for row in below.checked())),
+                     "unread": (listing.count, listing.lines_except(below.covered_among))}  # fmt: skip
+            for key, (count, lines) in lists.items():  # JSON lines [rel, *values]
+                if count <= sidecars.LISTING_INLINE_MAX:
+                    rows = (json.loads(line) for line in lines)
+                    record[key] = {rel: values[0] if key == "checked" else values for rel, *values in rows}
+                else:
+                    sidecar = sidecars.sidecar_path(target, "inputs", index, key)
+                    record[sidecars.LISTS[key]] = sidecars.write_sidecar(sidecar, lines)
             self.input_records[index] = (dest, path, record, nested)
         self.hasher.cache.flush()
+
+    def _files_lines(self, below: FolderReads, real_path: _RealPaths) -> Iterator[str]:
+        """The JSON lines ``[rel, bytes hashed, sha256]`` of the files read below a selective
+        input; each file read whole also goes into the hash cache on the way (one pass over the
+        read set)."""
+        for item in below.opened():
+            if item.nbytes is None:
+                self.hasher.cache.put(real_path(item.path), item.size, item.mtime_ns, item.sha256)
+            yield json.dumps([item.path, item.size if item.nbytes is None else item.nbytes, item.sha256])
 
     def finish(self) -> Path | None:
         """Hash the outputs and write the manifest beside the primary output; returns its path."""
