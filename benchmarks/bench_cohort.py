@@ -36,7 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="one benchmark size per value (mean lab rows per admission)",
     )
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads")
-    parser.add_argument("--memory-limit", default="1500MB", help="DuckDB memory limit")
+    parser.add_argument(
+        "--memory-limit", default="default", help="DuckDB memory limit (default: the stage's, per thread)"
+    )
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/bench_cohort"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -70,12 +72,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_tables(root: Path, threads: int, memory_limit: str) -> dict:
+def run_tables(root: Path, threads: int, memory_limit: str | None) -> dict:
     """The cohort's table part on ``root`` (in this process); returns timings per step."""
     import tempfile
 
     from gated_symile.data.mimic import cohort_rules as rules
     from gated_symile.data.mimic.cohort import open_duckdb
+    from gated_symile.outputs import ROWS_PER_GROUP
     from gated_symile.data.mimic.cxr_index import detect_cxr_release, register_cxr_tables
     from gated_symile.records.mimic_tables import (
         ADMISSIONS,
@@ -121,18 +124,21 @@ def run_tables(root: Path, threads: int, memory_limit: str) -> dict:
         rules.select_labs(con, csv_select_sql(hosp / LABEVENTS.filename, LABEVENTS, file_row=True))
         lap("select_labs_s")
         rules.decide_admissions(con)
-        cohort = con.sql(rules.cohort_select_sql()).to_arrow_table()
+        # streamed in the stage's row groups, as the stage writes it (never whole)
+        batches = rules.cohort_batches(con, ROWS_PER_GROUP)
+        cohort_rows = sum(batch.num_rows for batch in batches)
         lap("assemble_s")
         con.close()
     times["total_s"] = sum(v for k, v in times.items() if k.endswith("_s"))
-    times["cohort_rows"] = cohort.num_rows
+    times["cohort_rows"] = cohort_rows
     return times
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
-        result = run_tables(args.child, args.threads, args.memory_limit)
+        limit = None if args.memory_limit == "default" else args.memory_limit
+        result = run_tables(args.child, args.threads, limit)
         result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return 0

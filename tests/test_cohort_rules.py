@@ -308,6 +308,29 @@ def test_rerun_is_byte_identical_with_other_worker_counts(built, tmp_path):
         assert (out / name).read_bytes() == (built["out"] / name).read_bytes(), name
 
 
+def test_cohort_selected_in_blocks_is_the_same_sorted_table(built, tmp_path, monkeypatch):
+    """The cohort is selected a block of admissions at a time (bounded memory); any block size
+    gives the same bytes, so the blocks come in (subject_id, hadm_id) order and none is lost."""
+    import gated_symile.data.mimic.cohort as cohort_module
+
+    assert built["summary"]["cohort"] > 6  # several blocks of 2, the last one partial
+    monkeypatch.setattr(cohort_module, "ROWS_PER_GROUP", 2)
+    out = tmp_path / "blocks"
+    build_mimic_cohort(MimicCohortConfig(**built["paths"], out=out, workers=1, duckdb_threads=2))
+    for name in ("cohort.parquet", "exclusions.parquet", "attrition.csv"):
+        assert (out / name).read_bytes() == (built["out"] / name).read_bytes(), name
+
+
+def test_empty_cohort_is_a_table_with_the_cohort_columns(built, tmp_path):
+    world = RawWorld()
+    complete(world, 1, cxr=False)
+    out = tmp_path / "out"
+    summary = build_mimic_cohort(MimicCohortConfig(**world.write(tmp_path), out=out))
+    assert summary["cohort"] == 0 and summary["excluded_admissions"] == 1
+    empty = pd.read_parquet(out / "cohort.parquet")
+    assert len(empty) == 0 and list(empty.columns) == list(built["cohort"].columns)
+
+
 def test_dicom_release_gives_same_cohort(built, tmp_path):
     paths = dict(built["paths"], cxr=build_world().write_cxr(tmp_path, release="dicom"))
     out = tmp_path / "out"
@@ -317,6 +340,22 @@ def test_dicom_release_gives_same_cohort(built, tmp_path):
     pd.testing.assert_frame_equal(dcm.drop(columns="cxr_path"), jpg.drop(columns="cxr_path"))
     ex = pd.read_parquet(out / "exclusions.parquet")
     assert list(ex[ex.level == "cxr_image"].reason) == ["CXR file missing"]
+
+
+def test_dicom_headers_read_in_blocks_give_the_same_cohort(built, tmp_path, monkeypatch):
+    """The DICOM release's headers are read and indexed a block of files at a time (bounded
+    memory); any block size gives the same bytes, quarantined files included."""
+    import gated_symile.data.mimic.cxr_index as cxr_index
+
+    paths = dict(built["paths"], cxr=build_world().write_cxr(tmp_path, release="dicom"))
+    whole = tmp_path / "whole"
+    build_mimic_cohort(MimicCohortConfig(**paths, out=whole))
+    monkeypatch.setattr(cxr_index, "HEADER_BLOCK", 3)
+    blocks = tmp_path / "blocks"
+    summary = build_mimic_cohort(MimicCohortConfig(**paths, out=blocks))
+    assert summary["records_opened"]["cxr_dicom_files"] > 3 * 3
+    for name in ("cohort.parquet", "exclusions.parquet", "attrition.csv"):
+        assert (blocks / name).read_bytes() == (whole / name).read_bytes(), name
 
 
 def test_cxr_root_without_release_files_is_a_clear_error(built, tmp_path):
@@ -404,3 +443,19 @@ def test_duckdb_out_of_memory_names_the_setting_not_a_table(built, tmp_path):
     with pytest.raises(ConfigError, match=r"^--memory-limit: DuckDB needed more than its 256KB limit"):
         build_mimic_cohort(MimicCohortConfig(**built["paths"], out=tmp_path / "out", memory_limit="256KB"))
     assert not (tmp_path / "out").exists()
+
+
+def test_out_of_memory_while_committing_a_table_also_names_the_setting(tmp_path):
+    """DuckDB also reports its memory limit as a failed commit ("could not allocate block"), which
+    was blamed on labevents ("cannot parse as a MIMIC table") on a 50,000-admission release."""
+    import duckdb
+
+    from gated_symile.data.mimic.cohort import _duckdb_resources
+    from gated_symile.records.mimic_tables import reading
+
+    message = "TransactionContext Error: Failed to commit: could not allocate block of size 256.0 KiB (45.7 MiB/45.7 MiB used)"
+    table = tmp_path / "labevents.csv.gz"
+    config = MimicCohortConfig(mimic_iv=tmp_path, ecg=tmp_path, cxr=tmp_path, out=tmp_path / "out", memory_limit="48MB")
+    with pytest.raises(ConfigError, match=r"^--memory-limit: DuckDB needed more than its 48MB limit \(.*could not allocate block"):
+        with _duckdb_resources(config), reading(table):
+            raise duckdb.TransactionException(message)

@@ -45,6 +45,7 @@ __all__ = [
     "TableSpec",
     "csv_select_sql",
     "duckdb_message",
+    "duckdb_out_of_memory",
     "duckdb_resource_error",
     "load_table",
     "read_header",
@@ -273,6 +274,15 @@ def duckdb_resource_error(exc: BaseException) -> bool:
     database and spill files on a full disk), not about the data being read."""
     import duckdb
 
+    return duckdb_out_of_memory(exc) or (isinstance(exc, duckdb.IOException) and "Could not write" in str(exc))
+
+
+def duckdb_out_of_memory(exc: BaseException) -> bool:
+    """Whether DuckDB ran out of its memory limit: an ``OutOfMemoryException``, or the same
+    failure met while committing a table (a ``TransactionException`` "could not allocate block
+    of size ...": seen on a 50,000-admission release under a 48 MB limit)."""
+    import duckdb
+
     return isinstance(exc, duckdb.OutOfMemoryException) or (
-        isinstance(exc, duckdb.IOException) and "Could not write" in str(exc)
+        isinstance(exc, duckdb.Error) and "could not allocate block" in str(exc)
     )

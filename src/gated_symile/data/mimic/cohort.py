@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +49,7 @@ from gated_symile.records.mimic_tables import (
     PATIENTS,
     csv_select_sql,
     duckdb_message,
+    duckdb_out_of_memory,
     duckdb_resource_error,
     load_table,
     reading,
@@ -175,7 +177,7 @@ def _duckdb_resources(config: MimicCohortConfig) -> Iterator[None]:
         if not duckdb_resource_error(exc):
             raise
         message = duckdb_message(exc)
-        if isinstance(exc, duckdb.OutOfMemoryException):
+        if duckdb_out_of_memory(exc):
             limit = config.memory_limit or f"{MEMORY_PER_THREAD_MB * config.duckdb_threads}MB (default)"
             raise ConfigError(
                 f"--memory-limit: DuckDB needed more than its {limit} limit ({message}); rerun with a "
@@ -285,20 +287,16 @@ def _cxr_images(con, release, pool: RecordPool) -> tuple[list[dict], int]:
     ]
     absent_rows: list[int] = []
     if release.kind == "jpg":
-        candidates = rules.cxr_window_candidates(con)
-        present = file_presence(release.root, [row[3] for row in candidates])
-        for (file_row, subject_id, _, path), ok in zip(candidates, present):
-            if not ok:
-                absent_rows.append(file_row)
-                quarantine.append(
-                    {
-                        "level": "cxr_image",
-                        "id": path,
-                        "subject_id": subject_id,
-                        "reason": CXR_MISSING,
-                        "stage": "cxr_index",
-                    }
-                )
+        candidates = rules.cxr_window_candidates(con)  # fetched a block at a time
+        while block := candidates.fetchmany(ROWS_PER_GROUP):
+            present = file_presence(release.root, [row[3] for row in block])
+            for (file_row, subject_id, _, path), ok in zip(block, present):
+                if not ok:
+                    absent_rows.append(file_row)
+                    quarantine.append(
+                        {"level": "cxr_image", "id": path, "subject_id": subject_id, "reason": CXR_MISSING,
+                         "stage": "cxr_index"}
+                    )  # fmt: skip
     con.register("cxr_absent_arrow", pa.table({"file_row": pa.array(absent_rows, pa.int64())}))
     con.execute("CREATE OR REPLACE TABLE cxr_absent AS SELECT * FROM cxr_absent_arrow")
     con.unregister("cxr_absent_arrow")
@@ -343,12 +341,9 @@ def _write_outputs(con, out: Path, quarantine: list[dict], notes: list[str]) -> 
 
     import pyarrow.parquet as pq
 
-    # streamed group by group: the stage never holds the ~230-column cohort table whole
     cohort_path = out / "cohort.parquet"
-    cohort = con.sql(rules.cohort_select_sql()).fetch_record_batch(ROWS_PER_GROUP)
-    kept = write_parquet_groups(cohort_path, cohort)
+    kept = write_parquet_groups(cohort_path, rules.cohort_batches(con, ROWS_PER_GROUP))
     patients = pq.read_table(cohort_path, columns=["subject_id"]).column("subject_id").unique()
-    dropped = con.sql(rules.exclusions_select_sql()).to_arrow_table()
     schema = pa.schema(
         [
             ("level", pa.string()),
@@ -359,16 +354,19 @@ def _write_outputs(con, out: Path, quarantine: list[dict], notes: list[str]) -> 
             ("stage", pa.string()),
         ]
     )
+    # excluded admissions (at real scale 420,000 of 431,000) streamed, then quarantined records
+    dropped = con.sql(rules.exclusions_select_sql()).to_arrow_reader(ROWS_PER_GROUP)
     records = pa.Table.from_pylist([{"hadm_id": None, **row} for row in quarantine], schema=schema)
-    exclusions = pa.concat_tables([dropped.cast(schema), records])
-    write_parquet_groups(out / "exclusions.parquet", pa.RecordBatchReader.from_batches(schema, exclusions.to_batches()))
+    rows = chain((batch.cast(schema) for batch in dropped), records.to_batches())
+    excluded = write_parquet_groups(out / "exclusions.parquet", pa.RecordBatchReader.from_batches(schema, rows))
+    excluded_admissions = excluded - records.num_rows
 
     attrition = rules.attrition_counts(con)
     write_attrition(attrition, out, notes)
     n_in = attrition[0][1]
-    if n_in != kept + dropped.num_rows:
+    if n_in != kept + excluded_admissions:
         raise RuntimeError(
-            f"cohort bookkeeping broken: {n_in} admissions != {kept} kept + {dropped.num_rows} excluded"
+            f"cohort bookkeeping broken: {n_in} admissions != {kept} kept + {excluded_admissions} excluded"
         )
     levels: dict[str, int] = {}
     for row in quarantine:
@@ -376,7 +374,7 @@ def _write_outputs(con, out: Path, quarantine: list[dict], notes: list[str]) -> 
     return {
         "admissions": n_in,
         "cohort": kept,
-        "excluded_admissions": dropped.num_rows,
+        "excluded_admissions": excluded_admissions,
         "attrition": {criterion: count for criterion, count in attrition},
         "quarantined_records": levels,
         "ecg_records_listed": _count(con, "ecg_list"),

@@ -26,6 +26,8 @@ CXR ``24 h < Δ <= 72 h``, ECG and labs ``-24 h <= Δ <= +24 h``.
 
 from __future__ import annotations
 
+from itertools import chain
+
 from gated_symile.data.mimic.cxr_index import CXR_MISSING
 from gated_symile.data.mimic.labs import LAB_ITEMIDS, lab_column
 from gated_symile.records.mimic_tables import CHEXPERT_LABELS, sql_name
@@ -39,7 +41,7 @@ __all__ = [
     "build_admissions",
     "build_cxr_index",
     "build_ecg_candidates",
-    "cohort_select_sql",
+    "cohort_batches",
     "cxr_window_candidates",
     "decide_admissions",
     "exclusions_select_sql",
@@ -151,15 +153,17 @@ def _cxr_in_window_sql(extra_filter: str = "") -> str:
     """
 
 
-def cxr_window_candidates(con) -> list[tuple[int, int, str, str]]:
+def cxr_window_candidates(con):
     """``(file_row, subject_id, dicom_id, cxr_path)`` of AP/PA images inside some admission's window.
 
-    Only these can be selected, so only their files need an existence check.
+    Only these can be selected, so only their files need an existence check.  Returns the
+    pending DuckDB result: the caller fetches it a block at a time (tens of thousands of rows at
+    scale) and runs no other query on ``con`` meanwhile.
     """
     return con.execute(
         f"SELECT DISTINCT file_row, subject_id, dicom_id, cxr_path FROM ({_cxr_in_window_sql()}) "
         "ORDER BY file_row"
-    ).fetchall()
+    )
 
 
 def select_cxr(con) -> None:
@@ -301,46 +305,58 @@ def decide_admissions(con) -> None:
     ``no usable AP/PA CXR ...: <problems>`` (``no valid ECG ...: <problems>``), the distinct kinds
     of problem in the order the rule met them (:func:`_unusable_cxr_problems`,
     :func:`_rejected_ecg_problems`).
+
+    Memory: each fact about the admissions (selected CXR, its CheXpert row, ECG, labs, problems)
+    is added by its own join, one statement each, so one hash table at a time is built and may
+    spill; the six joins in one statement needed all six resident (the 431,276 admissions of a
+    full-scale tables-only release failed under the 96 MB default).
     """
     _unusable_cxr_problems(con)
     _rejected_ecg_problems(con)
     lab_any = " OR ".join(f"l.{sql_name(lab_column(i))} IS NOT NULL" for i in LAB_ITEMIDS)
+    con.execute("""
+        CREATE OR REPLACE TABLE chexpert_first AS
+        SELECT * EXCLUDE (file_row) FROM chexpert
+        QUALIFY row_number() OVER (PARTITION BY study_id ORDER BY file_row) = 1
+        """)
+    facts = (  # (columns added, relation joined, join condition)
+        ("c.cxr_study_id, c.hadm_id IS NOT NULL AS has_cxr", "sel_cxr c", "c.hadm_id = f.hadm_id"),
+        ("x.study_id IS NOT NULL AS has_chexpert", "(SELECT study_id FROM chexpert_first) x", "x.study_id = f.cxr_study_id"),
+        ("e.hadm_id IS NOT NULL AS has_ecg", "(SELECT hadm_id FROM sel_ecg) e", "e.hadm_id = f.hadm_id"),
+        ("l.hadm_id IS NOT NULL AS has_lab", f"(SELECT hadm_id FROM sel_labs l WHERE {lab_any}) l", "l.hadm_id = f.hadm_id"),
+        ("uc.problems AS cxr_problems", "cxr_unusable_problems uc", "uc.hadm_id = f.hadm_id"),
+        ("ue.problems AS ecg_problems", "ecg_rejected_problems ue", "ue.hadm_id = f.hadm_id"),
+    )  # fmt: skip
+    con.execute("CREATE OR REPLACE TABLE adm_facts AS SELECT subject_id, hadm_id, admittime FROM adm")
+    for columns, relation, condition in facts:
+        con.execute(f"""
+            CREATE OR REPLACE TABLE adm_facts AS
+            SELECT f.*, {columns} FROM adm_facts f LEFT JOIN {relation} ON {condition}
+            """)
     no_cxr = f"AP/PA CXR within ({CXR_AFTER_HOURS} h, {CXR_UNTIL_HOURS} h]"
     no_ecg = f"valid ECG within [-{ECG_HOURS} h, +{ECG_HOURS} h]"
     con.execute(f"""
-        CREATE OR REPLACE TABLE chexpert_first AS
-        SELECT * EXCLUDE (file_row) FROM chexpert
-        QUALIFY row_number() OVER (PARTITION BY study_id ORDER BY file_row) = 1;
-
         CREATE OR REPLACE TABLE adm_status AS
-        SELECT a.subject_id, a.hadm_id,
+        SELECT subject_id, hadm_id,
             CASE
-              WHEN a.admittime IS NULL THEN 'admittime missing'
-              WHEN c.hadm_id IS NULL AND uc.problems IS NOT NULL
-                THEN 'no usable {no_cxr}: ' || uc.problems
-              WHEN c.hadm_id IS NULL THEN 'no {no_cxr}'
-              WHEN x.study_id IS NULL
-                THEN 'CheXpert row missing for study ' || c.cxr_study_id
-              WHEN e.hadm_id IS NULL AND ue.problems IS NOT NULL
-                THEN 'no {no_ecg}: ' || ue.problems
-              WHEN e.hadm_id IS NULL THEN 'no {no_ecg}'
-              WHEN l.hadm_id IS NULL OR NOT ({lab_any})
-                THEN 'no lab value within [-{LAB_HOURS} h, +{LAB_HOURS} h]'
+              WHEN admittime IS NULL THEN 'admittime missing'
+              WHEN NOT has_cxr AND cxr_problems IS NOT NULL THEN 'no usable {no_cxr}: ' || cxr_problems
+              WHEN NOT has_cxr THEN 'no {no_cxr}'
+              WHEN NOT has_chexpert THEN 'CheXpert row missing for study ' || cxr_study_id
+              WHEN NOT has_ecg AND ecg_problems IS NOT NULL THEN 'no {no_ecg}: ' || ecg_problems
+              WHEN NOT has_ecg THEN 'no {no_ecg}'
+              WHEN NOT has_lab THEN 'no lab value within [-{LAB_HOURS} h, +{LAB_HOURS} h]'
             END AS reason,
             CASE
-              WHEN a.admittime IS NULL THEN 'admissions'
-              WHEN c.hadm_id IS NULL THEN 'cxr_select'
-              WHEN x.study_id IS NULL THEN 'chexpert'
-              WHEN e.hadm_id IS NULL THEN 'ecg_select'
-              WHEN l.hadm_id IS NULL OR NOT ({lab_any}) THEN 'labs_select'
+              WHEN admittime IS NULL THEN 'admissions'
+              WHEN NOT has_cxr THEN 'cxr_select'
+              WHEN NOT has_chexpert THEN 'chexpert'
+              WHEN NOT has_ecg THEN 'ecg_select'
+              WHEN NOT has_lab THEN 'labs_select'
             END AS stage
-        FROM adm a
-        LEFT JOIN sel_cxr c USING (hadm_id)
-        LEFT JOIN chexpert_first x ON x.study_id = c.cxr_study_id
-        LEFT JOIN sel_ecg e USING (hadm_id)
-        LEFT JOIN sel_labs l USING (hadm_id)
-        LEFT JOIN cxr_unusable_problems uc USING (hadm_id)
-        LEFT JOIN ecg_rejected_problems ue USING (hadm_id)
+        FROM adm_facts;
+
+        DROP TABLE adm_facts
         """)
 
 
@@ -398,8 +414,36 @@ def _rejected_ecg_problems(con) -> None:
         """)
 
 
-def cohort_select_sql() -> str:
-    """The cohort: one row per kept admission, sorted by (subject_id, hadm_id).
+def cohort_batches(con, rows_per_block: int):
+    """The cohort as a ``pyarrow.RecordBatchReader``: one row per kept admission, sorted by
+    (subject_id, hadm_id), selected a block of ``rows_per_block`` admissions at a time.
+
+    Why blocks: the cohort row is about 230 columns wide, and selecting the whole cohort at once
+    made DuckDB hold every joined row for the final sort (at 68,000 admissions more than its
+    96 MB default limit, and memory that grew with the cohort); a block's select joins and sorts
+    only its own rows, and the blocks in order are the sorted cohort. An empty cohort is the
+    empty select of block 0, which still gives the schema.
+    """
+    import pyarrow as pa
+
+    con.execute(f"""
+        CREATE OR REPLACE TABLE cohort_blocks AS
+        SELECT hadm_id, (row_number() OVER (ORDER BY subject_id, hadm_id) - 1) // {int(rows_per_block)} AS block
+        FROM adm_status WHERE reason IS NULL
+        """)  # fmt: skip
+    blocks = con.sql("SELECT coalesce(max(block) + 1, 0) FROM cohort_blocks").fetchall()[0][0]
+    select = _cohort_block_sql()
+    first = con.sql(select, params={"block": 0}).to_arrow_table()
+    rest = (
+        batch
+        for block in range(1, blocks)
+        for batch in con.sql(select, params={"block": block}).to_arrow_table().to_batches()
+    )
+    return pa.RecordBatchReader.from_batches(first.schema, chain(first.to_batches(), rest))
+
+
+def _cohort_block_sql() -> str:
+    """One block of the cohort (parameter ``$block``), sorted by (subject_id, hadm_id).
 
     Lab columns are float64 with NaN (not NULL) for a lab without a value in the window.
     """
@@ -417,7 +461,7 @@ def cohort_select_sql() -> str:
                e.ecg_study_id, e.ecg_file_name, e.ecg_time, e.ecg_path,
                {labs}
         FROM adm a
-        JOIN adm_status s ON s.hadm_id = a.hadm_id AND s.reason IS NULL
+        JOIN cohort_blocks k ON k.hadm_id = a.hadm_id AND k.block = $block
         JOIN sel_cxr c ON c.hadm_id = a.hadm_id
         JOIN chexpert_first x ON x.study_id = c.cxr_study_id
         JOIN sel_ecg e ON e.hadm_id = a.hadm_id

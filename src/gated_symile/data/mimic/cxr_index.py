@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -123,22 +124,60 @@ def register_cxr_tables(con, release: CxrRelease, pool: RecordPool | None = None
         return _register_dicom_headers(con, release, workers)
 
 
+HEADER_BLOCK = 8192
+"""DICOM files whose headers are read, and inserted into ``cxr_meta``, per block: the release's
+377,000 images are never held as Python rows at once (the stage's peak memory grew with them)."""
+
+
 def _register_dicom_headers(con, release: CxrRelease, pool: RecordPool) -> list[dict]:
     import pyarrow as pa
 
     load_table(con, "cxr_record_list", release.index_file, CXR_RECORD_LIST, file_row=True)
-    listed = con.execute(
-        f"SELECT dicom_id, subject_id, study_id, coalesce(path, {_jpg_path_sql('.dcm')}), "
-        "file_row FROM cxr_record_list "
-        "WHERE subject_id IN (SELECT subject_id FROM admissions) ORDER BY file_row"
-    ).fetchall()
+    schema = pa.schema(
+        [
+            (name, pa.int64() if name in ("subject_id", "study_id", "file_row") else pa.string())
+            for name in CXR_META_COLUMNS
+        ]
+    )
+    _insert_arrow(con, "CREATE OR REPLACE TABLE cxr_meta AS", pa.Table.from_pylist([], schema=schema))
+    quarantined, unreadable = [], []
+    for listed in _listed_dicom_blocks(con):
+        rows = _read_dicom_block(release.root, listed, pool, quarantined, unreadable)
+        _insert_arrow(con, "INSERT INTO cxr_meta", pa.Table.from_pylist(rows, schema=schema))
+    _register_unreadable(con, unreadable)
+    return quarantined
+
+
+def _listed_dicom_blocks(con) -> Iterator[list[tuple]]:
+    """The listed images of subjects with an admission, in file order, :data:`HEADER_BLOCK` rows
+    at a time: (dicom_id, subject_id, study_id, path, file_row)."""
+    con.execute(f"""
+        CREATE OR REPLACE TABLE cxr_listed AS
+        SELECT dicom_id, subject_id, study_id, coalesce(path, {_jpg_path_sql('.dcm')}) AS path,
+               file_row, (row_number() OVER (ORDER BY file_row) - 1) // {HEADER_BLOCK} AS block
+        FROM cxr_record_list WHERE subject_id IN (SELECT subject_id FROM admissions)
+        """)  # fmt: skip
+    blocks = con.sql("SELECT coalesce(max(block) + 1, 0) FROM cxr_listed").fetchall()[0][0]
+    for block in range(blocks):
+        yield con.execute(
+            "SELECT dicom_id, subject_id, study_id, path, file_row FROM cxr_listed "
+            "WHERE block = ? ORDER BY file_row",
+            [block],
+        ).fetchall()
+
+
+def _read_dicom_block(
+    root: Path, listed: list[tuple], pool: RecordPool, quarantined: list[dict], unreadable: list[dict]
+) -> list[dict]:
+    """The ``cxr_meta`` rows of one block of listed images, their headers read on ``pool``; an
+    image that cannot be used goes to ``quarantined`` and ``unreadable`` instead."""
     read_set = active()
     headers = pool.map_chunks(
-        partial(_read_header_chunk, str(release.root), read_set is not None), [row[3] for row in listed]
+        partial(_read_header_chunk, str(root), read_set is not None), [row[3] for row in listed]
     )
     if read_set is not None:
-        read_set.add_opened(release.root, (opened for _, opened in headers if opened is not None))
-    rows, quarantined, unreadable = [], [], []
+        read_set.add_opened(root, (opened for _, opened in headers if opened is not None))
+    rows = []
     for (dicom_id, subject_id, study_id, path, file_row), (fields, _) in zip(listed, headers):
         if isinstance(fields, str):
             quarantined.append(
@@ -151,27 +190,19 @@ def _register_dicom_headers(con, release: CxrRelease, pool: RecordPool) -> list[
             )  # fmt: skip
             continue
         rows.append(
-            {
-                "dicom_id": dicom_id,
-                "subject_id": subject_id,
-                "study_id": study_id,
-                **fields,
-                "cxr_path": path,
-                "file_row": file_row,
-            }
-        )
-    schema = pa.schema(
-        [
-            (name, pa.int64() if name in ("subject_id", "study_id", "file_row") else pa.string())
-            for name in CXR_META_COLUMNS
-        ]
-    )
-    table = pa.Table.from_pylist(rows, schema=schema)
-    con.register("cxr_dicom_headers", table)
-    con.execute("CREATE OR REPLACE TABLE cxr_meta AS SELECT * FROM cxr_dicom_headers")
-    con.unregister("cxr_dicom_headers")
-    _register_unreadable(con, unreadable)
-    return quarantined
+            {"dicom_id": dicom_id, "subject_id": subject_id, "study_id": study_id, **fields,
+             "cxr_path": path, "file_row": file_row}
+        )  # fmt: skip
+    return rows
+
+
+def _insert_arrow(con, statement: str, table) -> None:
+    """``<statement> SELECT * FROM`` a pyarrow ``table`` (registered for the statement only)."""
+    con.register("arrow_rows", table)
+    try:
+        con.execute(f"{statement} SELECT * FROM arrow_rows")
+    finally:
+        con.unregister("arrow_rows")
 
 
 def _register_unreadable(con, rows: list[dict]) -> None:
@@ -182,9 +213,7 @@ def _register_unreadable(con, rows: list[dict]) -> None:
         [("file_row", pa.int64()), ("subject_id", pa.int64()), ("study_id", pa.int64()),
          ("problem", pa.string())]
     )  # fmt: skip
-    con.register("cxr_unreadable_arrow", pa.Table.from_pylist(rows, schema=schema))
-    con.execute("CREATE OR REPLACE TABLE cxr_unreadable AS SELECT * FROM cxr_unreadable_arrow")
-    con.unregister("cxr_unreadable_arrow")
+    _insert_arrow(con, "CREATE OR REPLACE TABLE cxr_unreadable AS", pa.Table.from_pylist(rows, schema=schema))
 
 
 HeaderFields = dict[str, str | None]

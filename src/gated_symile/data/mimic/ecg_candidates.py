@@ -100,13 +100,14 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
         results = check_records(
             pool, root, [info[row][1] for row in readable], rule=rule, hash_files=read_set is not None
         )
+        reasons: Verdicts = {}
+        for row, result in zip(readable, results):  # folded as they arrive
+            reasons[row] = result.reason
+            if result.problem:
+                problems[row] = result.problem
+            if read_set is not None:
+                read_set.add_opened(root, result.opened)
         scan.opened += len(readable)
-        if read_set is not None:
-            read_set.add_opened(root, (f for result in results for f in result.opened))
-        problems.update(
-            (row, result.problem) for row, result in zip(readable, results) if result.problem
-        )
-        reasons = dict(zip(readable, (result.reason for result in results)))
         return [reasons.get(row, NO_PATH) for row in rows]
 
     verdicts, scan.rounds = consume_candidates(ranked["hadm_id"], ranked["file_row"], check)

@@ -13,7 +13,7 @@ so that the stage's provenance manifest costs no second pass over the release.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -141,7 +141,9 @@ def check_records(
     *,
     rule: str = "symile",
     hash_files: bool = False,
-) -> list[EcgCheck]:
+) -> Iterator[EcgCheck]:
     """QC the records ``paths`` (relative to ``root``) on ``pool``; one :class:`EcgCheck` per path,
-    in order.  ``hash_files`` also hashes the files each check read."""
-    return pool.map_chunks(partial(check_chunk, str(root), rule, hash_files), list(paths))
+    in order, each handed over as its work item is done (a round of the cohort checks tens of
+    thousands of records: the caller folds them instead of holding them all).  ``hash_files``
+    also hashes the files each check read."""
+    return pool.imap_chunks(partial(check_chunk, str(root), rule, hash_files), list(paths))
