@@ -48,11 +48,13 @@ __all__ = [
     "duckdb_out_of_memory",
     "duckdb_resource_error",
     "load_table",
+    "number_blocks",
     "read_header",
     "reading",
     "register_table",
     "sql_name",
     "sql_string",
+    "store_arrow",
 ]
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -247,6 +249,30 @@ def load_table(
             f"CREATE OR REPLACE TABLE {name} AS {csv_select_sql(path, spec, file_row=file_row)}"
         )
     return path
+
+
+def store_arrow(con, statement: str, table) -> None:
+    """Run ``<statement> SELECT * FROM`` a pyarrow ``table`` (registered for the statement only),
+    e.g. ``store_arrow(con, "CREATE OR REPLACE TABLE t AS", rows)`` or ``"INSERT INTO t"``."""
+    con.register("arrow_rows", table)
+    try:
+        con.execute(f"{statement} SELECT * FROM arrow_rows")
+    finally:
+        con.unregister("arrow_rows")
+
+
+def number_blocks(con, name: str, select_sql: str, order_by: str, rows_per_block: int) -> int:
+    """Create table ``name``: the rows of ``select_sql`` with a ``block`` column numbering them
+    ``rows_per_block`` at a time in ``order_by`` order; returns the number of blocks (0 if none).
+
+    Why: a stage that works through a large result in blocks while it runs other statements on
+    the same connection cannot keep one pending result open; it selects ``WHERE block = ?``."""
+    con.execute(f"""
+        CREATE OR REPLACE TABLE {name} AS
+        SELECT *, (row_number() OVER (ORDER BY {order_by}) - 1) // {int(rows_per_block)} AS block
+        FROM ({select_sql})
+        """)  # fmt: skip
+    return con.sql(f"SELECT coalesce(max(block) + 1, 0) FROM {name}").fetchall()[0][0]
 
 
 @contextmanager

@@ -53,6 +53,7 @@ from gated_symile.records.mimic_tables import (
     duckdb_resource_error,
     load_table,
     reading,
+    store_arrow,
 )
 
 __all__ = ["MimicCohortConfig", "build_mimic_cohort", "open_duckdb"]
@@ -297,9 +298,8 @@ def _cxr_images(con, release, pool: RecordPool) -> tuple[list[dict], int]:
                         {"level": "cxr_image", "id": path, "subject_id": subject_id, "reason": CXR_MISSING,
                          "stage": "cxr_index"}
                     )  # fmt: skip
-    con.register("cxr_absent_arrow", pa.table({"file_row": pa.array(absent_rows, pa.int64())}))
-    con.execute("CREATE OR REPLACE TABLE cxr_absent AS SELECT * FROM cxr_absent_arrow")
-    con.unregister("cxr_absent_arrow")
+    absent = pa.table({"file_row": pa.array(absent_rows, pa.int64())})
+    store_arrow(con, "CREATE OR REPLACE TABLE cxr_absent AS", absent)
     return quarantine, opened
 
 

@@ -30,7 +30,7 @@ from itertools import chain
 
 from gated_symile.data.mimic.cxr_index import CXR_MISSING
 from gated_symile.data.mimic.labs import LAB_ITEMIDS, lab_column
-from gated_symile.records.mimic_tables import CHEXPERT_LABELS, sql_name
+from gated_symile.records.mimic_tables import CHEXPERT_LABELS, number_blocks, sql_name
 
 __all__ = [
     "ADMISSION_COLUMNS",
@@ -426,12 +426,13 @@ def cohort_batches(con, rows_per_block: int):
     """
     import pyarrow as pa
 
-    con.execute(f"""
-        CREATE OR REPLACE TABLE cohort_blocks AS
-        SELECT hadm_id, (row_number() OVER (ORDER BY subject_id, hadm_id) - 1) // {int(rows_per_block)} AS block
-        FROM adm_status WHERE reason IS NULL
-        """)  # fmt: skip
-    blocks = con.sql("SELECT coalesce(max(block) + 1, 0) FROM cohort_blocks").fetchall()[0][0]
+    blocks = number_blocks(
+        con,
+        "cohort_blocks",
+        "SELECT subject_id, hadm_id FROM adm_status WHERE reason IS NULL",
+        "subject_id, hadm_id",
+        rows_per_block,
+    )
     select = _cohort_block_sql()
     first = con.sql(select, params={"block": 0}).to_arrow_table()
     rest = (

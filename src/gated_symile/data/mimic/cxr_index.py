@@ -26,6 +26,8 @@ from gated_symile.records.mimic_tables import (
     CXR_METADATA,
     CXR_RECORD_LIST,
     load_table,
+    number_blocks,
+    store_arrow,
 )
 
 __all__ = [
@@ -139,11 +141,11 @@ def _register_dicom_headers(con, release: CxrRelease, pool: RecordPool) -> list[
             for name in CXR_META_COLUMNS
         ]
     )
-    _insert_arrow(con, "CREATE OR REPLACE TABLE cxr_meta AS", pa.Table.from_pylist([], schema=schema))
+    store_arrow(con, "CREATE OR REPLACE TABLE cxr_meta AS", pa.Table.from_pylist([], schema=schema))
     quarantined, unreadable = [], []
     for listed in _listed_dicom_blocks(con):
         rows = _read_dicom_block(release.root, listed, pool, quarantined, unreadable)
-        _insert_arrow(con, "INSERT INTO cxr_meta", pa.Table.from_pylist(rows, schema=schema))
+        store_arrow(con, "INSERT INTO cxr_meta", pa.Table.from_pylist(rows, schema=schema))
     _register_unreadable(con, unreadable)
     return quarantined
 
@@ -151,13 +153,14 @@ def _register_dicom_headers(con, release: CxrRelease, pool: RecordPool) -> list[
 def _listed_dicom_blocks(con) -> Iterator[list[tuple]]:
     """The listed images of subjects with an admission, in file order, :data:`HEADER_BLOCK` rows
     at a time: (dicom_id, subject_id, study_id, path, file_row)."""
-    con.execute(f"""
-        CREATE OR REPLACE TABLE cxr_listed AS
-        SELECT dicom_id, subject_id, study_id, coalesce(path, {_jpg_path_sql('.dcm')}) AS path,
-               file_row, (row_number() OVER (ORDER BY file_row) - 1) // {HEADER_BLOCK} AS block
-        FROM cxr_record_list WHERE subject_id IN (SELECT subject_id FROM admissions)
-        """)  # fmt: skip
-    blocks = con.sql("SELECT coalesce(max(block) + 1, 0) FROM cxr_listed").fetchall()[0][0]
+    blocks = number_blocks(
+        con,
+        "cxr_listed",
+        f"SELECT dicom_id, subject_id, study_id, coalesce(path, {_jpg_path_sql('.dcm')}) AS path, "
+        "file_row FROM cxr_record_list WHERE subject_id IN (SELECT subject_id FROM admissions)",
+        "file_row",
+        HEADER_BLOCK,
+    )
     for block in range(blocks):
         yield con.execute(
             "SELECT dicom_id, subject_id, study_id, path, file_row FROM cxr_listed "
@@ -196,15 +199,6 @@ def _read_dicom_block(
     return rows
 
 
-def _insert_arrow(con, statement: str, table) -> None:
-    """``<statement> SELECT * FROM`` a pyarrow ``table`` (registered for the statement only)."""
-    con.register("arrow_rows", table)
-    try:
-        con.execute(f"{statement} SELECT * FROM arrow_rows")
-    finally:
-        con.unregister("arrow_rows")
-
-
 def _register_unreadable(con, rows: list[dict]) -> None:
     """Table ``cxr_unreadable`` from ``rows`` (see :func:`register_cxr_tables`)."""
     import pyarrow as pa
@@ -213,7 +207,7 @@ def _register_unreadable(con, rows: list[dict]) -> None:
         [("file_row", pa.int64()), ("subject_id", pa.int64()), ("study_id", pa.int64()),
          ("problem", pa.string())]
     )  # fmt: skip
-    _insert_arrow(con, "CREATE OR REPLACE TABLE cxr_unreadable AS", pa.Table.from_pylist(rows, schema=schema))
+    store_arrow(con, "CREATE OR REPLACE TABLE cxr_unreadable AS", pa.Table.from_pylist(rows, schema=schema))
 
 
 HeaderFields = dict[str, str | None]

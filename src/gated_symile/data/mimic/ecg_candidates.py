@@ -23,6 +23,7 @@ import numpy as np
 from gated_symile.data.mimic.ecg_qc_scan import check_records
 from gated_symile.data.mimic.parallel import RecordPool
 from gated_symile.provenance.read_set import active
+from gated_symile.records.mimic_tables import store_arrow
 
 __all__ = ["NO_PATH", "EcgScan", "consume_candidates", "scan_ecg_candidates"]
 
@@ -123,7 +124,5 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
             "problem": pa.array([r[4] for r in scan.rejected], pa.string()),
         }
     )
-    con.register("ecg_rejected_arrow", table)
-    con.execute("CREATE OR REPLACE TABLE ecg_rejected AS SELECT * FROM ecg_rejected_arrow")
-    con.unregister("ecg_rejected_arrow")
+    store_arrow(con, "CREATE OR REPLACE TABLE ecg_rejected AS", table)
     return scan
