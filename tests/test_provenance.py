@@ -284,10 +284,62 @@ def test_selective_digest_reads_only_the_selection(tmp_path, monkeypatch):
     assert digest.partial == ["sub/b.bin"] and digest.checked == {"sub/deep/c": True, "gone.jpg": False}
     assert set(digest.unread) == {"big.dat", "sub/b.bin"} and digest.unread["big.dat"][0] == 5000
     assert digest.sha256 == tree_digest(digest.files, digest.checked) and digest.size == 5 + 2560 + 5000
-    record = digest.record()
-    assert record["selective"] and record["n_files"] == 4 and record["partial"] == ["sub/b.bin"]
+    with pytest.raises(TypeError, match="StageRecorder"):
+        digest.record()  # one route writes selective entries: the recorder's stream
     assert [row[0] for row in streamed] == ["a.txt", "big.dat", "sub/b.bin", "sub/deep/c"]
     assert streamed[1][1:] == (5000, (root / "big.dat").stat().st_mtime_ns)
+
+
+def test_background_listing_waits_for_its_walk_and_reports_its_error(tmp_path, monkeypatch):
+    """A selective folder is listed on a thread while the stage runs: the unread lines and the
+    walk's result are those of the whole walk, and a folder the walk cannot list is the walk's
+    one-line error when the listing is used, not a short listing."""
+    import threading
+
+    from gated_symile.provenance.listings import StreamedListing
+
+    root = _tree(tmp_path / "t")
+    release = threading.Event()
+
+    def slow_walk(sink):
+        release.wait(10)  # the listing is used before the walk is done
+        return Hasher(HashCache(None)).list_files(root, sink)
+
+    listing = StreamedListing()
+    listing.start(slow_walk)
+    threading.Timer(0.2, release.set).start()
+    lines = [json.loads(line)[0] for line in listing.lines_except(lambda block: {"a.txt"})]
+    assert lines == ["sub/b.bin", "sub/deep/c"] and listing.count == 3 and listing.wait() == []
+    listing.close()
+
+    monkeypatch.setattr(os, "scandir", _denied_for("deep", os.scandir))
+    failing = StreamedListing()
+    failing.start(lambda sink: Hasher(HashCache(None)).list_files(root, sink))
+    with pytest.raises(GatedSymileError, match="deep: cannot list"):
+        failing.wait()
+    failing.close()
+
+
+def test_closing_a_listing_stops_its_walk(tmp_path):
+    """A stage that fails while its inputs are still being listed ends at once: closing the
+    listing stops the walk at its next file instead of walking the rest of the release."""
+    from gated_symile.provenance.listings import ListingStopped, StreamedListing
+
+    seen: list[int] = []
+
+    def endless(sink):
+        for i in range(10**9):
+            seen.append(i)
+            sink(f"f{i}", i, i)
+
+    listing = StreamedListing()
+    listing.start(endless)
+    while not seen:
+        pass
+    listing.close()
+    with pytest.raises(ListingStopped):
+        listing.wait()
+    assert len(seen) < 10**9
 
 
 def test_real_paths_resolve_like_realpath(tmp_path):

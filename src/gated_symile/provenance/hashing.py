@@ -106,28 +106,18 @@ class Digest:
     unread: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
-        """JSON form stored in manifests."""
+        """JSON form stored in manifests.
+
+        A selective digest has no such form here: the manifest streams a selective entry from
+        the stage's read set on disk (:class:`~gated_symile.provenance.manifests.StageRecorder`);
+        in memory it only serves the audit, which compares its fields with that entry."""
+        if self.selective:
+            raise TypeError("a selective folder entry is written by the StageRecorder, not record()")
         out: dict[str, Any] = {"kind": self.kind, "sha256": self.sha256, "size": self.size}
         if self.kind == "dir":
-            out["n_files"] = len(self.files.keys() | self.unread.keys()) + sum(self.checked.values())
+            out["n_files"] = len(self.files)
             out["files"] = {rel: [size, sha] for rel, (size, sha) in self.files.items()}
-        if self.selective:
-            out.update(selective_fields(self.files, self.partial, self.checked))
-            out["unread"] = {rel: [size, mtime] for rel, (size, mtime) in self.unread.items()}
         return out
-
-
-def selective_fields(
-    files: Mapping[str, tuple[int, str]], partial: Collection[str], checked: Mapping[str, bool]
-) -> dict[str, Any]:
-    """The manifest fields of a selective folder entry apart from its size and unread listing."""
-    return {
-        "sha256": tree_digest(files, checked),
-        "files": dict(files),  # (size, sha256) tuples: JSON writes them as lists
-        "selective": True,
-        "partial": sorted(partial),
-        "checked": dict(checked),
-    }
 
 
 def tree_digest(files: Mapping[str, tuple[int, str]], checked: Mapping[str, bool] | None = None) -> str:

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from gated_symile.provenance.hashing import (
     file_sha256,
     sorted_tree_digest,
 )
+from gated_symile.provenance.hash_cache import HashCache
 from gated_symile.provenance import listings as sidecars  # not `listings`: a StageRecorder field
 from gated_symile.provenance.read_set import FolderReads, active, recording
 from gated_symile.outputs import write_bytes
@@ -289,7 +291,8 @@ class StageRecorder:
 
     @classmethod
     def start(cls, args: argparse.Namespace, argv: Sequence[str], hasher: Hasher | None = None) -> StageRecorder | None:
-        """Hash the inputs now (list the selective ones); None when the stage declares no output."""
+        """Hash the inputs now (start listing the selective ones, :class:`~gated_symile.provenance.
+        listings.StreamedListing`); None when the stage declares no output."""
         inputs, outputs = stage_paths(args)
         if not outputs:
             return None
@@ -300,8 +303,9 @@ class StageRecorder:
             if dest in selective and path.is_dir():
                 listing = sidecars.StreamedListing()
                 rec.listings[len(rec.input_records)] = rec._reads.enter_context(closing(listing))
-                nested = rec.hasher.list_files(path, listing.add, exclude=excluded)
-                rec.input_records.append((dest, path, {}, nested))
+                # on a thread while the stage runs; its own cache-less hasher (SQLite is per thread)
+                listing.start(partial(Hasher(HashCache(None)).list_files, path, exclude=excluded))
+                rec.input_records.append((dest, path, {}, []))  # manifests met: after the walk
                 continue
             digest = rec.hasher.hash(path, exclude=excluded)
             rec.input_records.append((dest, path, digest.record(), digest.manifests))
@@ -325,7 +329,8 @@ class StageRecorder:
         reads = active()
         assert reads is not None, "the read recording ends in close(), after finish()"
         for index, listing in self.listings.items():
-            dest, path, _, nested = self.input_records[index]
+            dest, path, _, _ = self.input_records[index]
+            nested = listing.wait()
             below = reads.under(path)
             record = {"kind": "dir", "size": listing.size, "n_files": listing.count,
                       "sha256": sorted_tree_digest(below.digest_entries()),

@@ -20,6 +20,7 @@ while the record is in the buffer.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Sequence
@@ -41,36 +42,52 @@ _MAX_HEADER_BYTES = 1 << 16
 _CHECKSUM_MODULUS = 1 << 16
 
 
+FileHash = tuple[int, int, str]
+"""What was read of one file, hashed from the very bytes read: ``(size, mtime_ns, sha256)``."""
+
+
 class BatchQC(NamedTuple):
-    """QC facts of one record decided on the batch path, and the signal file name(s) its header
-    lists (one per signal, as :attr:`WfdbHeader.file_name`).  A named tuple: made per record,
-    at a fraction of a frozen dataclass's cost."""
+    """QC facts of one record decided on the batch path, the signal file name(s) its header
+    lists (one per signal, as :attr:`WfdbHeader.file_name`) and, when asked for, the header's and
+    the signal file's :data:`FileHash`.  A named tuple: made per record, at a fraction of a
+    frozen dataclass's cost."""
 
     qc: EcgQC
     file_name: tuple[str, ...]
+    hashed: tuple[FileHash, FileHash] | None = None
 
 
 def qc_wfdb_batch(
-    stems: Sequence[str], *, expected_fs: float = 500, expected_samples: int = 5000
+    stems: Sequence[str],
+    *,
+    expected_fs: float = 500,
+    expected_samples: int = 5000,
+    hash_files: bool = False,
 ) -> list[BatchQC | None]:
     """QC facts of each record ``stems[i]`` (WFDB record path without extension), or ``None``
-    where the record must go through the per-record reader (module docstring)."""
+    where the record must go through the per-record reader (module docstring).
+
+    ``hash_files`` also hashes the two files of each record from the bytes just read (for the
+    stage's provenance): hashing them again later cost a second open and read of every file."""
     headers: list[CommonHeader | None] = []
+    hashed: dict[int, tuple[FileHash, FileHash]] = {}
     extremes = np.empty((len(stems), 3, 12), dtype=np.int16)  # lowest, highest, 16-bit sum
     buffer = np.empty((BLOCK_RECORDS, expected_samples, 12), dtype="<i2")
     targets = [memoryview(samples).cast("B") for samples in buffer]
     with_missing: dict[int, EcgQC] = {}
     for start in range(0, len(stems), BLOCK_RECORDS):
         block = stems[start : start + BLOCK_RECORDS]
-        read = [
-            _read_record(stem, target, buffer.shape[1:], expected_fs, expected_samples)
-            for stem, target in zip(block, targets)
-        ]
+        read = []
+        for slot, (stem, target) in enumerate(zip(block, targets)):
+            header, hashes = _read_record(stem, target, buffer.shape[1:], expected_fs, expected_samples, hash_files)  # fmt: skip
+            read.append(header)
+            if hashes is not None:
+                hashed[start + slot] = hashes
         if any(read):
             _reduce_block(buffer[: len(block)], extremes[start : start + len(block)])
             with_missing.update(_qc_with_missing(read, buffer, extremes, start))
         headers += read
-    return _verdicts(headers, extremes, with_missing)
+    return _verdicts(headers, extremes, with_missing, hashed)
 
 
 def _read_record(
@@ -79,54 +96,66 @@ def _read_record(
     shape: tuple[int, ...],
     expected_fs: float,
     expected_samples: int,
-) -> CommonHeader | None:
-    """Header of ``stem`` and its ``shape`` samples in ``target``, or ``None`` (per-record path)."""
-    content = _read_bytes(stem + ".hea")
-    if content is None:
-        return None
+    hash_files: bool,
+) -> tuple[CommonHeader | None, tuple[FileHash, FileHash] | None]:
+    """Header of ``stem`` and its ``shape`` samples in ``target`` (``None``: per-record path),
+    and with ``hash_files`` both files' :data:`FileHash` (``None`` if the header was not read
+    whole: it is then hashed by the per-record route)."""
+    read = _read_bytes(stem + ".hea")
+    if read is None:
+        return None, None
+    content, header_stat = read
     header = parse_common_header(
         content, expected_fs=expected_fs, expected_samples=expected_samples
     )
     if header is None or (header.layout.n_samples, header.layout.n_leads) != shape:
-        return None
+        return None, None
     # the header's folder + the file name (which holds no "/"): os.path.join(dirname(stem), name)
     data_file = stem[: stem.rfind("/") + 1] + header.file_name[0]
-    if not _read_exactly(data_file, target, header.layout.file_bytes):
-        return None
-    return header
+    data_stat = _read_exactly(data_file, target, header.layout.file_bytes)
+    if data_stat is None:
+        return None, None
+    if not hash_files or header_stat.st_size != len(content):
+        return header, None
+    return header, (
+        (len(content), header_stat.st_mtime_ns, hashlib.sha256(content).hexdigest()),
+        (data_stat.st_size, data_stat.st_mtime_ns, hashlib.sha256(target).hexdigest()),
+    )
 
 
-def _read_bytes(path: str) -> bytes | None:
-    """A small file's bytes, or ``None`` if it cannot be read or is not small."""
+def _read_bytes(path: str) -> tuple[bytes, os.stat_result] | None:
+    """A small file's bytes and its stat, or ``None`` if it cannot be read or is not small."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
         content = os.read(fd, _MAX_HEADER_BYTES)
+        info = os.fstat(fd)
     except OSError:
         return None
     finally:
         os.close(fd)
-    return content if len(content) < _MAX_HEADER_BYTES else None
+    return (content, info) if len(content) < _MAX_HEADER_BYTES else None
 
 
-def _read_exactly(path: str, target: memoryview, size: int) -> bool:
-    """Fill ``target`` with the regular file ``path``, which must hold exactly ``size`` bytes."""
+def _read_exactly(path: str, target: memoryview, size: int) -> os.stat_result | None:
+    """Fill ``target`` with the regular file ``path``, which must hold exactly ``size`` bytes;
+    its stat, or ``None`` when it cannot."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return False
+        return None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size != size or len(target) != size:
-            return False
+            return None
         got = os.readv(fd, [target])
         while got < size and (count := os.readv(fd, [target[got:]])):
             got += count
-        return got == size
+        return info if got == size else None
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)
 
@@ -155,7 +184,10 @@ def _qc_with_missing(
 
 
 def _verdicts(
-    headers: list[CommonHeader | None], extremes: np.ndarray, with_missing: dict[int, EcgQC]
+    headers: list[CommonHeader | None],
+    extremes: np.ndarray,
+    with_missing: dict[int, EcgQC],
+    hashed: dict[int, tuple[FileHash, FileHash]],
 ) -> list[BatchQC | None]:
     """Checksums and QC facts of the records that were read (``headers[i]`` not None)."""
     rows = [row for row, header in enumerate(headers) if header is not None]
@@ -167,7 +199,7 @@ def _verdicts(
     read = [headers[row] for row in rows]
     facts = _qc_facts(extremes[rows, 0], extremes[rows, 1], read)  # rows with missing: unused
     for row, header, qc in zip(rows, read, facts, strict=True):
-        results[row] = BatchQC(with_missing.get(row, qc), header.file_name)
+        results[row] = BatchQC(with_missing.get(row, qc), header.file_name, hashed.get(row))
     return results
 
 

@@ -78,7 +78,13 @@ def _check(
         reason = batch.qc.reject_reason(rule=rule)
         problem = None if reason is None else ECG_FAILED_QC
         data_files = batch.file_name
-    opened = record_files_read(root, path, data_files) if hash_files else ()
+    if not hash_files:
+        opened: tuple[OpenedFile, ...] = ()
+    elif batch is not None and batch.hashed is not None:  # hashed from the bytes QC read
+        names = (path + ".hea", os.path.join(os.path.dirname(path), data_files[0]))
+        opened = tuple(OpenedFile(os.path.normpath(rel), *hashed) for rel, hashed in zip(names, batch.hashed))
+    else:
+        opened = record_files_read(root, path, data_files)
     return EcgCheck(reason, problem, opened)
 
 
@@ -130,7 +136,7 @@ def check_chunk(root: str, rule: str, hash_files: bool, paths: list[str]) -> lis
     the per-record reader, so each still gets its own reason."""
     from gated_symile.records.wfdb_batch import qc_wfdb_batch
 
-    batch = qc_wfdb_batch([os.path.join(root, path) for path in paths])
+    batch = qc_wfdb_batch([os.path.join(root, path) for path in paths], hash_files=hash_files)
     return [_check(root, rule, hash_files, path, fast) for path, fast in zip(paths, batch)]
 
 
