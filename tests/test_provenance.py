@@ -309,7 +309,7 @@ def test_background_listing_waits_for_its_walk_and_reports_its_error(tmp_path, m
     listing.start(slow_walk)
     threading.Timer(0.2, release.set).start()
     lines = [json.loads(line)[0] for line in listing.lines_except(lambda block: {"a.txt"})]
-    assert lines == ["sub/b.bin", "sub/deep/c"] and listing.count == 3 and listing.wait() == []
+    assert lines == ["sub/b.bin", "sub/deep/c"] and listing.count == 3 and listing.wait() == ([], False)
     listing.close()
 
     monkeypatch.setattr(os, "scandir", _denied_for("deep", os.scandir))
@@ -355,10 +355,16 @@ def test_real_paths_resolve_like_realpath(tmp_path):
     (tmp_path / "a" / "b" / "g").write_bytes(b"")
     (tmp_path / "a" / "b" / "h").symlink_to(tmp_path / "a" / "b" / "g")
     (tmp_path / "base").symlink_to(tmp_path / "a")
-    for base in (tmp_path / "a", tmp_path / "base"):
-        resolve = _RealPaths(str(base))
-        for rel in ("link/c/f", "b/g", "b/h", "b/../b/g", "link/../b/g", "missing/x"):
-            assert resolve(rel) == os.path.realpath(base / rel), rel
+    (tmp_path / "plain" / "d").mkdir(parents=True)
+    (tmp_path / "plain" / "d" / "e").write_bytes(b"")
+    (tmp_path / "plain_base").symlink_to(tmp_path / "plain")
+    rels = ("link/c/f", "b/g", "b/h", "b/../b/g", "link/../b/g", "missing/x", "d/e", "d/./e")
+    for base, linked in [("a", True), ("base", True), ("plain", False), ("plain_base", False)]:
+        listed = Hasher(HashCache(None)).list_files(tmp_path / base, lambda *row: None)
+        assert listed.has_links is linked, base
+        resolve = _RealPaths(str(tmp_path / base), listed.has_links)  # as the manifest uses it
+        for rel in rels:
+            assert resolve(rel) == os.path.realpath(tmp_path / base / rel), (base, rel)
 
 
 @settings(max_examples=50, deadline=None)

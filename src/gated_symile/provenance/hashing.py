@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gated_symile.errors import GatedSymileError
 from gated_symile.provenance.hash_cache import HashCache, folder_prefix
@@ -75,6 +75,15 @@ def _real_path(entry: os.DirEntry, real_prefix: str) -> str:
     """Resolved path of a directory entry whose folder resolves to ``real_prefix``: only a link
     needs ``realpath`` (a walk resolves each folder once, not each file)."""
     return os.path.realpath(entry.path) if entry.is_symlink() else real_prefix + entry.name
+
+
+class FolderListing(NamedTuple):
+    """What a listing walk (:meth:`Hasher.list_files`) found besides the files it passed on:
+    the stage manifests inside, and whether any file or folder was a link (if none, a path
+    below the folder resolves by joining it to the folder's resolved path)."""
+
+    manifests: list[Path]
+    has_links: bool
 
 
 @dataclass
@@ -237,12 +246,13 @@ class Hasher:
 
     def list_files(
         self, path: str | Path, sink: Callable[[str, int, int], None], exclude: Iterable[str | Path] = ()
-    ) -> list[Path]:
+    ) -> FolderListing:
         """Walk a folder as :meth:`hash` does but read nothing: ``sink(rel, size, mtime_ns)`` for
         each file, in walk order (a release's listing is streamed, never held); returns the stage
-        manifests met inside."""
-        excluded = {os.path.abspath(p) for p in exclude}
-        return self._tree(Path(path), excluded, False, Selection({}), sink).manifests
+        manifests met inside and whether any entry was a link."""
+        root = Path(path)
+        walk = _TreeWalk(self, root, {os.path.abspath(p) for p in exclude}, False, Selection({}), sink)
+        return FolderListing(walk.run(root).manifests, walk.has_links)
 
     def _tree(
         self, root: Path, exclude: set[str], skip_owned: bool, selection: Selection | None,
@@ -285,6 +295,7 @@ class _TreeWalk:
         self.manifests: list[Path] = []
         self.cached = 0  # files found in the cache; the others were read
         self.linked_dirs: set[str] = set()  # real folders outside the root walked through a link
+        self.has_links = False  # any entry met was a link
         self.pending: list[tuple[str, str, str, os.stat_result]] = []  # (rel, path, real, stat) to read
         self.pool: ThreadPoolExecutor | None = None
 
@@ -321,6 +332,8 @@ class _TreeWalk:
         real_prefix = folder_prefix(real_dir)
         for entry in entries:
             full, name = entry.path, entry.name
+            if not self.has_links and entry.is_symlink():  # d_type: no system call
+                self.has_links = True
             try:
                 is_dir = entry.is_dir()
             except OSError:

@@ -243,15 +243,21 @@ with the cohort)."""
 class _RealPaths:
     """Resolved paths of files below ``base`` (the hash cache's keys), resolving each folder once
     from its resolved parent: ``os.path.realpath`` per file costs ~100 us (an ``lstat`` per path
-    component), and a stage notes tens of thousands of records, most in a folder of their own."""
+    component), and a stage notes tens of thousands of records, most in a folder of their own.
+    Below a folder whose listing met no link (``has_links`` False) a path resolves by joining
+    it to the folder's resolved path, without a system call."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, has_links: bool = True) -> None:
         self.base, self.folders = base, {base: os.path.realpath(base)}
+        self.has_links = has_links
 
     def __call__(self, rel: str) -> str:
-        full = os.path.join(self.base, rel)
         if ".." in rel.split("/"):  # lexical folders do not resolve like links do
-            return os.path.realpath(full)
+            return os.path.realpath(os.path.join(self.base, rel))
+        rel = os.path.normpath(rel)  # "." and "//" only
+        if not self.has_links:
+            return os.path.join(self.folders[self.base], rel)
+        full = os.path.join(self.base, rel)
         folder, name = os.path.split(full)
         return self._resolve(self._folder(folder), full, name)
 
@@ -330,12 +336,12 @@ class StageRecorder:
         assert reads is not None, "the read recording ends in close(), after finish()"
         for index, listing in self.listings.items():
             dest, path, _, _ = self.input_records[index]
-            nested = listing.wait()
+            nested, has_links = listing.wait()
             below = reads.under(path)
             record = {"kind": "dir", "size": listing.size, "n_files": listing.count,
                       "sha256": sorted_tree_digest(below.digest_entries()),
                       "selective": True, "partial": below.partial()}  # fmt: skip
-            files = self._files_lines(below, _RealPaths(os.path.abspath(path)))
+            files = self._files_lines(below, _RealPaths(os.path.abspath(path), has_links))
             lists = {"files": (below.n_opened, files),
                      "checked": (below.n_checked, (json.dumps(list(row)) for row in below.checked())),
                      "unread": (listing.count, listing.lines_except(below.covered_among))}  # fmt: skip
