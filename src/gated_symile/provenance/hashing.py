@@ -77,6 +77,10 @@ def _real_path(entry: os.DirEntry, real_prefix: str) -> str:
     return os.path.realpath(entry.path) if entry.is_symlink() else real_prefix + entry.name
 
 
+Sink = Callable[[str, int, int], None]
+"""Receives one file of a listing walk: ``(rel, size, mtime_ns)``."""
+
+
 class FolderListing(NamedTuple):
     """What a listing walk (:meth:`Hasher.list_files`) found besides the files it passed on:
     the stage manifests inside, and whether any file or folder was a link (if none, a path
@@ -245,7 +249,7 @@ class Hasher:
         return Digest("file", digest, st.st_size, read=int(read), cached=int(not read))
 
     def list_files(
-        self, path: str | Path, sink: Callable[[str, int, int], None], exclude: Iterable[str | Path] = ()
+        self, path: str | Path, sink: Sink, exclude: Iterable[str | Path] = ()
     ) -> FolderListing:
         """Walk a folder as :meth:`hash` does but read nothing: ``sink(rel, size, mtime_ns)`` for
         each file, in walk order (a release's listing is streamed, never held); returns the stage
@@ -256,7 +260,7 @@ class Hasher:
 
     def _tree(
         self, root: Path, exclude: set[str], skip_owned: bool, selection: Selection | None,
-        sink: Callable[[str, int, int], None] | None = None,
+        sink: Sink | None = None,
     ) -> Digest:  # fmt: skip
         """Walk ``root`` in sorted order (folder's files, then its sub-folders), following links.
 
@@ -277,7 +281,7 @@ class _TreeWalk:
 
     def __init__(
         self, hasher: Hasher, root: Path, exclude: set[str], skip_owned: bool,
-        selection: Selection | None, sink: Callable[[str, int, int], None] | None,
+        selection: Selection | None, sink: Sink | None,
     ) -> None:  # fmt: skip
         self.hasher, self.exclude, self.skip_owned = hasher, exclude, skip_owned
         self.selection, self.sink = selection, sink

@@ -23,20 +23,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from glob import escape as glob_escape
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from gated_symile.outputs import atomic_path
-from gated_symile.provenance.hashing import LISTING_SUFFIX, file_sha256
+from gated_symile.provenance.hashing import LISTING_SUFFIX, Sink, file_sha256
 
 LISTING_INLINE_MAX = 10_000
 """Most files a folder entry lists inside the manifest; longer lists go to a sidecar."""
 
 LISTS: dict[str, str] = {"files": "listing", "checked": "checked_listing", "unread": "unread_listing"}
 """Per-file lists of a folder entry -> the key that names their sidecar when they are long."""
-
-Sink = Callable[[str, int, int], None]
-"""Receives one listed file: ``(rel, size, mtime_ns)``."""
-_Walked = TypeVar("_Walked")
 
 BLOCK_LINES = 4096
 """Lines formatted and compressed at once (bounds the buffer to a few hundred kB)."""
@@ -92,7 +88,7 @@ class StreamedListing:
         self._walk: Future | None = None
         self._stopping = False
 
-    def start(self, walk: Callable[[Sink], _Walked]) -> None:
+    def start(self, walk: Callable[[Sink], Any]) -> None:
         """Run ``walk(self.add)`` on a thread of its own; :meth:`wait` returns what it returned."""
         self._walker = ThreadPoolExecutor(1, thread_name_prefix="listing")
         self._walk = self._walker.submit(walk, self.add)

@@ -23,7 +23,7 @@ from gated_symile.data.mimic.parallel import RecordPool
 from gated_symile.provenance.read_set import OpenedFile
 
 if TYPE_CHECKING:
-    from gated_symile.records.wfdb_batch import BatchQC
+    from gated_symile.records.wfdb_batch import BatchQC, FileHash
 
 __all__ = [
     "ECG_FAILED_QC",
@@ -78,13 +78,8 @@ def _check(
         reason = batch.qc.reject_reason(rule=rule)
         problem = None if reason is None else ECG_FAILED_QC
         data_files = batch.file_name
-    if not hash_files:
-        opened: tuple[OpenedFile, ...] = ()
-    elif batch is not None and batch.hashed is not None:  # hashed from the bytes QC read
-        names = (path + ".hea", os.path.join(os.path.dirname(path), data_files[0]))
-        opened = tuple(OpenedFile(os.path.normpath(rel), *hashed) for rel, hashed in zip(names, batch.hashed))
-    else:
-        opened = record_files_read(root, path, data_files)
+    hashed = None if batch is None else batch.hashed  # from the bytes the QC read
+    opened = record_files_read(root, path, data_files, hashed) if hash_files else ()
     return EcgCheck(reason, problem, opened)
 
 
@@ -111,15 +106,21 @@ def _read_and_check(
     return reason, problem, data_files
 
 
-def record_files_read(root: str, path: str, data_files: Sequence[str]) -> tuple[OpenedFile, ...]:
+def record_files_read(
+    root: str, path: str, data_files: Sequence[str], hashed: Sequence[FileHash] | None = None
+) -> tuple[OpenedFile, ...]:
     """Hash the record's header and signal files (names in the header's folder) that exist; a
-    missing one is simply absent from the result."""
+    missing one is simply absent from the result.  ``hashed``: the header's and the signal
+    files' ``(size, mtime_ns, sha256)``, taken from the bytes already read, in that order."""
     from gated_symile.provenance.hashing import file_sha256
 
     folder = os.path.dirname(path)
     names = [path + ".hea", *(os.path.join(folder, name) for name in data_files)]
+    unique = dict.fromkeys(os.path.normpath(name) for name in names)
+    if hashed is not None:
+        return tuple(OpenedFile(rel, *facts) for rel, facts in zip(unique, hashed, strict=True))
     opened = []
-    for rel in dict.fromkeys(os.path.normpath(name) for name in names):
+    for rel in unique:
         full = os.path.join(root, rel)
         try:
             st = os.stat(full)
