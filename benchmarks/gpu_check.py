@@ -11,7 +11,11 @@ On a machine with CUDA GPUs, in order:
 3. **NCCL**: a process group of 1 and of all GPUs (all-reduce of a known tensor);
 4. **exactness on GPU**: the GPU tests of tests/test_distributed.py (loss shares on the GPU;
    with two or more GPUs the NCCL ranks against one GPU for every objective and negatives
-   mode, fp64 rel 1e-10, fp32 rel 1e-5 with TF32 off).
+   mode, fp64 rel 1e-10, fp32 rel 1e-5 with TF32 off);
+5. **the stages on the GPU**: ``gated-symile train`` (``train.device: cuda``, bf16 autocast)
+   and ``evaluate`` on a small Synthetic-XNOR set for every objective; a run stopped after one
+   epoch and resumed against the same run uninterrupted (history and weights), and the GPU
+   evaluation of the trained weights against the CPU evaluation of the same weights.
 
 Exits 0 when every check passed (1 otherwise, 0 with a note when there is no GPU). Writes
 benchmarks/out/gpu_check.json.
@@ -35,6 +39,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import bench_train_throughput as throughput
+from gated_symile.cli import main as cli
+from gated_symile.synthetic.xnor import XnorConfig, write_xnor
+from gated_symile.training.loop import strip_timing
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "out" / "gpu_check.json"
@@ -101,9 +108,65 @@ def exactness_tests() -> dict:
     """The GPU tests of tests/test_distributed.py, run by pytest (they skip what the GPUs lack)."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
            str(REPO / "tests" / "test_distributed.py"), "-k", "gpu"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    path = [str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     return {"ok": done.returncode == 0, "summary": done.stdout.strip().splitlines()[-1:]}
+
+
+def _history(run: Path) -> list[dict]:
+    lines = (run / "history.jsonl").read_text().splitlines()
+    return [strip_timing(json.loads(line)) for line in lines if line.strip()]
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = (torch.load(r / "checkpoints" / "last.pt", weights_only=True)["model"] for r in (a, b))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _train(data: Path, cfg: str, out: Path, *extra: str) -> int:
+    return cli(["train", "--tensors", str(data), "--run-config", cfg, "--out", str(out), *extra])
+
+
+def _evaluate(data: Path, run: Path, out: Path, device: str) -> tuple[int, float]:
+    rc = cli(["evaluate", "--run", str(run), "--tensors", str(data), "--out", str(out),
+              "--device", device, "--bootstrap-n", "0"])
+    return rc, json.loads(out.read_text())["metrics"]["top1"] if rc == 0 else float("nan")
+
+
+def stages_on(device: str, epochs: int = 3) -> dict:
+    """train, stop + resume, evaluate through the CLI on ``device``, as a workflow GPU job runs them."""
+    from tests.train_helpers import OBJECTIVES, inline, tiny_run_config
+
+    rows: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "xnor"
+        write_xnor(data, XnorConfig(n_samples=2048, n_bits=4, dim=16, p=0.5, eval_batch=64, seed=7))
+        for objective in OBJECTIVES:
+            cfg = inline(tiny_run_config(objective, epochs=epochs, device=device))
+            straight, resumed = Path(tmp) / f"{objective}_straight", Path(tmp) / f"{objective}_resumed"
+            t0 = time.perf_counter()
+            codes = [_train(data, cfg, straight)]
+            seconds = time.perf_counter() - t0
+            codes += [_train(data, cfg, resumed, "--max-epochs", "1"),
+                      _train(data, cfg, resumed, "--resume")]
+            top1 = {}
+            for where in (device, "cpu"):
+                rc, top1[where] = _evaluate(data, straight, Path(tmp) / f"{objective}_{where}.json", where)
+                codes.append(rc)
+            if any(codes):
+                rows[objective] = {"exit_codes": codes, "device": None}
+                continue
+            rows[objective] = {
+                "exit_codes": codes,
+                "device": json.loads((straight / "train_summary.json").read_text())["device"],
+                "train_s": seconds,
+                "top1": top1,
+                "resume_same_history": _history(straight) == _history(resumed),
+                "resume_same_weights": _same_weights(straight, resumed),
+            }
+    rows["ok"] = all(not any(r["exit_codes"]) and r["device"].startswith(device) for r in rows.values())
+    return rows
 
 
 def main() -> int:
@@ -130,10 +193,12 @@ def main() -> int:
     print("nccl", report["nccl"])
     report["exactness"] = exactness_tests()
     print("exactness", report["exactness"])
+    report["stages"] = stages_on("cuda")
+    print("stages", json.dumps(report["stages"]))
     report["seconds"] = time.perf_counter() - started
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2) + "\n")
-    ok = all(n["ok"] for n in report["nccl"]) and report["exactness"]["ok"]
+    ok = all(n["ok"] for n in report["nccl"]) and report["exactness"]["ok"] and report["stages"]["ok"]
     print(f"{'OK' if ok else 'FAILED'} in {report['seconds']:.0f} s")
     return 0 if ok else 1
 
