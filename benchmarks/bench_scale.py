@@ -10,7 +10,8 @@ exactly the bytes the stage read, taken from its manifest.  Per record it compar
 with the bare read of the same files, and the tensors' JPG decode + resize with the bare read of
 the same JPGs.  Tables-only releases (``--lab-rows``) time the labevents scan up to MIMIC-IV's
 118 M rows.  A least-squares line of time against size per stage gives the projected time of a
-full real MIMIC rebuild on 2 and 16 cores (the parallel steps assumed to scale linearly).
+full real MIMIC rebuild on 2 and 16 cores (only the work on ``--workers`` scaled by cores:
+``project``).
 
 Prints a table and writes ``benchmarks/out/scale.json``.  Page cache: warmed by a first run of
 each stage unless ``--drop-caches`` (needs root; only on a machine nobody else uses).
@@ -368,28 +369,48 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return 0.0, max(y, 0.0) / x if x else 0.0
 
 
+def at_size(xs: list[float], ys: list[float], x: float) -> float:
+    """The least-squares line of ``ys`` against ``xs`` (``fit``), read at ``x``."""
+    a, b = fit(xs, ys)
+    return a + b * x
+
+
 def project(rows: list[dict], labs: list[dict], workers: int) -> dict:
-    """Full-MIMIC times on 2 and 16 cores: each stage's fit at MIMIC's size, the labevents scan
-    from the tables-only fit at 118 M rows (else from the full releases), tensors at the real
-    cohort size; parallel steps scaled by ``workers / cores``."""
+    """Full-MIMIC times on 2 and 16 cores: each part's fit at MIMIC's size (cohort parts per
+    listed admission, the labevents scan per row from the tables-only releases if any, splits
+    and tensors per cohort admission at the real cohort's size).
+
+    Scaled by ``workers / cores``: the cohort's ECG work items (read + QC + sha256, timed on
+    their own) and the tensors stage's per-admission cost (the slope of its fit: reading ECGs,
+    decoding and resizing radiographs on its workers). Serial: the rest of the cohort stage
+    (start-up, SQL, listing, the labevents scan of one gzip stream, writing), the splits and the
+    tensors stage's start-up (its fit's intercept). A 16-core run of the 20k release measured
+    the cohort stage hardly faster than on 2 cores, and the tensors stage much faster."""
     n = [r["admissions"] for r in rows]
+    m = [r["cohort_admissions"] for r in rows]
     lab_s = [step_s(r["stages"]["cohort"], "labevents streamed") for r in rows]
-    a, b = fit(n, [r["stages"]["cohort"]["wall_s"] - s for r, s in zip(rows, lab_s)])
+    ecg_s = [r["per_record"]["ecg_qc_and_hash_s"] for r in rows]
+    cohort_rest = [r["stages"]["cohort"]["wall_s"] - lab - ecg for r, lab, ecg in zip(rows, lab_s, ecg_s)]
+    tensors_startup, tensors_per_admission = fit(m, [r["stages"]["tensors"]["wall_s"] for r in rows])
     if labs:
-        la, lb = fit([x["lab_rows"] for x in labs], [x["select_labs_s"] for x in labs])
+        labevents = at_size([x["lab_rows"] for x in labs], [x["select_labs_s"] for x in labs], FULL_MIMIC["lab_rows"])
     else:
-        la, lb = fit([r["rows"]["labevents"] for r in rows], lab_s)
-    cohort = {"tables_and_records_s": a + b * FULL_MIMIC["admissions"], "labevents_s": la + lb * FULL_MIMIC["lab_rows"]}
-    sa, sb = fit([r["cohort_admissions"] for r in rows], [r["stages"]["splits"]["wall_s"] for r in rows])
-    ta, tb = fit([r["cohort_admissions"] for r in rows], [r["stages"]["tensors"]["wall_s"] for r in rows])
-    serial = {"splits_s": sa + sb * REAL_COHORT}
-    parallel = {**cohort, "tensors_s": ta + tb * REAL_COHORT}
-    out = {"assumes": f"measured on {workers} workers; parallel steps x {workers}/cores; real cohort {REAL_COHORT}",
-           "fits": {"cohort_without_labs_s_per_admission": b, "labevents_s_per_row": lb,
-                    "tensors_s_per_cohort_admission": tb}}  # fmt: skip
+        labevents = at_size([r["rows"]["labevents"] for r in rows], lab_s, FULL_MIMIC["lab_rows"])
+    serial = {
+        "cohort_startup_sql_listing_s": at_size(n, cohort_rest, FULL_MIMIC["admissions"]),
+        "labevents_s": labevents,
+        "splits_s": at_size(m, [r["stages"]["splits"]["wall_s"] for r in rows], REAL_COHORT),
+        "tensors_startup_s": tensors_startup,
+    }
+    parallel = {
+        "ecg_read_qc_hash_s": at_size(n, ecg_s, FULL_MIMIC["admissions"]),
+        "tensors_per_admission_s": tensors_per_admission * REAL_COHORT,
+    }
+    out = {"assumes": f"measured on {workers} workers; ECG work items and tensors per admission "
+                      f"x {workers}/cores, the rest serial; real cohort {REAL_COHORT}",
+           "serial_s": serial, "parallel_at_measured_workers_s": parallel}  # fmt: skip
     for cores in (2, 16):
         out[f"{cores}_cores_s"] = sum(serial.values()) + sum(parallel.values()) * workers / cores
-    out["parts_at_measured_workers_s"] = {**serial, **parallel}
     return out
 
 
