@@ -135,7 +135,11 @@ def _evaluate(data: Path, run: Path, out: Path, device: str) -> tuple[int, float
 
 
 def stages_on(device: str, epochs: int = 3) -> dict:
-    """train, stop + resume, evaluate through the CLI on ``device``, as a workflow GPU job runs them."""
+    """train, stop + resume, evaluate through the CLI on ``device``, as a workflow GPU job runs them.
+
+    Passes when every command succeeds on ``device`` and each resumed run equals its
+    uninterrupted twin (history and weights); the GPU-vs-CPU top-1 is reported, not required
+    (bf16 and fp32 sums may order a near tie differently)."""
     from tests.train_helpers import OBJECTIVES, inline, tiny_run_config
 
     rows: dict = {}
@@ -165,7 +169,11 @@ def stages_on(device: str, epochs: int = 3) -> dict:
                 "resume_same_history": _history(straight) == _history(resumed),
                 "resume_same_weights": _same_weights(straight, resumed),
             }
-    rows["ok"] = all(not any(r["exit_codes"]) and r["device"].startswith(device) for r in rows.values())
+    rows["ok"] = all(
+        not any(r["exit_codes"]) and r["device"].startswith(device)
+        and r["resume_same_history"] and r["resume_same_weights"]
+        for r in rows.values()
+    )  # fmt: skip
     return rows
 
 
