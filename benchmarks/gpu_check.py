@@ -114,11 +114,6 @@ def exactness_tests() -> dict:
     return {"ok": done.returncode == 0, "summary": done.stdout.strip().splitlines()[-1:]}
 
 
-def _history(run: Path) -> list[dict]:
-    lines = (run / "history.jsonl").read_text().splitlines()
-    return [strip_timing(json.loads(line)) for line in lines if line.strip()]
-
-
 def _same_weights(a: Path, b: Path) -> bool:
     wa, wb = (torch.load(r / "checkpoints" / "last.pt", weights_only=True)["model"] for r in (a, b))
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -140,7 +135,10 @@ def stages_on(device: str, epochs: int = 3) -> dict:
     Passes when every command succeeds on ``device`` and each resumed run equals its
     uninterrupted twin (history and weights); the GPU-vs-CPU top-1 is reported, not required
     (bf16 and fp32 sums may order a near tie differently)."""
-    from tests.train_helpers import OBJECTIVES, inline, tiny_run_config
+    from tests.train_helpers import OBJECTIVES, inline, read_history, tiny_run_config
+
+    def history(run: Path) -> list[dict]:
+        return [strip_timing(record) for record in read_history(run)]
 
     rows: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +164,7 @@ def stages_on(device: str, epochs: int = 3) -> dict:
                 "device": json.loads((straight / "train_summary.json").read_text())["device"],
                 "train_s": seconds,
                 "top1": top1,
-                "resume_same_history": _history(straight) == _history(resumed),
+                "resume_same_history": history(straight) == history(resumed),
                 "resume_same_weights": _same_weights(straight, resumed),
             }
     rows["ok"] = all(
