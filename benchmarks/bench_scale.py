@@ -3,10 +3,12 @@
 For each size it generates (or reuses) a full synthetic release with ECGs listed outside every
 admission window (``--ecg-outside``: the real release's bulk), then runs each stage through the
 CLI in a fresh child process -- provenance manifest included, with an *empty* hash cache -- and
-reports per stage: wall time (after an untimed warm-up run of the same stage, or with a dropped
-page cache), records opened, peak RSS (the stage process and its largest worker)
-and the bare-read floor: the time to read (and gunzip) once, on the same number of processes,
-exactly the bytes the stage read, taken from its manifest.  Per record it compares ECG read + QC
+reports per stage: wall time (after an untimed warm-up run of the same stage, or with ``--cold``
+the release's files evicted from the page cache), records opened, peak RSS (the stage process
+and its largest worker) and the bare-read floor: the time to read (and gunzip) once, on the same
+number of processes, exactly the bytes the stage read, taken from its manifest (with ``--cold``
+read from disk too: every timing of a cold run, floors and per-record costs included, starts
+with the files it reads evicted).  Per record it compares ECG read + QC
 with the bare read of the same files, and the tensors' JPG decode + resize with the bare read of
 the same JPGs.  Tables-only releases (``--lab-rows``) time the labevents scan up to MIMIC-IV's
 118 M rows.  A least-squares line of time against size per stage gives the projected time of a
@@ -14,7 +16,10 @@ full real MIMIC rebuild on 2 and 16 cores (only the work on ``--workers`` scaled
 ``project``).
 
 Prints a table and writes ``benchmarks/out/scale.json``.  Page cache: warmed by a first run of
-each stage unless ``--drop-caches`` (needs root; only on a machine nobody else uses).
+each stage unless ``--cold``, which evicts only the release's files (``posix_fadvise``; no root
+needed, the software stays cached): a first read of a release, as a freshly downloaded real one
+is read (its 100 GB of ECGs do not fit in memory).  On a virtual machine the host may still cache
+the disk: the cold figures are then those of a fast disk.
 
     python benchmarks/bench_scale.py --admissions 300 --lab-rows 100000          # smoke, minutes
     python benchmarks/bench_scale.py --admissions 5000 20000 50000 --workers 16 \\
@@ -57,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--check-everything", action="store_true", help="also time QC of every listed ECG")
     parser.add_argument("--reference-cmd", default=None,
                         help="the reference script, run side by side: a command with {mimic_iv} {ecg} {cxr} {out}")
-    parser.add_argument("--drop-caches", action="store_true", help="drop the page cache before each stage")
+    parser.add_argument("--cold", action="store_true", help="evict the files read from the page cache before each timing")
     parser.add_argument("--json", type=Path, default=OUT_JSON)
     parser.add_argument("--child", nargs=2, metavar=("CACHE", "ARGV_JSON"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -105,26 +110,39 @@ def child(cache: str, argv_json: str) -> int:
     return code
 
 
-def drop_caches() -> bool:
-    try:
-        os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("1\n")
-        return True
-    except OSError:
-        return False
+def evict(paths: list[str]) -> None:
+    """Drop the files ``paths`` from the page cache (written back first): their next read comes
+    from the disk.  Only these files: the interpreter and libraries stay cached, as on any run
+    after the first."""
+    os.sync()
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
-def run_stage(argv: list[str], work: Path, drop: bool) -> dict:
+def release_files(root: Path) -> list[str]:
+    """Every file under ``root`` (a release: what a cold stage may read)."""
+    return [os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names]
+
+
+def run_stage(argv: list[str], work: Path, cold: list[str] | None) -> dict:
     """One stage in a fresh process with an empty hash cache; its measurements and log steps.
 
-    Page cache: with ``drop`` it is emptied first (a cold run); otherwise the stage runs once
-    untimed before the measured run (``first_run_s``), because how much of a release the kernel
-    still holds depends on what ran before (a 20k release is partly evicted by the time its turn
-    comes) and a half-warm run measures the disk, not the code."""
-    if drop:
-        dropped, first = drop_caches(), None
+    Page cache: with ``cold`` (the release's files) those are evicted first (a cold run);
+    otherwise the stage runs once untimed before the measured run (``first_run_s``), because how
+    much of a release the kernel still holds depends on what ran before (a 20k release is partly
+    evicted by the time its turn comes) and a half-warm run measures the disk, not the code."""
+    if cold is not None:
+        evict(cold)
+        first = None
     else:
-        dropped, first = False, _run_child(argv, work)["wall_s"]
+        first = _run_child(argv, work)["wall_s"]
     done = _run_child(argv, work, raw=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["first_run_s"] = first
@@ -135,7 +153,7 @@ def run_stage(argv: list[str], work: Path, drop: bool) -> dict:
             at = float(match.group(1))
             steps.append((match.group(2), round(at - last, 3)))
             last = at
-    result.update(steps=steps, page_cache_dropped=dropped, manifest_and_startup_s=result["wall_s"] - last)
+    result.update(steps=steps, cold=cold is not None, manifest_and_startup_s=result["wall_s"] - last)
     return result
 
 
@@ -192,14 +210,17 @@ def _decode_chunk(size: int, paths: list[str]) -> int:
     return sum(int(prepare_cxr(read_cxr_gray(Path(p)), size, None).size > 0) for p in paths)
 
 
-def timed_map(func, items: list, workers: int) -> float:
+def timed_map(func, items: list, workers: int, cold: list[str] | None = None) -> float:
     """Wall seconds of the chunk function ``func`` over ``items`` on ``workers`` processes (the
-    stages' own :class:`RecordPool`, started before the clock)."""
+    stages' own :class:`RecordPool`, started before the clock); ``cold``: the files it reads,
+    evicted from the page cache just before the clock starts."""
     from gated_symile.data.mimic.parallel import RecordPool
 
     task = partial(_one_result_per_item, func)
     with RecordPool(workers) as pool:
         pool.map_chunks(task, items[: 8 * workers])  # imports in every worker, before the clock
+        if cold is not None:
+            evict(cold)
         start = time.perf_counter()
         pool.map_chunks(task, items)
         return time.perf_counter() - start
@@ -270,13 +291,14 @@ def measure_release(args: argparse.Namespace, admissions: int) -> dict:
     row: dict = {"admissions": admissions, "generate_s": gen.get("generate_s"), "rows": gen["rows"],
                  "files": gen["files"], "stages": {}}  # fmt: skip
     row["generate_admissions_per_s"] = admissions / row["generate_s"] if row["generate_s"] else None
+    release = release_files(root) if args.cold else None
     for name, argv in stages.items():
-        result = row["stages"][name] = run_stage(argv, args.work_dir, args.drop_caches)
+        result = row["stages"][name] = run_stage(argv, args.work_dir, release)
         read = files_read((res / name / "provenance.json"))
         every = [f for files in read.values() for f in files]
         result["files_read"] = len(every)
         result["bytes_read"] = sum(os.path.getsize(p) if n is None else n for p, n in every)
-        result["bare_read_floor_s"] = timed_map(_read_chunk, every, args.workers)
+        result["bare_read_floor_s"] = timed_map(_read_chunk, every, args.workers, cold_paths(args, every))
     summary = json.loads((res / "cohort" / "summary.json").read_text())
     row["stages"]["cohort"]["records_opened"] = summary["records_opened"]
     dicom = json.loads((res / "cohort_dicom" / "summary.json").read_text())
@@ -293,6 +315,14 @@ def measure_release(args: argparse.Namespace, admissions: int) -> dict:
     return row
 
 
+def cold_paths(args: argparse.Namespace, files: list) -> list[str] | None:
+    """The paths of ``files`` (paths or ``(path, bytes)`` pairs) to evict before a ``--cold``
+    timing; ``None`` on a warm run."""
+    if not args.cold:
+        return None
+    return [f if isinstance(f, str) else f[0] for f in files]
+
+
 def per_record_costs(args: argparse.Namespace, root: Path, res: Path) -> dict:
     """ECG read + QC vs bare read of the same records; JPG decode + resize vs bare read."""
     ecg_root = root / "mimic-iv-ecg"
@@ -300,11 +330,12 @@ def per_record_costs(args: argparse.Namespace, root: Path, res: Path) -> dict:
     stems = sorted({p[: -len(".dat")] for p, _ in read if p.endswith(".dat")})
     rels = [os.path.relpath(s, ecg_root) for s in stems]
     record_files = [(s + ext, None) for s in stems for ext in (".hea", ".dat")]
+    cold = cold_paths(args, record_files)
     out = {
         "ecg_records": len(rels),
-        "ecg_qc_s": timed_map(partial(_qc_chunk, str(ecg_root)), rels, args.workers),
-        "ecg_bare_read_s": timed_map(_read_chunk, record_files, args.workers),
-        "ecg_qc_and_hash_s": timed_map(partial(_qc_chunk, str(ecg_root), hash_files=True), rels, args.workers),
+        "ecg_qc_s": timed_map(partial(_qc_chunk, str(ecg_root)), rels, args.workers, cold),
+        "ecg_bare_read_s": timed_map(_read_chunk, record_files, args.workers, cold),
+        "ecg_qc_and_hash_s": timed_map(partial(_qc_chunk, str(ecg_root), hash_files=True), rels, args.workers, cold),
     }
     out["ecg_qc_over_bare"] = out["ecg_qc_s"] / max(out["ecg_bare_read_s"], 1e-9)
     if args.check_everything:
@@ -312,19 +343,22 @@ def per_record_costs(args: argparse.Namespace, root: Path, res: Path) -> dict:
 
         with open(ecg_root / "record_list.csv", newline="") as handle:
             listed = [r["path"] for r in csv.DictReader(handle) if r["path"]]
-        out["ecg_check_everything_s"] = timed_map(partial(_qc_chunk, str(ecg_root)), listed, args.workers)
+        everything = cold_paths(args, [str(ecg_root / rel) + ext for rel in listed for ext in (".hea", ".dat")])
+        out["ecg_check_everything_s"] = timed_map(partial(_qc_chunk, str(ecg_root)), listed, args.workers, everything)
     dicoms = [(p, n) for p, n in files_read(res / "cohort_dicom" / "provenance.json")["cxr"] if p.endswith(".dcm")]
     dicom_root = str(root / "mimic-cxr")
+    cold = cold_paths(args, dicoms)
     out["dicom_headers"] = len(dicoms)
     out["dicom_header_scan_s"] = timed_map(
-        partial(_header_chunk, dicom_root), [os.path.relpath(p, dicom_root) for p, _ in dicoms], args.workers
+        partial(_header_chunk, dicom_root), [os.path.relpath(p, dicom_root) for p, _ in dicoms], args.workers, cold
     )
-    out["dicom_header_bare_read_s"] = timed_map(_read_chunk, dicoms, args.workers)
-    out["dicom_whole_file_bare_read_s"] = timed_map(_read_chunk, [(p, None) for p, _ in dicoms], args.workers)
+    out["dicom_header_bare_read_s"] = timed_map(_read_chunk, dicoms, args.workers, cold)
+    out["dicom_whole_file_bare_read_s"] = timed_map(_read_chunk, [(p, None) for p, _ in dicoms], args.workers, cold)
     jpgs = [p for p, _ in files_read(res / "tensors" / "provenance.json")["cxr"]]
     out["jpgs"] = len(jpgs)
-    out["jpg_decode_resize_s"] = timed_map(partial(_decode_chunk, args.cxr_size), jpgs, args.workers)
-    out["jpg_bare_read_s"] = timed_map(_read_chunk, [(p, None) for p in jpgs], args.workers)
+    cold = cold_paths(args, jpgs)
+    out["jpg_decode_resize_s"] = timed_map(partial(_decode_chunk, args.cxr_size), jpgs, args.workers, cold)
+    out["jpg_bare_read_s"] = timed_map(_read_chunk, [(p, None) for p in jpgs], args.workers, cold)
     return out
 
 
@@ -342,7 +376,7 @@ def measure_labs(args: argparse.Namespace, lab_rows: float) -> dict:
     )  # fmt: skip
     result = json.loads(done.stdout.strip().splitlines()[-1])
     labevents = root / "mimic-iv" / "hosp" / "labevents.csv.gz"
-    floor = timed_map(_read_chunk, [(str(labevents), None)], 1)
+    floor = timed_map(_read_chunk, [(str(labevents), None)], 1, cold_paths(args, [str(labevents)]))
     return {"lab_rows": gen["rows"]["labevents"], "select_labs_s": result["select_labs_s"],
             "total_s": result["total_s"], "peak_rss_mb": result["peak_rss_mb"], "gunzip_floor_s": floor}  # fmt: skip
 
@@ -458,7 +492,7 @@ def main(argv=None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "command": " ".join(shlex.quote(a) for a in sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {"cpus": os.cpu_count(), "workers": args.workers, "uname": " ".join(os.uname())},
+        "machine": {"cpus": os.cpu_count(), "workers": args.workers, "uname": " ".join(os.uname())}, "cold": args.cold,
         "releases": rows, "tables_only": labs, "projection": projection}, indent=2, default=str) + "\n")  # fmt: skip
     print(f"wrote {args.json}")
     return 0
