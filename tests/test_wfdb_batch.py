@@ -10,6 +10,7 @@ holds.  Records are MIMIC-IV-ECG files as the synthetic generator writes them (b
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tempfile
 from pathlib import Path
 
@@ -238,3 +239,36 @@ def test_a_signal_count_unlike_the_cached_layouts_gets_the_per_record_verdict(tm
     paths = [write_record(tmp_path, i, m, i) for i, m in enumerate(["plain", "plain", mutation])]
     batch = check_chunk(str(tmp_path), "symile", True, paths)
     assert batch == [_check(str(tmp_path), "symile", True, path) for path in paths]
+
+
+def test_a_signal_file_named_otherwise_is_read_on_the_batch_path(tmp_path):
+    """The record's files are opened a block ahead as ``<stem>.dat``; a header naming another,
+    existing signal file still gets the per-record reader's facts from that file."""
+    rel = write_record(tmp_path, 0, "flat_lead", 0)
+    stem = tmp_path / rel
+    stem.with_suffix(".dat").rename(stem.parent / f"{stem.name}x.dat")
+    hea = stem.with_suffix(".hea")
+    hea.write_text(hea.read_text().replace(".dat 16", "x.dat 16"))
+    [decided] = qc_wfdb_batch([str(stem)])
+    samples = read_wfdb_samples(str(stem))
+    assert decided is not None
+    assert (decided.qc, decided.file_name) == (samples.qc(), samples.header.file_name)
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+def test_the_batch_check_closes_every_file_it_opened_ahead(tmp_path):
+    """Over several blocks of good, broken and missing records, with and without hashing, and
+    when a record's check fails midway, no descriptor opened ahead is left open."""
+    mix = ["plain", "no_hea", "no_dat", "dat_is_folder", "other_dat_name", "truncated", "crlf"]
+    stems = [str(tmp_path / write_record(tmp_path, i, mix[i % len(mix)], i)) for i in range(3 * BLOCK_RECORDS + 5)]  # fmt: skip
+    before = _open_descriptors()
+    for hash_files in (False, True):
+        qc_wfdb_batch(stems, hash_files=hash_files)
+        assert _open_descriptors() == before
+    with pytest.raises(TypeError):
+        qc_wfdb_batch([*stems[:BLOCK_RECORDS], None, *stems])  # type: ignore[list-item]
+    assert _open_descriptors() == before

@@ -38,9 +38,9 @@ from struct import Struct
 
 from gated_symile.records.dicom_header import CODE_SEQUENCES, MIMIC_TAGS, REQUIRED_IMAGE_TAGS
 
-__all__ = ["read_header_fast"]
+__all__ = ["FIRST_READ", "read_header_fast"]
 
-_FIRST_READ = 8192
+FIRST_READ = 8192
 """Bytes read first; most headers fit, a longer one is read again in full (see _Short)."""
 
 _EXPLICIT_LE = b"1.2.840.10008.1.2.1"
@@ -118,13 +118,13 @@ def read_header_fast(path: str | os.PathLike) -> FastHeader | None:
     """The tags and header as the pydicom path gives them, from one open of the file; ``None``:
     not handled here.
 
-    Reads the first :data:`_FIRST_READ` bytes, and the whole header when it is longer.  Never
+    Reads the first :data:`FIRST_READ` bytes, and the whole header when it is longer.  Never
     raises for a bad file (``OSError`` included): the pydicom path then names the problem.
     """
     try:
         with open(path, "rb", buffering=0) as handle:
             stat = os.fstat(handle.fileno())
-            buf = handle.read(_FIRST_READ)
+            buf = handle.read(FIRST_READ)
             while True:
                 try:
                     parser = _Parser(buf, stat.st_size)
@@ -133,7 +133,7 @@ def read_header_fast(path: str | os.PathLike) -> FastHeader | None:
                 except _Short as short:
                     if short.needed > stat.st_size or len(buf) >= stat.st_size:
                         return None  # truncated: the pydicom path words the error
-                    wanted = min(stat.st_size, max(short.needed + _FIRST_READ, 2 * len(buf)))
+                    wanted = min(stat.st_size, max(short.needed + FIRST_READ, 2 * len(buf)))
                     more = handle.read(wanted - len(buf))
                     if not more:
                         return None  # the file shrank under us

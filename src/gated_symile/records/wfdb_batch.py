@@ -3,7 +3,9 @@
 Why: the cohort checks up to hundreds of thousands of records, and per record the Python and numpy
 call overhead of :func:`~gated_symile.records.wfdb_ecg.read_wfdb_samples` + ``.qc()`` is several
 times the cost of reading the record's two files.  Here a work item's records are handled
-together: headers of the common MIMIC-IV-ECG shape are recognised by the regex of a recently seen,
+together: each block's files are opened while the block before is checked, reading ahead
+(:mod:`gated_symile.records.read_ahead`: on a cold disk the reads overlap instead of queueing one
+by one); headers of the common MIMIC-IV-ECG shape are recognised by the regex of a recently seen,
 already checked layout (:mod:`gated_symile.records.wfdb_batch_header`), the format-16 signal files
 are read straight into one preallocated ``(block, n_samples, n_leads)`` int16 buffer, and the
 checksums and QC extremes of a block of records come from one stacked reduction each; checksum
@@ -30,6 +32,7 @@ import numpy as np
 
 from gated_symile.records.column_reduce import reduce_columns_stacked
 from gated_symile.records.ecg_qc import EcgQC, qc_stored
+from gated_symile.records.read_ahead import close_all, open_advised
 from gated_symile.records.wfdb_batch_header import CommonHeader, parse_common_header
 from gated_symile.records.wfdb_ecg import WFDB_MISSING_VALUE
 
@@ -44,6 +47,8 @@ _CHECKSUM_MODULUS = 1 << 16
 
 FileHash = tuple[int, int, str]
 """What was read of one file, hashed from the very bytes read: ``(size, mtime_ns, sha256)``."""
+RecordFds = tuple[int | None, int | None]
+"""A record's header and ``<stem>.dat`` opened ahead (``None``: could not be opened)."""
 
 
 class BatchQC(NamedTuple):
@@ -75,23 +80,37 @@ def qc_wfdb_batch(
     buffer = np.empty((BLOCK_RECORDS, expected_samples, 12), dtype="<i2")
     targets = [memoryview(samples).cast("B") for samples in buffer]
     with_missing: dict[int, EcgQC] = {}
-    for start in range(0, len(stems), BLOCK_RECORDS):
-        block = stems[start : start + BLOCK_RECORDS]
-        read = []
-        for slot, (stem, target) in enumerate(zip(block, targets)):
-            header, hashes = _read_record(stem, target, buffer.shape[1:], expected_fs, expected_samples, hash_files)  # fmt: skip
-            read.append(header)
-            if hashes is not None:
-                hashed[start + slot] = hashes
-        if any(read):
-            _reduce_block(buffer[: len(block)], extremes[start : start + len(block)])
-            with_missing.update(_qc_with_missing(read, buffer, extremes, start))
-        headers += read
+    ahead: dict[int, RecordFds] = {}  # by row: the current block's and the next one's files
+    try:
+        _open_ahead(stems, 0, ahead)
+        for start in range(0, len(stems), BLOCK_RECORDS):
+            block = stems[start : start + BLOCK_RECORDS]
+            _open_ahead(stems, start + BLOCK_RECORDS, ahead)
+            read = []
+            for slot, (stem, target) in enumerate(zip(block, targets)):
+                header, hashes = _read_record(stem, ahead.pop(start + slot), target, buffer.shape[1:], expected_fs, expected_samples, hash_files)  # fmt: skip
+                read.append(header)
+                if hashes is not None:
+                    hashed[start + slot] = hashes
+            if any(read):
+                _reduce_block(buffer[: len(block)], extremes[start : start + len(block)])
+                with_missing.update(_qc_with_missing(read, buffer, extremes, start))
+            headers += read
+    finally:
+        close_all(fd for fds in ahead.values() for fd in fds)
     return _verdicts(headers, extremes, with_missing, hashed)
+
+
+def _open_ahead(stems: Sequence[str], first: int, into: dict[int, RecordFds]) -> None:
+    """Open the header and the signal file by MIMIC-IV-ECG's naming (``<stem>.dat``) of the
+    block of records from row ``first``, their reads started at once; into ``into`` by row."""
+    for row in range(first, min(first + BLOCK_RECORDS, len(stems))):
+        into[row] = (open_advised(stems[row] + ".hea"), open_advised(stems[row] + ".dat"))
 
 
 def _read_record(
     stem: str,
+    fds: RecordFds,
     target: memoryview,
     shape: tuple[int, ...],
     expected_fs: float,
@@ -100,19 +119,27 @@ def _read_record(
 ) -> tuple[CommonHeader | None, tuple[FileHash, FileHash] | None]:
     """Header of ``stem`` and its ``shape`` samples in ``target`` (``None``: per-record path),
     and with ``hash_files`` both files' :data:`FileHash` (``None`` if the header was not read
-    whole: it is then hashed by the per-record route)."""
-    read = _read_bytes(stem + ".hea")
-    if read is None:
-        return None, None
-    content, header_stat = read
-    header = parse_common_header(
-        content, expected_fs=expected_fs, expected_samples=expected_samples
-    )
-    if header is None or (header.layout.n_samples, header.layout.n_leads) != shape:
-        return None, None
-    # the header's folder + the file name (which holds no "/"): os.path.join(dirname(stem), name)
-    data_file = stem[: stem.rfind("/") + 1] + header.file_name[0]
-    data_stat = _read_exactly(data_file, target, header.layout.file_bytes)
+    whole: it is then hashed by the per-record route).  ``fds``: the record's files opened
+    ahead, closed here."""
+    header_fd, data_fd = fds
+    try:
+        read = _read_bytes(header_fd)
+        if read is None:
+            return None, None
+        content, header_stat = read
+        header = parse_common_header(
+            content, expected_fs=expected_fs, expected_samples=expected_samples
+        )
+        if header is None or (header.layout.n_samples, header.layout.n_leads) != shape:
+            return None, None
+        # the header's folder + the file name (which holds no "/"): join(dirname(stem), name)
+        data_file = stem[: stem.rfind("/") + 1] + header.file_name[0]
+        if data_file != stem + ".dat":  # named otherwise than the file opened ahead
+            close_all([data_fd])
+            data_fd = open_advised(data_file)
+        data_stat = _read_exactly(data_fd, target, header.layout.file_bytes)
+    finally:
+        close_all([header_fd, data_fd])
     if data_stat is None:
         return None, None
     if not hash_files or header_stat.st_size != len(content):
@@ -123,28 +150,23 @@ def _read_record(
     )
 
 
-def _read_bytes(path: str) -> tuple[bytes, os.stat_result] | None:
-    """A small file's bytes and its stat, or ``None`` if it cannot be read or is not small."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+def _read_bytes(fd: int | None) -> tuple[bytes, os.stat_result] | None:
+    """A small open file's bytes and its stat, or ``None`` if it cannot be read (or was not
+    opened) or is not small."""
+    if fd is None:
         return None
     try:
         content = os.read(fd, _MAX_HEADER_BYTES)
         info = os.fstat(fd)
     except OSError:
         return None
-    finally:
-        os.close(fd)
     return (content, info) if len(content) < _MAX_HEADER_BYTES else None
 
 
-def _read_exactly(path: str, target: memoryview, size: int) -> os.stat_result | None:
-    """Fill ``target`` with the regular file ``path``, which must hold exactly ``size`` bytes;
-    its stat, or ``None`` when it cannot."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+def _read_exactly(fd: int | None, target: memoryview, size: int) -> os.stat_result | None:
+    """Fill ``target`` from the open regular file ``fd``, which must hold exactly ``size``
+    bytes; its stat, or ``None`` when it cannot (or was not opened)."""
+    if fd is None:
         return None
     try:
         info = os.fstat(fd)
@@ -156,8 +178,6 @@ def _read_exactly(path: str, target: memoryview, size: int) -> os.stat_result | 
         return info if got == size else None
     except OSError:
         return None
-    finally:
-        os.close(fd)
 
 
 def _reduce_block(samples: np.ndarray, out: np.ndarray) -> None:

@@ -129,6 +129,8 @@ def register_cxr_tables(con, release: CxrRelease, pool: RecordPool | None = None
 HEADER_BLOCK = 8192
 """DICOM files whose headers are read, and inserted into ``cxr_meta``, per block: the release's
 377,000 images are never held as Python rows at once (the stage's peak memory grew with them)."""
+_HEADERS_AHEAD = 32
+"""Files of a work item whose headers are read ahead together, while the block before is parsed."""
 
 
 def _register_dicom_headers(con, release: CxrRelease, pool: RecordPool) -> list[dict]:
@@ -216,7 +218,17 @@ HeaderFields = dict[str, str | None]
 def _read_header_chunk(
     root: str, hash_bytes: bool, paths: list[str]
 ) -> list[tuple[HeaderFields | str, OpenedFile | None]]:
-    return [_read_header_fields(root, path, hash_bytes) for path in paths]
+    """Each file's :func:`_read_header_fields`, the next block's headers read ahead meanwhile
+    (a release read from disk: docs/data.md "Reading records from disk")."""
+    from gated_symile.records.dicom_fast_header import FIRST_READ
+    from gated_symile.records.read_ahead import blocks_read_ahead
+
+    full = [os.path.join(root, path) for path in paths]
+    return [
+        _read_header_fields(root, paths[row], hash_bytes)
+        for rows in blocks_read_ahead(full, _HEADERS_AHEAD, FIRST_READ)
+        for row in rows
+    ]
 
 
 def _read_header_fields(
