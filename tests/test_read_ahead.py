@@ -50,6 +50,6 @@ def test_blocks_read_ahead_hands_over_every_index_once_in_order(tmp_path, n_file
     paths = [str(tmp_path / f"{i}.dcm") for i in range(n_files)]
     for path in paths[::2]:
         Path(path).write_bytes(b"x" * 100)
-    blocks = list(blocks_read_ahead(paths, 32, 8192))
+    blocks = list(blocks_read_ahead([(path,) for path in paths], 32, 8192))
     assert [i for rows in blocks for i in rows] == list(range(n_files))
     assert all(len(rows) == 32 for rows in blocks[:-1])

@@ -43,14 +43,17 @@ def close_all(fds: Iterable[int | None]) -> None:
             os.close(fd)
 
 
-def blocks_read_ahead(paths: Sequence[str], block: int, length: int = 0) -> Iterator[range]:
-    """The indices of ``paths`` in blocks of ``block``; when a block is handed over, the files of
-    the next one are already being read (their first ``length`` bytes; 0: whole files)."""
-    _read_ahead(paths[:block], length)
-    for start in range(0, len(paths), block):
-        _read_ahead(paths[start + block : start + 2 * block], length)
-        yield range(start, min(start + block, len(paths)))
+def blocks_read_ahead(
+    files: Sequence[Sequence[str]], block: int, length: int = 0
+) -> Iterator[range]:
+    """The indices of the items ``files`` (each item's file paths) in blocks of ``block`` items;
+    when a block is handed over, the files of the next one are already being read (their first
+    ``length`` bytes; 0: whole files)."""
+    _read_ahead(files[:block], length)
+    for start in range(0, len(files), block):
+        _read_ahead(files[start + block : start + 2 * block], length)
+        yield range(start, min(start + block, len(files)))
 
 
-def _read_ahead(paths: Sequence[str], length: int) -> None:
-    close_all([open_advised(path, os.POSIX_FADV_WILLNEED, length) for path in paths])
+def _read_ahead(files: Sequence[Sequence[str]], length: int) -> None:
+    close_all([open_advised(path, os.POSIX_FADV_WILLNEED, length) for item in files for path in item])

@@ -223,7 +223,7 @@ def _read_header_chunk(
     from gated_symile.records.dicom_fast_header import FIRST_READ
     from gated_symile.records.read_ahead import blocks_read_ahead
 
-    full = [os.path.join(root, path) for path in paths]
+    full = [(os.path.join(root, path),) for path in paths]
     return [
         _read_header_fields(root, paths[row], hash_bytes)
         for rows in blocks_read_ahead(full, _HEADERS_AHEAD, FIRST_READ)

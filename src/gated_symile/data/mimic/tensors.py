@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def _decode_chunk(chunk: _Chunk) -> _Decoded:
     cxr_out = np.load(folder / "cxr.npy", mmap_mode="r+")
     ecg_read: list[OpenedFile] = []
     cxr_read: list[OpenedFile] = []
-    for offset, (ecg_rel, cxr_rel) in enumerate(zip(chunk.ecg_paths, chunk.cxr_paths)):
+    for offset, (ecg_rel, cxr_rel) in _rows_read_ahead(chunk):
         row = chunk.start + offset
         ecg_path, cxr_path = os.path.join(chunk.ecg_root, ecg_rel), os.path.join(chunk.cxr_root, cxr_rel)
         current = ecg_path
@@ -155,6 +156,27 @@ def _decode_chunk(chunk: _Chunk) -> _Decoded:
     ecg_out.flush()
     cxr_out.flush()
     return _Decoded(None, tuple(ecg_read), tuple(cxr_read))
+
+
+def _rows_read_ahead(chunk: _Chunk) -> Iterator[tuple[int, tuple[str, str]]]:
+    """The chunk's rows (offset, (ECG path, CXR path)), the next :data:`_ROWS_AHEAD` rows' files
+    being read meanwhile (the ECG's header and ``<stem>.dat``, the radiograph): on a cold disk the
+    reads overlap with decoding instead of waiting one by one (docs/data.md "Reading records from
+    disk")."""
+    from gated_symile.records.read_ahead import blocks_read_ahead
+
+    rows = list(zip(chunk.ecg_paths, chunk.cxr_paths))
+    files = []
+    for ecg_rel, cxr_rel in rows:
+        ecg = os.path.join(chunk.ecg_root, ecg_rel)
+        files.append((ecg + ".hea", ecg + ".dat", os.path.join(chunk.cxr_root, cxr_rel)))
+    for block in blocks_read_ahead(files, _ROWS_AHEAD):
+        for offset in block:
+            yield offset, rows[offset]
+
+
+_ROWS_AHEAD = 16
+"""Rows whose files are read ahead together, while the rows before are decoded."""
 
 
 def _chunks(
