@@ -135,8 +135,8 @@ def _read_record(
         # the header's folder + the file name (which holds no "/"): join(dirname(stem), name)
         data_file = stem[: stem.rfind("/") + 1] + header.file_name[0]
         if data_file != stem + ".dat":  # named otherwise than the file opened ahead
-            close_all([data_fd])
-            data_fd = open_advised(data_file)
+            data_fd, unused = open_advised(data_file), data_fd
+            close_all([unused])
         data_stat = _read_exactly(data_fd, target, header.layout.file_bytes)
     finally:
         close_all([header_fd, data_fd])
