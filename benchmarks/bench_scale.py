@@ -176,9 +176,10 @@ def _read_chunk(files: list[tuple[str, int | None]]) -> int:
     from gated_symile.records.read_ahead import close_all, open_advised
 
     total, block = 0, 32
-    ahead = [open_advised(path) for path, _ in files[:block]]
+    ahead = [open_advised(path, length=nbytes or 0) for path, nbytes in files[:block]]
     for start in range(0, len(files), block):
-        fds, ahead = ahead, [open_advised(path) for path, _ in files[start + block : start + 2 * block]]
+        following = files[start + block : start + 2 * block]
+        fds, ahead = ahead, [open_advised(path, length=nbytes or 0) for path, nbytes in following]
         for (path, nbytes), fd in zip(files[start : start + block], fds):
             with open(fd if fd is not None else path, "rb") as handle:
                 reader = gzip.GzipFile(fileobj=handle) if path.endswith(".gz") else handle
