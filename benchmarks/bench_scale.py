@@ -3,23 +3,20 @@
 For each size it generates (or reuses) a full synthetic release with ECGs listed outside every
 admission window (``--ecg-outside``: the real release's bulk), then runs each stage through the
 CLI in a fresh child process -- provenance manifest included, with an *empty* hash cache -- and
-reports per stage: wall time (after an untimed warm-up run of the same stage, or with ``--cold``
-the release's files evicted from the page cache), records opened, peak RSS (the stage process
-and its largest worker) and the bare-read floor: the time to read (and gunzip) once, on the same
-number of processes, exactly the bytes the stage read, taken from its manifest (with ``--cold``
-read from disk too: every timing of a cold run, floors and per-record costs included, starts
-with the files it reads evicted).  Per record it compares ECG read + QC
-with the bare read of the same files, and the tensors' JPG decode + resize with the bare read of
-the same JPGs.  Tables-only releases (``--lab-rows``) time the labevents scan up to MIMIC-IV's
-118 M rows.  A least-squares line of time against size per stage gives the projected time of a
-full real MIMIC rebuild on 2 and 16 cores (only the work on ``--workers`` scaled by cores:
-``project``).
+reports per stage: wall time, records opened, peak RSS (the stage process and its largest
+worker) and the bare-read floor: the time to read (and gunzip) once, on the same number of
+processes, exactly the bytes the stage read, taken from its manifest.  Per record it compares
+ECG read + QC with the bare read of the same files, and the tensors' JPG decode + resize with the
+bare read of the same JPGs.  Tables-only releases (``--lab-rows``) time the labevents scan up to
+MIMIC-IV's 118 M rows.  A least-squares line of time against size per stage gives the projected
+time of a full real MIMIC rebuild on 2 and 16 cores (only the work on ``--workers`` scaled by
+cores: ``project``).  Prints a table and writes ``benchmarks/out/scale.json``.
 
-Prints a table and writes ``benchmarks/out/scale.json``.  Page cache: warmed by a first run of
-each stage unless ``--cold``, which evicts only the release's files (``posix_fadvise``; no root
-needed, the software stays cached): a first read of a release, as a freshly downloaded real one
-is read (its 100 GB of ECGs do not fit in memory).  On a virtual machine the host may still cache
-the disk: the cold figures are then those of a fast disk.
+Page cache: each stage is timed on its second run, unless ``--cold`` evicts the release's files
+(``posix_fadvise``; no root needed, the software stays cached) before every timing, floors and
+per-record costs included: a release read from disk, as a real one is (its 100 GB of ECGs do
+not fit in memory).  On a virtual machine the host may still cache the disk: the cold figures are
+then those of a fast disk.
 
     python benchmarks/bench_scale.py --admissions 300 --lab-rows 100000          # smoke, minutes
     python benchmarks/bench_scale.py --admissions 5000 20000 50000 --workers 16 \\
