@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,27 @@ def test_blocks_read_ahead_hands_over_every_index_once_in_order(tmp_path, n_file
     paths = [str(tmp_path / f"{i}.dcm") for i in range(n_files)]
     for path in paths[::2]:
         Path(path).write_bytes(b"x" * 100)
-    blocks = list(blocks_read_ahead([(path,) for path in paths], 32, 8192))
-    assert [i for rows in blocks for i in rows] == list(range(n_files))
-    assert all(len(rows) == 32 for rows in blocks[:-1])
+    blocks = [(rows, opened) for rows, opened in blocks_read_ahead([(path,) for path in paths], 32, 8192)]
+    assert [i for rows, _ in blocks for i in rows] == list(range(n_files))
+    assert all(len(rows) == 32 for rows, _ in blocks[:-1])
+    assert [fd is None for _, opened in blocks for (fd,) in opened] == [i % 2 == 1 for i in range(n_files)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+def test_blocks_read_ahead_closes_what_it_opened_however_the_loop_ends(tmp_path):
+    """Run to the end, stopped early, or stopped by a path ``os.open`` refuses outright (a NUL
+    byte raises ``ValueError``, not ``OSError``) in a block opened ahead: nothing stays open."""
+    paths = [str(tmp_path / f"{i}.dat") for i in range(70)]
+    for path in paths:
+        Path(path).write_bytes(b"x")
+    count = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    before = count()
+    for _ in blocks_read_ahead([(path, path) for path in paths], 16):
+        assert count() > before
+    assert count() == before
+    with closing(blocks_read_ahead([(path,) for path in paths], 16)) as blocks:
+        next(blocks)
+    assert count() == before
+    with pytest.raises(ValueError):
+        list(blocks_read_ahead([(path,) for path in [*paths[:20], "bad\0path", *paths]], 16))
+    assert count() == before

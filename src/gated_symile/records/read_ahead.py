@@ -5,9 +5,9 @@ from a cold disk waits for the previous one, so a worker idles for the device's 
 and the disk sees one request at a time.  Opening the next block's files with
 ``posix_fadvise(WILLNEED)`` queues all their reads together; by the time the worker gets to them,
 the bytes are in the page cache.  With the release already cached, the advice costs about a
-microsecond per file.  Where the reader takes descriptors (the ECG batch check), the ones opened
-ahead are the ones it reads; readers that open files by path (the DICOM header scan) get their
-blocks from :func:`blocks_read_ahead`, at the cost of a second open (a few microseconds).
+microsecond per file.  :func:`blocks_read_ahead` hands over the descriptors it opened: a reader
+that takes descriptors (the ECG batch check) reads those; one that opens files by path (the DICOM
+header scan) opens them a second time (a few microseconds).
 """
 
 from __future__ import annotations
@@ -45,15 +45,34 @@ def close_all(fds: Iterable[int | None]) -> None:
 
 def blocks_read_ahead(
     files: Sequence[Sequence[str]], block: int, length: int = 0
-) -> Iterator[range]:
-    """The indices of the items ``files`` (each item's file paths) in blocks of ``block`` items;
-    when a block is handed over, the files of the next one are already being read (their first
-    ``length`` bytes; 0: whole files)."""
-    _read_ahead(files[:block], length)
-    for start in range(0, len(files), block):
-        _read_ahead(files[start + block : start + 2 * block], length)
-        yield range(start, min(start + block, len(files)))
+) -> Iterator[tuple[range, list[tuple[int | None, ...]]]]:
+    """The items ``files`` (each item's file paths) in blocks of ``block`` items: each block's
+    indices and its items' descriptors (``None``: could not be opened).  A block's files are
+    opened, and their first ``length`` bytes (0: whole files) being read, while the block before
+    is handed over; its descriptors are closed when the next block is asked for, or when the
+    generator is closed (use it in ``contextlib.closing`` where the loop may stop early)."""
+    ahead = _open_block(files[:block], length)
+    try:
+        for start in range(0, len(files), block):
+            current, ahead = ahead, []
+            try:
+                ahead = _open_block(files[start + block : start + 2 * block], length)
+                yield range(start, start + len(current)), current
+            finally:
+                close_all(fd for item in current for fd in item)
+    finally:
+        close_all(fd for item in ahead for fd in item)
 
 
-def _read_ahead(files: Sequence[Sequence[str]], length: int) -> None:
-    close_all([open_advised(path, os.POSIX_FADV_WILLNEED, length) for item in files for path in item])
+def _open_block(files: Sequence[Sequence[str]], length: int) -> list[tuple[int | None, ...]]:
+    """Each item's files opened with ``WILLNEED`` on their first ``length`` bytes; if an open
+    raises (a path ``os.open`` refuses outright), the ones already opened are closed."""
+    every: list[int | None] = []
+    try:
+        for item in files:
+            every += [open_advised(path, os.POSIX_FADV_WILLNEED, length) for path in item]
+    except BaseException:
+        close_all(every)
+        raise
+    fds = iter(every)
+    return [tuple(next(fds) for _ in item) for item in files]

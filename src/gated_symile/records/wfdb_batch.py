@@ -26,13 +26,14 @@ import hashlib
 import os
 import stat
 from collections.abc import Sequence
+from contextlib import closing
 from typing import NamedTuple
 
 import numpy as np
 
 from gated_symile.records.column_reduce import reduce_columns_stacked
 from gated_symile.records.ecg_qc import EcgQC, qc_stored
-from gated_symile.records.read_ahead import close_all, open_advised
+from gated_symile.records.read_ahead import blocks_read_ahead, close_all, open_advised
 from gated_symile.records.wfdb_batch_header import CommonHeader, parse_common_header
 from gated_symile.records.wfdb_ecg import WFDB_MISSING_VALUE
 
@@ -47,8 +48,6 @@ _CHECKSUM_MODULUS = 1 << 16
 
 FileHash = tuple[int, int, str]
 """What was read of one file, hashed from the very bytes read: ``(size, mtime_ns, sha256)``."""
-RecordFds = tuple[int | None, int | None]
-"""A record's header and ``<stem>.dat`` opened ahead (``None``: could not be opened)."""
 
 
 class BatchQC(NamedTuple):
@@ -80,37 +79,27 @@ def qc_wfdb_batch(
     buffer = np.empty((BLOCK_RECORDS, expected_samples, 12), dtype="<i2")
     targets = [memoryview(samples).cast("B") for samples in buffer]
     with_missing: dict[int, EcgQC] = {}
-    ahead: dict[int, RecordFds] = {}  # by row: the current block's and the next one's files
-    try:
-        _open_ahead(stems, 0, ahead)
-        for start in range(0, len(stems), BLOCK_RECORDS):
-            block = stems[start : start + BLOCK_RECORDS]
-            _open_ahead(stems, start + BLOCK_RECORDS, ahead)
+    # each record's header and its signal file by MIMIC-IV-ECG's naming, opened a block ahead
+    files = [(stem + ".hea", stem + ".dat") for stem in stems]
+    with closing(blocks_read_ahead(files, BLOCK_RECORDS)) as blocks:
+        for rows, opened in blocks:
+            start = rows.start
             read = []
-            for slot, (stem, target) in enumerate(zip(block, targets)):
-                header, hashes = _read_record(stem, ahead.pop(start + slot), target, buffer.shape[1:], expected_fs, expected_samples, hash_files)  # fmt: skip
+            for row, fds, target in zip(rows, opened, targets):
+                header, hashes = _read_record(stems[row], fds, target, buffer.shape[1:], expected_fs, expected_samples, hash_files)  # fmt: skip
                 read.append(header)
                 if hashes is not None:
-                    hashed[start + slot] = hashes
+                    hashed[row] = hashes
             if any(read):
-                _reduce_block(buffer[: len(block)], extremes[start : start + len(block)])
+                _reduce_block(buffer[: len(rows)], extremes[start : start + len(rows)])
                 with_missing.update(_qc_with_missing(read, buffer, extremes, start))
             headers += read
-    finally:
-        close_all(fd for fds in ahead.values() for fd in fds)
     return _verdicts(headers, extremes, with_missing, hashed)
-
-
-def _open_ahead(stems: Sequence[str], first: int, into: dict[int, RecordFds]) -> None:
-    """Open the header and the signal file by MIMIC-IV-ECG's naming (``<stem>.dat``) of the
-    block of records from row ``first``, their reads started at once; into ``into`` by row."""
-    for row in range(first, min(first + BLOCK_RECORDS, len(stems))):
-        into[row] = (open_advised(stems[row] + ".hea"), open_advised(stems[row] + ".dat"))
 
 
 def _read_record(
     stem: str,
-    fds: RecordFds,
+    fds: tuple[int | None, ...],
     target: memoryview,
     shape: tuple[int, ...],
     expected_fs: float,
@@ -119,27 +108,28 @@ def _read_record(
 ) -> tuple[CommonHeader | None, tuple[FileHash, FileHash] | None]:
     """Header of ``stem`` and its ``shape`` samples in ``target`` (``None``: per-record path),
     and with ``hash_files`` both files' :data:`FileHash` (``None`` if the header was not read
-    whole: it is then hashed by the per-record route).  ``fds``: the record's files opened
-    ahead, closed here."""
+    whole: it is then hashed by the per-record route).  ``fds``: the record's header and
+    ``<stem>.dat`` opened ahead (closed by their opener)."""
     header_fd, data_fd = fds
-    try:
-        read = _read_bytes(header_fd)
-        if read is None:
-            return None, None
-        content, header_stat = read
-        header = parse_common_header(
-            content, expected_fs=expected_fs, expected_samples=expected_samples
-        )
-        if header is None or (header.layout.n_samples, header.layout.n_leads) != shape:
-            return None, None
-        # the header's folder + the file name (which holds no "/"): join(dirname(stem), name)
-        data_file = stem[: stem.rfind("/") + 1] + header.file_name[0]
-        if data_file != stem + ".dat":  # named otherwise than the file opened ahead
-            data_fd, unused = open_advised(data_file), data_fd
-            close_all([unused])
+    read = _read_bytes(header_fd)
+    if read is None:
+        return None, None
+    content, header_stat = read
+    header = parse_common_header(
+        content, expected_fs=expected_fs, expected_samples=expected_samples
+    )
+    if header is None or (header.layout.n_samples, header.layout.n_leads) != shape:
+        return None, None
+    # the header's folder + the file name (which holds no "/"): os.path.join(dirname(stem), name)
+    data_file = stem[: stem.rfind("/") + 1] + header.file_name[0]
+    if data_file == stem + ".dat":
         data_stat = _read_exactly(data_fd, target, header.layout.file_bytes)
-    finally:
-        close_all([header_fd, data_fd])
+    else:  # named otherwise than the file opened ahead
+        other = open_advised(data_file)
+        try:
+            data_stat = _read_exactly(other, target, header.layout.file_bytes)
+        finally:
+            close_all([other])
     if data_stat is None:
         return None, None
     if not hash_files or header_stat.st_size != len(content):

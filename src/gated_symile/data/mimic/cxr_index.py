@@ -226,7 +226,7 @@ def _read_header_chunk(
     full = [(os.path.join(root, path),) for path in paths]
     return [
         _read_header_fields(root, paths[row], hash_bytes)
-        for rows in blocks_read_ahead(full, _HEADERS_AHEAD, FIRST_READ)
+        for rows, _ in blocks_read_ahead(full, _HEADERS_AHEAD, FIRST_READ)
         for row in rows
     ]
 

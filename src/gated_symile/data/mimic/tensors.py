@@ -170,7 +170,7 @@ def _rows_read_ahead(chunk: _Chunk) -> Iterator[tuple[int, tuple[str, str]]]:
     for ecg_rel, cxr_rel in rows:
         ecg = os.path.join(chunk.ecg_root, ecg_rel)
         files.append((ecg + ".hea", ecg + ".dat", os.path.join(chunk.cxr_root, cxr_rel)))
-    for block in blocks_read_ahead(files, _ROWS_AHEAD):
+    for block, _ in blocks_read_ahead(files, _ROWS_AHEAD):
         for offset in block:
             yield offset, rows[offset]
 
