@@ -290,56 +290,91 @@ def test_selective_digest_reads_only_the_selection(tmp_path, monkeypatch):
     assert streamed[1][1:] == (5000, (root / "big.dat").stat().st_mtime_ns)
 
 
-def test_background_listing_waits_for_its_walk_and_reports_its_error(tmp_path, monkeypatch):
-    """A selective folder is listed on a thread while the stage runs: the unread lines and the
-    walk's result are those of the whole walk, and a folder the walk cannot list is the walk's
-    one-line error when the listing is used, not a short listing."""
+def _list_when_flagged(root: Path, flag: Path, sink) -> object:
+    """A listing walk (run in the listing's process) that starts once ``flag`` exists."""
+    import time
+
+    for _ in range(1000):
+        if flag.exists():
+            break
+        time.sleep(0.01)
+    return Hasher(HashCache(None)).list_files(root, sink)
+
+
+def _raise_record_error(sink) -> None:
+    from gated_symile.errors import RecordError
+
+    sink("first", 1, 1)
+    raise RecordError("/release/x.hea", "bad header")  # does not unpickle as itself
+
+
+def _list_forever(sink) -> None:
+    i = 0
+    while True:
+        sink(f"f{i}", i, i)
+        i += 1
+
+
+def test_background_listing_waits_for_its_walk_and_reports_its_error(tmp_path):
+    """A selective folder is listed in a process of its own while the stage runs: the unread
+    lines and the walk's result are those of the whole walk, and a folder the walk cannot list
+    (or any error of the walk) is one line when the listing is used, not a short listing."""
     import threading
+    from functools import partial
 
     from gated_symile.provenance.listings import StreamedListing
 
-    root = _tree(tmp_path / "t")
-    release = threading.Event()
-
-    def slow_walk(sink):
-        release.wait(10)  # the listing is used before the walk is done
-        return Hasher(HashCache(None)).list_files(root, sink)
-
+    root, flag = _tree(tmp_path / "t"), tmp_path / "go"
     listing = StreamedListing()
-    listing.start(slow_walk)
-    threading.Timer(0.2, release.set).start()
+    listing.start(partial(_list_when_flagged, root, flag))
+    threading.Timer(0.2, flag.touch).start()  # the listing is used before the walk is done
     lines = [json.loads(line)[0] for line in listing.lines_except(lambda block: {"a.txt"})]
     assert lines == ["sub/b.bin", "sub/deep/c"] and listing.count == 3 and listing.wait() == ([], False)
     listing.close()
 
-    monkeypatch.setattr(os, "scandir", _denied_for("deep", os.scandir))
     failing = StreamedListing()
-    failing.start(lambda sink: Hasher(HashCache(None)).list_files(root, sink))
-    with pytest.raises(GatedSymileError, match="deep: cannot list"):
+    failing.start(partial(Hasher(HashCache(None)).list_files, tmp_path / "gone"))
+    with pytest.raises(GatedSymileError, match="gone: cannot list"):
         failing.wait()
+    failing.close()
+    failing = StreamedListing()
+    failing.start(_raise_record_error)
+    with pytest.raises(GatedSymileError, match=r"^/release/x.hea: bad header$"):
+        list(failing.lines_except(lambda block: ()))
     failing.close()
 
 
-def test_closing_a_listing_stops_its_walk(tmp_path):
+def test_closing_a_listing_stops_its_walk_and_removes_its_file(tmp_path):
     """A stage that fails while its inputs are still being listed ends at once: closing the
-    listing stops the walk at its next file instead of walking the rest of the release."""
+    listing ends the walk's process instead of walking the rest of the release, and removes the
+    listing file."""
+    import time
+
     from gated_symile.provenance.listings import ListingStopped, StreamedListing
 
-    seen: list[int] = []
-
-    def endless(sink):
-        for i in range(10**9):
-            seen.append(i)
-            sink(f"f{i}", i, i)
-
     listing = StreamedListing()
-    listing.start(endless)
-    while not seen:
-        pass
+    listing.start(_list_forever)
+    path = listing._path
+    while path.stat().st_size == 0:  # the walk has written its first block
+        time.sleep(0.01)
     listing.close()
+    assert not listing._process.is_alive() and not path.exists()
     with pytest.raises(ListingStopped):
         listing.wait()
-    assert len(seen) < 10**9
+
+
+def test_a_listing_whose_reader_is_gone_stops(tmp_path):
+    """A walk whose stage process was killed stops at its next block of lines instead of listing
+    the rest of a release for nobody."""
+    from gated_symile.provenance.listings import BLOCK_LINES, ListingFile, ListingStopped
+
+    mine = ListingFile(tmp_path / "mine.gz", parent_pid=os.getppid())
+    for i in range(BLOCK_LINES + 1):
+        mine.add(f"f{i}", i, i)
+    orphan = ListingFile(tmp_path / "orphan.gz", parent_pid=os.getppid() + 1)
+    with pytest.raises(ListingStopped):
+        orphan.add("f", 1, 1)
+    assert [json.loads(line) for line in mine.lines_except(lambda block: ())][-1] == [f"f{BLOCK_LINES}", BLOCK_LINES, BLOCK_LINES]
 
 
 def test_real_paths_resolve_like_realpath(tmp_path):
@@ -378,12 +413,14 @@ def test_real_paths_resolve_like_realpath(tmp_path):
 def test_listing_lines_except_skips_exactly_the_named_files(names, data):
     """The unread listing is filtered by the JSON text of each name, not by decoding each line:
     names with quotes, commas, ``", "`` and non-ASCII characters are skipped exactly."""
-    from gated_symile.provenance.listings import StreamedListing
+    import tempfile
+
+    from gated_symile.provenance.listings import ListingFile
 
     skipped = set(data.draw(st.lists(st.sampled_from(names), unique=True)))
-    listing = StreamedListing()
-    for i, name in enumerate(names):
-        listing.add(name, i, 2**62 + i)
-    kept = [json.loads(line) for line in listing.lines_except(lambda block: {n for n in block if n in skipped})]
-    listing.close()
+    with tempfile.TemporaryDirectory() as folder:
+        listing = ListingFile(Path(folder) / "listing.gz")
+        for i, name in enumerate(names):
+            listing.add(name, i, 2**62 + i)
+        kept = [json.loads(line) for line in listing.lines_except(lambda block: {n for n in block if n in skipped})]
     assert kept == [[name, i, 2**62 + i] for i, name in enumerate(names) if name not in skipped]

@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
+import os
+import pickle
 import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from glob import escape as glob_escape
 from itertools import islice
+from multiprocessing import get_context
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import IO, Any
 
+from gated_symile.errors import GatedSymileError
 from gated_symile.outputs import atomic_path
 from gated_symile.provenance.hashing import LISTING_SUFFIX, Sink, file_sha256
 
@@ -36,8 +40,10 @@ LISTS: dict[str, str] = {"files": "listing", "checked": "checked_listing", "unre
 
 BLOCK_LINES = 4096
 """Lines formatted and compressed at once (bounds the buffer to a few hundred kB)."""
-COMPRESS_LEVEL = 6
-"""zlib's default trade-off: level 9 is ~2x slower on these lines for ~3 % smaller files."""
+COMPRESS_LEVEL = 1
+"""zlib's fastest level: on these lines level 6 (zlib's default) is 4.5x slower for 12 % smaller
+files (a 20k-admission release's ECG lists: 0.33 s against 0.07 s, all of it serial time at
+the end of the stage; about 200 MB of lines at full MIMIC scale)."""
 
 
 class GzipLines:
@@ -65,77 +71,158 @@ class GzipLines:
 
 
 class ListingStopped(Exception):
-    """Raised into a background listing's walk when the stage ends before the walk did."""
+    """Ends a listing walk whose stage ended first (:meth:`StreamedListing.close`), or whose
+    stage process is gone."""
 
 
-class StreamedListing:
-    """A selective input folder's files as listed while the stage runs, ``[rel, size,
-    mtime_ns]`` lines streamed into a temporary gzip file: a release's 1.6 M names are never held
-    in memory, so the stage's peak memory does not grow with the release.
+class ListingFile:
+    """A folder's listing as ``[rel, size, mtime_ns]`` JSON lines in a gzip file, written one file
+    at a time (:meth:`add`, the walk's sink) and read back once (:meth:`lines_except`).
 
-    Why in the background (:meth:`start`): listing a release by name, size and mtime is a
-    Python-bound walk of one folder per record (2 s for 156,000 files, about 20 s for the real
-    ECG and CXR-JPG releases); on a thread it overlaps the stage, whose DuckDB scans and record
-    workers leave the interpreter free most of the time.  Nothing reads the listing before the
-    stage is done (:meth:`lines_except` waits for the walk).
+    ``parent_pid``: the process that will read the file back; a walk whose reader is gone (killed)
+    stops at its next block of lines instead of listing the rest of a release for nobody.
     """
 
-    def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile()
-        self._lines: GzipLines | None = GzipLines(self._file, level=1)  # read back once, soon
+    def __init__(self, path: str | Path, parent_pid: int | None = None) -> None:
+        self.path = Path(path)
         self.count = self.size = 0
-        self._walker: ThreadPoolExecutor | None = None
-        self._walk: Future | None = None
-        self._stopping = False
-
-    def start(self, walk: Callable[[Sink], Any]) -> None:
-        """Run ``walk(self.add)`` on a thread of its own; :meth:`wait` returns what it returned."""
-        self._walker = ThreadPoolExecutor(1, thread_name_prefix="listing")
-        self._walk = self._walker.submit(walk, self.add)
-
-    def wait(self) -> Any:
-        """The walk's result once it is done, or its exception (e.g. a folder it cannot list)."""
-        assert self._walk is not None, "start() first"
-        return self._walk.result()
+        self._parent_pid = parent_pid
+        self._raw: IO[bytes] | None = open(self.path, "wb")
+        self._lines: GzipLines | None = GzipLines(self._raw)
 
     def add(self, rel: str, size: int, mtime_ns: int) -> None:
-        if self._stopping:
+        assert self._lines is not None, "the listing is closed for writing"
+        if self.count % BLOCK_LINES == 0 and self._parent_pid not in (None, os.getppid()):
             raise ListingStopped
-        assert self._lines is not None
         self._lines.add(f"[{json.dumps(rel)}, {size}, {mtime_ns}]")  # == json.dumps([rel, size, mtime_ns])
         self.count += 1
         self.size += size
 
-    def lines_except(self, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
-        """The listed lines, as written, but those of the files that ``covered`` returns when
-        given the names of a block of :data:`BLOCK_LINES` lines (a lookup in the stage's read set
-        on disk: no set of every name read is built).
-
-        Why lines: re-encoding every row of a release listing (``json.loads`` + ``json.dumps``)
-        cost as much as listing it; only the name is decoded here, and only by its JSON text:
-        a line is ``[<name as JSON>, size, mtime_ns]`` and the two numbers hold no ``", "``. A
-        name without a backslash is its JSON text between the quotes, so only names with escapes
-        are parsed.
-        """
-        if self._walk is not None:
-            self.wait()
+    def close(self) -> None:
+        """End writing (idempotent)."""
         if self._lines is not None:
             self._lines.close()
             self._lines = None
-        self._file.seek(0)
-        with gzip.GzipFile(fileobj=self._file, mode="rb") as raw:
-            lines = (line.rstrip("\n") for line in io.TextIOWrapper(raw, encoding="utf-8"))
-            while block := list(islice(lines, BLOCK_LINES)):
-                names = [_listed_name(line) for line in block]
-                skipped = covered(names)
-                yield from (line for line, name in zip(block, names) if name not in skipped)
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+
+    def lines_except(self, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
+        """End writing; :func:`listed_lines_except` of this file."""
+        self.close()
+        return listed_lines_except(self.path, covered)
+
+
+def listed_lines_except(path: Path, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
+    """The lines of listing file ``path``, as written, but those of the files that ``covered``
+    returns when given the names of a block of :data:`BLOCK_LINES` lines (a lookup in the stage's
+    read set on disk: no set of every name read is built).
+
+    Why lines: re-encoding every row of a release listing (``json.loads`` + ``json.dumps``) cost
+    as much as listing it; only the name is decoded here, and only by its JSON text: a line is
+    ``[<name as JSON>, size, mtime_ns]`` and the two numbers hold no ``", "``. A name without a
+    backslash is its JSON text between the quotes, so only names with escapes are parsed.
+    """
+    with gzip.open(path, "rt", encoding="utf-8") as text:
+        lines = (line.rstrip("\n") for line in text)
+        while block := list(islice(lines, BLOCK_LINES)):
+            names = [_listed_name(line) for line in block]
+            skipped = covered(names)
+            yield from (line for line, name in zip(block, names) if name not in skipped)
+
+
+class StreamedListing:
+    """A selective input folder's files as listed while the stage runs, streamed into a
+    temporary :class:`ListingFile`: a release's 1.6 M names are never held in memory, so the
+    stage's peak memory does not grow with the release.
+
+    Why in a process of its own (:meth:`start`): listing a release by name, size and mtime is a
+    Python-bound walk of one folder per record (about 12 us a file: 1.4 s for the 119,000 files
+    of a 20k-admission synthetic ECG release, about 25 s for the real ECG and CXR-JPG releases).
+    On a thread it held the stage's interpreter lock against the stage's own Python work
+    (folding record verdicts, noting reads, checking files exist), which it slowed by more than
+    the walk's length; a process shares nothing with the stage but a core.  Nothing reads the
+    listing before the stage is done (:meth:`lines_except` waits for the walk).
+    """
+
+    def __init__(self) -> None:
+        handle, name = tempfile.mkstemp(prefix="gated-symile-listing-", suffix=LISTING_SUFFIX)
+        os.close(handle)
+        self._path = Path(name)
+        self.count = self.size = 0
+        self._process: BaseProcess | None = None
+        self._result: Connection | None = None
+        self._outcome: tuple[str, Any, int, int] | None = None
+
+    def start(self, walk: Callable[[Sink], Any]) -> None:
+        """Run ``walk(sink)`` (picklable: a module-level function or a ``partial`` of one) in a
+        process of its own; :meth:`wait` returns what it returned."""
+        context = get_context("spawn")  # the stage's process holds DuckDB threads: no fork
+        self._result, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_walk_into, args=(walk, str(self._path), sender, os.getpid()), name="listing", daemon=True
+        )
+        self._process.start()
+        sender.close()
+
+    def wait(self) -> Any:
+        """The walk's result once it is done, or its exception (e.g. a folder it cannot list)."""
+        if self._outcome is None:
+            assert self._process is not None and self._result is not None, "start() first"
+            try:
+                self._outcome = self._result.recv()
+            except EOFError:
+                self._process.join()
+                message = f"listing {self._path}: the walk's process ended with exit code {self._process.exitcode}"
+                self._outcome = ("error", GatedSymileError(message), 0, 0)
+            self._process.join()
+        kind, value, self.count, self.size = self._outcome
+        if kind == "error":
+            raise value
+        return value
+
+    def lines_except(self, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
+        """:func:`listed_lines_except` of the whole walk (waits for it)."""
+        self.wait()
+        yield from listed_lines_except(self._path, covered)
 
     def close(self) -> None:
         """Stop the walk if it still runs (the stage failed), then drop the listing."""
-        self._stopping = True
-        if self._walker is not None:
-            self._walker.shutdown(wait=True)
-        self._file.close()
+        if self._outcome is None:
+            self._outcome = ("error", ListingStopped("the stage ended before its inputs were listed"), 0, 0)
+        if self._process is not None and self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+        if self._result is not None:
+            self._result.close()
+        self._path.unlink(missing_ok=True)
+
+
+def _walk_into(walk: Callable[[Sink], Any], path: str, sender: Connection, parent_pid: int) -> None:
+    """The listing process: ``walk`` into ``path``; sends ``(kind, result or exception, count,
+    size)`` to the stage's process."""
+    listing = ListingFile(path, parent_pid)
+    try:
+        result = walk(listing.add)
+        listing.close()
+        sender.send(("done", result, listing.count, listing.size))
+    except ListingStopped:
+        listing.close()
+    except Exception as exc:  # noqa: BLE001 -- handed to the stage, which raises it
+        sender.send(("error", _picklable(exc), 0, 0))
+    finally:
+        sender.close()
+
+
+def _picklable(exc: Exception) -> Exception:
+    """``exc`` if it survives the trip to the stage's process, else its one line as a
+    :class:`~gated_symile.errors.GatedSymileError` (named by its type unless it is one)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 -- any failure means: send the message instead
+        named = "" if isinstance(exc, GatedSymileError) else f"{type(exc).__name__}: "
+        return GatedSymileError(f"{named}{exc}")
+    return exc
 
 
 def _listed_name(line: str) -> str:

@@ -309,7 +309,7 @@ class StageRecorder:
             if dest in selective and path.is_dir():
                 listing = sidecars.StreamedListing()
                 rec.listings[len(rec.input_records)] = rec._reads.enter_context(closing(listing))
-                # on a thread while the stage runs; its own cache-less hasher (SQLite is per thread)
+                # in a process of its own while the stage runs, with a cache-less hasher (it reads nothing)
                 listing.start(partial(Hasher(HashCache(None)).list_files, path, exclude=excluded))
                 rec.input_records.append((dest, path, {}, []))  # manifests met: after the walk
                 continue

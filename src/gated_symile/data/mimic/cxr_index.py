@@ -273,9 +273,10 @@ def _text_or_none(value) -> str | None:
 
 def file_presence(root: str | Path, paths: list[str]) -> list[bool]:
     """Whether each ``root / path`` is an existing file (the JPG release's "missing image" rule);
-    noted as existence checks in the read set while a stage records."""
-    root = Path(root)
-    present = [(root / path).is_file() for path in paths]
+    noted as existence checks in the read set while a stage records.  (``os.path``: half the
+    cost of ``pathlib`` per file, which counts over the tens of thousands of candidates.)"""
+    folder = os.fspath(root)
+    present = [os.path.isfile(os.path.join(folder, path)) for path in paths]
     read_set = active()
     if read_set is not None:
         read_set.add_checked(root, paths, present)
