@@ -13,14 +13,13 @@ the query was ranked among), zstd-compressed, no pandas index: byte-identical fo
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from gated_symile.errors import RecordError
 from gated_symile.evaluation.retrieval import QueryRanks
+from gated_symile.outputs import atomic_path
 
 FORMAT = "gated-symile-query-ranks/1"
 COLUMNS: tuple[str, ...] = ("query_row", "rank", "pool_size")
@@ -32,18 +31,11 @@ def write_query_ranks(ranks: QueryRanks, out: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     arrays = (ranks.rows, ranks.ranks, ranks.pool_sizes)
     table = pa.table({c: pa.array(np.asarray(a, dtype=np.int64)) for c, a in zip(COLUMNS, arrays, strict=True)})
     table = table.replace_schema_metadata({_FORMAT_KEY: FORMAT.encode()})
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def read_query_ranks(path: Path) -> QueryRanks:
