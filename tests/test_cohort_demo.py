@@ -56,8 +56,13 @@ def test_lab_selection_on_real_demo_matches_pandas_reference(tmp_path):
     load_table(con, "admissions", hosp / "admissions.csv.gz", ADMISSIONS)
     rules.build_admissions(con)
     # every admission as if it had a CXR and an ECG: labs are selected for those that do
-    con.execute("CREATE TABLE sel_cxr AS SELECT hadm_id FROM adm; CREATE TABLE sel_ecg AS SELECT hadm_id FROM adm")
+    con.execute("""
+        CREATE TABLE sel_cxr AS SELECT hadm_id FROM adm;
+        CREATE TABLE ecg_candidates AS SELECT hadm_id FROM adm;
+        CREATE TABLE sel_ecg AS SELECT hadm_id FROM adm
+        """)
     rules.select_labs(con, csv_select_sql(hosp / "labevents.csv.gz", LABEVENTS, file_row=True))
+    rules.keep_labs_of_selected_ecg(con)
     got = con.sql("SELECT * FROM sel_labs ORDER BY hadm_id").df().set_index("hadm_id")
     expected = reference_lab_selection(hosp).sort_index()
     assert len(got) > 100  # most demo admissions have labs within 24 h

@@ -459,3 +459,57 @@ def test_out_of_memory_while_committing_a_table_also_names_the_setting(tmp_path)
     with pytest.raises(ConfigError, match=r"^--memory-limit: DuckDB needed more than its 48MB limit \(.*could not allocate block"):
         with _duckdb_resources(config), reading(table):
             raise duckdb.TransactionException(message)
+
+
+def _world_copy(built: dict, tmp_path: Path) -> dict:
+    """The fixture's raw releases, with ``mimic_iv`` copied so that a test may damage its tables."""
+    import shutil
+
+    shutil.copytree(built["paths"]["mimic_iv"], tmp_path / "mimic-iv")
+    return {**built["paths"], "mimic_iv": tmp_path / "mimic-iv"}
+
+
+def test_a_damaged_labevents_row_ends_the_stage_naming_the_file(built, tmp_path):
+    """labevents is scanned on a connection of its own while the ECGs are checked: a row it cannot
+    parse is still the one-line error naming the file, not a traceback of the scan's thread."""
+    import gzip
+
+    paths = _world_copy(built, tmp_path)
+    table = paths["mimic_iv"] / "hosp" / "labevents.csv.gz"
+    lines = gzip.decompress(table.read_bytes()).decode().splitlines()
+    fields = lines[-1].split(",")
+    fields[lines[0].split(",").index("itemid")] = "not-an-item"
+    table.write_bytes(gzip.compress(("\n".join([*lines, ",".join(fields)]) + "\n").encode()))
+    with pytest.raises(RecordError, match=r"labevents\.csv\.gz: cannot parse as a MIMIC table"):
+        build_mimic_cohort(MimicCohortConfig(**paths, out=tmp_path / "out", workers=1))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_ecg_check_stops_the_labevents_scan(built, tmp_path, monkeypatch):
+    """An error while the ECGs are checked interrupts the labevents scan running meanwhile (not
+    waited for to its end) and is the error the stage ends with; no scan thread is left behind."""
+    import threading
+
+    import duckdb
+
+    from gated_symile.data.mimic import cohort
+
+    scan_ended = []
+
+    def long_scan(con, labevents_sql):  # seconds of DuckDB work unless interrupted
+        try:
+            con.execute("SELECT sum(i) FROM range(20000000000) t(i)").fetchall()
+            scan_ended.append("completed")
+        except duckdb.InterruptException:
+            scan_ended.append("interrupted")
+            raise
+
+    def broken_scan(*args, **kwargs):
+        raise RuntimeError("the ECG check broke")
+
+    monkeypatch.setattr(cohort.rules, "select_labs", long_scan)
+    monkeypatch.setattr(cohort, "scan_ecg_candidates", broken_scan)
+    with pytest.raises(RuntimeError, match="the ECG check broke"):
+        build_mimic_cohort(MimicCohortConfig(**built["paths"], out=tmp_path / "out", workers=1))
+    assert scan_ended == ["interrupted"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("labevents")]

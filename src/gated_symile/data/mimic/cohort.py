@@ -3,9 +3,10 @@
 Order of work: load the small tables (admissions, patients, record list, CXR index, CheXpert) into
 DuckDB; select each admission's ECG candidates by time and QC them in the rule's order, stopping
 at the first valid one (:mod:`gated_symile.data.mimic.ecg_candidates`: records outside every window are
-never opened); index the radiographs and check that candidate image files exist; run the SQL rules
-of :mod:`gated_symile.data.mimic.cohort_rules` (labevents is streamed, never loaded); write the cohort,
-the exclusions, the attrition (with notes on what was opened) and a summary.
+never opened), while labevents is streamed (never loaded) on a connection of its own; index the
+radiographs and check that candidate image files exist; run the SQL rules of
+:mod:`gated_symile.data.mimic.cohort_rules`; write the cohort, the exclusions, the attrition (with
+notes on what was opened) and a summary.
 
 Outputs are byte-deterministic for the same inputs: rows are sorted, ties are broken by file order,
 and parquet is written in row groups of a fixed size with fixed settings.  ``workers`` and DuckDB
@@ -138,19 +139,20 @@ def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
             with RecordPool(config.workers) as pool:
                 quarantine, images_opened = _cxr_images(con, release, pool)
                 rules.select_cxr(con)
-                _progress(start, "CXR selected; ECG QC of the candidates in the rule's order")
-                ecg_quarantine, scan = _ecg_quality_control(con, config, pool)
+                rules.build_ecg_candidates(con)
+                _progress(start, "CXR selected; ECG QC of the candidates in the rule's order, labevents streamed meanwhile")
+                with _labs_meanwhile(con, files["labevents"], labevents_sql):
+                    ecg_quarantine, scan = _ecg_quality_control(con, config, pool)
+                    _progress(
+                        start,
+                        f"ECG QC done: {scan.opened} of {scan.listed} listed records opened in "
+                        f"{scan.rounds} rounds; waiting for the labevents scan",
+                    )
             quarantine += ecg_quarantine
             rules.select_ecg(con)
-            _progress(
-                start,
-                f"ECG QC done: {scan.opened} of {scan.listed} listed records opened in "
-                f"{scan.rounds} rounds; ECG selected; streaming labevents",
-            )
-            with reading(files["labevents"]):
-                rules.select_labs(con, labevents_sql)
+            rules.keep_labs_of_selected_ecg(con)
             quarantine += _non_finite_labs(con, files["labevents"].name)
-            _progress(start, "labevents streamed; deciding and writing the outputs")
+            _progress(start, "labevents streamed; ECG selected; deciding and writing the outputs")
             rules.decide_admissions(con)
             opened = {"ecg_records": scan.opened, f"cxr_{release.kind}_files": images_opened}
             summary = _write_outputs(con, out, quarantine, _attrition_notes(scan, release.kind, images_opened))
@@ -240,10 +242,41 @@ def _parameters(config: MimicCohortConfig, cxr_release: str) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _labs_meanwhile(con, labevents: Path, labevents_sql: str) -> Iterator[None]:
+    """Scan labevents (:func:`~gated_symile.data.mimic.cohort_rules.select_labs`) on a connection
+    of its own while the block runs, and wait for it at the end; a failing block interrupts it.
+
+    Why: the scan (the stage's largest serial step, one gzip stream) is DuckDB's work, outside
+    the interpreter lock, and the ECG QC is the record workers' work; the scan needs only the
+    admissions with a selected CXR and an ECG candidate, known before the QC.  The block must run
+    no SQL join meanwhile: the scan switches DuckDB's join-order optimizers off, for the database.
+    """
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    def scan() -> None:
+        with reading(labevents):
+            rules.select_labs(cursor, labevents_sql)
+
+    cursor = con.cursor()
+    thread = ThreadPoolExecutor(1, thread_name_prefix="labevents")
+    done = thread.submit(scan)
+    try:
+        yield
+    except BaseException:
+        while not done.done():  # an interrupt that comes before the scan's query is lost: repeat
+            cursor.interrupt()
+            wait([done], timeout=0.05)
+        raise
+    finally:
+        thread.shutdown(wait=True)
+        cursor.close()
+    done.result()  # the scan's own error, once the block succeeded
+
+
 def _ecg_quality_control(con, config: MimicCohortConfig, pool: RecordPool) -> tuple[list[dict], EcgScan]:
-    """QC the ECG candidates the rule consumes; creates ``ecg_candidates`` and ``ecg_rejected``;
+    """QC the ECG candidates (table ``ecg_candidates``) the rule consumes; creates ``ecg_rejected``;
     returns the quarantine rows and the scan counts."""
-    rules.build_ecg_candidates(con)
     scan = scan_ecg_candidates(con, config.ecg, pool, config.qc_rule)
     quarantine = [
         {"level": "ecg_record", "id": path, "subject_id": subject_id, "reason": reason, "stage": "ecg_qc"}

@@ -9,15 +9,10 @@ Inputs (views/tables on the connection, created by the readers):
 - ``admissions``, ``patients`` (:mod:`gated_symile.records.mimic_tables`);
 - ``cxr_meta`` (:data:`gated_symile.data.mimic.cxr_index.CXR_META_COLUMNS`), ``chexpert`` (+ ``file_row``);
 - ``ecg_list`` (``record_list.csv`` + ``file_row``), ``ecg_candidates`` (:func:`build_ecg_candidates`),
-  ``ecg_rejected(file_row, reason)`` from ECG QC of the candidates the rule consumed;
+  ``ecg_rejected(file_row, reason, problem)`` from ECG QC of the candidates the rule consumed;
 - ``cxr_absent(file_row)``: images whose file is missing; ``cxr_unreadable(file_row, subject_id,
   study_id, problem)``: DICOM-release images left out of ``cxr_meta`` (missing or unreadable file,
-  :func:`gated_symile.data.mimic.cxr_index.register_cxr_tables`);
-- ``ecg_rejected`` also has ``problem``, the kind of its reason.
-
-An admission left without a CXR or an ECG because every image or record that could have been
-chosen was unusable is excluded naming the problem(s), not as if none had existed
-(:func:`decide_admissions`).
+  :func:`gated_symile.data.mimic.cxr_index.register_cxr_tables`).
 
 Determinism: every "earliest" orders by (event time, ``file_row``), so ties go to the first row in
 file order, whatever the number of threads.  All windows are anchored on ``admittime``:
@@ -45,6 +40,7 @@ __all__ = [
     "cxr_window_candidates",
     "decide_admissions",
     "exclusions_select_sql",
+    "keep_labs_of_selected_ecg",
     "non_finite_lab_values",
     "select_cxr",
     "select_ecg",
@@ -221,10 +217,11 @@ def select_ecg(con) -> None:
 
 
 _LAB_ADMISSIONS = """
-    SELECT a.subject_id, a.hadm_id, a.admittime
-    FROM adm a JOIN sel_cxr USING (hadm_id) JOIN sel_ecg USING (hadm_id)
+    SELECT a.subject_id, a.hadm_id, a.admittime FROM adm a JOIN sel_cxr USING (hadm_id)
+    WHERE a.hadm_id IN (SELECT hadm_id FROM ecg_candidates)
 """
-"""The admissions whose labs are selected: those that reach the labs criterion (the last)."""
+"""Admissions whose labs are selected: with a selected CXR and an ECG candidate (known before the
+QC: labevents is scanned meanwhile); :func:`keep_labs_of_selected_ecg` then drops those without ECG."""
 
 
 def select_labs(con, labevents_sql: str) -> None:
@@ -240,9 +237,8 @@ def select_labs(con, labevents_sql: str) -> None:
     one: never selected, but kept per cell in ``non_finite`` (file row and value, file order) for
     :func:`non_finite_lab_values`.
 
-    Only admissions with a selected CXR and ECG are matched (:data:`_LAB_ADMISSIONS`): labs are
-    the rule's last criterion, so no other admission's labs can change the cohort or its
-    exclusion reasons (in real MIMIC-IV about 11,000 of 431,000 admissions get this far).
+    Only :data:`_LAB_ADMISSIONS` are matched: labs are the last criterion, so no other admission's
+    labs can change the cohort or an exclusion (in real MIMIC-IV ~11,000 of 431,000 get this far).
 
     Memory: the join must *build* its hash table on the admissions and *stream* the lab rows.
     DuckDB cannot estimate how many rows a csv.gz holds and, left alone, builds on the labs (RSS
@@ -283,6 +279,12 @@ def select_labs(con, labevents_sql: str) -> None:
 
         DROP TABLE sel_labs_long
         """)
+
+
+def keep_labs_of_selected_ecg(con) -> None:
+    """Drop the labs of admissions whose every ECG candidate failed QC: they never reach the labs."""
+    for table in ("sel_labs", "sel_labs_non_finite"):
+        con.execute(f"DELETE FROM {table} WHERE hadm_id NOT IN (SELECT hadm_id FROM sel_ecg)")
 
 
 def non_finite_lab_values(con) -> list[tuple[int, int, int, int, float]]:
