@@ -308,6 +308,11 @@ def _raise_record_error(sink) -> None:
     raise RecordError("/release/x.hea", "bad header")  # does not unpickle as itself
 
 
+def _die(sink) -> None:
+    sink("first", 1, 1)
+    os._exit(3)  # as if killed (out of memory): no result is ever sent
+
+
 def _list_forever(sink) -> None:
     i = 0
     while True:
@@ -325,23 +330,28 @@ def test_background_listing_waits_for_its_walk_and_reports_its_error(tmp_path):
     from gated_symile.provenance.listings import StreamedListing
 
     root, flag = _tree(tmp_path / "t"), tmp_path / "go"
-    listing = StreamedListing()
+    listing = StreamedListing(root)
     listing.start(partial(_list_when_flagged, root, flag))
     threading.Timer(0.2, flag.touch).start()  # the listing is used before the walk is done
     lines = [json.loads(line)[0] for line in listing.lines_except(lambda block: {"a.txt"})]
     assert lines == ["sub/b.bin", "sub/deep/c"] and listing.count == 3 and listing.wait() == ([], False)
     listing.close()
 
-    failing = StreamedListing()
+    failing = StreamedListing(tmp_path / "gone")
     failing.start(partial(Hasher(HashCache(None)).list_files, tmp_path / "gone"))
     with pytest.raises(GatedSymileError, match="gone: cannot list"):
         failing.wait()
     failing.close()
-    failing = StreamedListing()
+    failing = StreamedListing("/release")
     failing.start(_raise_record_error)
     with pytest.raises(GatedSymileError, match=r"^/release/x.hea: bad header$"):
         list(failing.lines_except(lambda block: ()))
     failing.close()
+    dead = StreamedListing(tmp_path / "release")
+    dead.start(_die)
+    with pytest.raises(GatedSymileError, match=r"release: its listing process ended without a result \(exit code 3\)$"):
+        dead.wait()
+    dead.close()
 
 
 def test_closing_a_listing_stops_its_walk_and_removes_its_file(tmp_path):
@@ -352,7 +362,7 @@ def test_closing_a_listing_stops_its_walk_and_removes_its_file(tmp_path):
 
     from gated_symile.provenance.listings import ListingStopped, StreamedListing
 
-    listing = StreamedListing()
+    listing = StreamedListing(tmp_path)
     listing.start(_list_forever)
     path = listing._path
     while path.stat().st_size == 0:  # the walk has written its first block

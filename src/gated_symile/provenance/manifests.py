@@ -307,7 +307,7 @@ class StageRecorder:
         excluded = [p for _, p in outputs]
         for dest, path in inputs:
             if dest in selective and path.is_dir():
-                listing = sidecars.StreamedListing()
+                listing = sidecars.StreamedListing(path)
                 rec.listings[len(rec.input_records)] = rec._reads.enter_context(closing(listing))
                 # in a process of its own while the stage runs, with a cache-less hasher (it reads nothing)
                 listing.start(partial(Hasher(HashCache(None)).list_files, path, exclude=excluded))
