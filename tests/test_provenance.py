@@ -387,6 +387,21 @@ def test_a_listing_whose_reader_is_gone_stops(tmp_path):
     assert [json.loads(line) for line in mine.lines_except(lambda block: ())][-1] == [f"f{BLOCK_LINES}", BLOCK_LINES, BLOCK_LINES]
 
 
+def test_a_listing_process_whose_stage_is_gone_removes_its_file(tmp_path):
+    """The listing process of a stage that was killed stops and removes its temporary file (the
+    stage would have removed it), sending nothing."""
+    from multiprocessing import Pipe
+
+    from gated_symile.provenance.listings import _walk_into
+
+    receiver, sender = Pipe(duplex=False)
+    path = tmp_path / "listing.gz"
+    _walk_into(_list_forever, str(path), sender, parent_pid=os.getppid() + 1)
+    assert not path.exists()
+    with pytest.raises(EOFError):  # closed without a result
+        receiver.recv()
+
+
 def test_real_paths_resolve_like_realpath(tmp_path):
     """The manifest's per-folder resolution (hash-cache keys of the files a stage read) gives what
     ``os.path.realpath`` gives per file: through linked folders, linked files, ``..`` and a

@@ -209,8 +209,9 @@ def _walk_into(walk: Callable[[Sink], Any], path: str, sender: Connection, paren
         result = walk(listing.add)
         listing.close()
         sender.send(("done", result, listing.count, listing.size))
-    except ListingStopped:
+    except ListingStopped:  # the stage's process is gone: nobody will read or remove the file
         listing.close()
+        os.unlink(path)
     except Exception as exc:  # noqa: BLE001 -- handed to the stage, which raises it
         sender.send(("error", _picklable(exc), 0, 0))
     finally:
