@@ -376,7 +376,7 @@ def test_closing_a_listing_stops_its_walk_and_removes_its_file(tmp_path):
 def test_a_listing_whose_reader_is_gone_stops(tmp_path):
     """A walk whose stage process was killed stops at its next block of lines instead of listing
     the rest of a release for nobody."""
-    from gated_symile.provenance.listings import BLOCK_LINES, ListingFile, ListingStopped
+    from gated_symile.provenance.listings import BLOCK_LINES, ListingFile, ListingStopped, listed_lines_except
 
     mine = ListingFile(tmp_path / "mine.gz", parent_pid=os.getppid())
     for i in range(BLOCK_LINES + 1):
@@ -384,7 +384,8 @@ def test_a_listing_whose_reader_is_gone_stops(tmp_path):
     orphan = ListingFile(tmp_path / "orphan.gz", parent_pid=os.getppid() + 1)
     with pytest.raises(ListingStopped):
         orphan.add("f", 1, 1)
-    assert [json.loads(line) for line in mine.lines_except(lambda block: ())][-1] == [f"f{BLOCK_LINES}", BLOCK_LINES, BLOCK_LINES]
+    mine.close()
+    assert [json.loads(line) for line in listed_lines_except(mine.path, lambda block: ())][-1] == [f"f{BLOCK_LINES}", BLOCK_LINES, BLOCK_LINES]
 
 
 def test_a_listing_process_whose_stage_is_gone_removes_its_file(tmp_path):
@@ -440,12 +441,13 @@ def test_listing_lines_except_skips_exactly_the_named_files(names, data):
     names with quotes, commas, ``", "`` and non-ASCII characters are skipped exactly."""
     import tempfile
 
-    from gated_symile.provenance.listings import ListingFile
+    from gated_symile.provenance.listings import ListingFile, listed_lines_except
 
     skipped = set(data.draw(st.lists(st.sampled_from(names), unique=True)))
     with tempfile.TemporaryDirectory() as folder:
         listing = ListingFile(Path(folder) / "listing.gz")
         for i, name in enumerate(names):
             listing.add(name, i, 2**62 + i)
-        kept = [json.loads(line) for line in listing.lines_except(lambda block: {n for n in block if n in skipped})]
+        listing.close()
+        kept = [json.loads(line) for line in listed_lines_except(listing.path, lambda block: {n for n in block if n in skipped})]
     assert kept == [[name, i, 2**62 + i] for i, name in enumerate(names) if name not in skipped]

@@ -50,8 +50,8 @@ class GzipLines:
     """Writes JSON lines into a gzip stream without a timestamp (the same rows give the same
     bytes), a block of :data:`BLOCK_LINES` lines per compressor call."""
 
-    def __init__(self, raw: IO[bytes], level: int = COMPRESS_LEVEL) -> None:
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level)
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=COMPRESS_LEVEL)
         self._block: list[str] = []
 
     def add(self, line: str) -> None:
@@ -77,7 +77,8 @@ class ListingStopped(Exception):
 
 class ListingFile:
     """A folder's listing as ``[rel, size, mtime_ns]`` JSON lines in a gzip file, written one file
-    at a time (:meth:`add`, the walk's sink) and read back once (:meth:`lines_except`).
+    at a time (:meth:`add`, the walk's sink) and, once closed, read back by
+    :func:`listed_lines_except`.
 
     ``parent_pid``: the process that will read the file back; a walk whose reader is gone (killed)
     stops at its next block of lines instead of listing the rest of a release for nobody.
@@ -99,18 +100,11 @@ class ListingFile:
         self.size += size
 
     def close(self) -> None:
-        """End writing (idempotent)."""
-        if self._lines is not None:
-            self._lines.close()
-            self._lines = None
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
-
-    def lines_except(self, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
-        """End writing; :func:`listed_lines_except` of this file."""
-        self.close()
-        return listed_lines_except(self.path, covered)
+        """End writing."""
+        assert self._lines is not None and self._raw is not None, "closed already"
+        self._lines.close()
+        self._raw.close()
+        self._lines = self._raw = None
 
 
 def listed_lines_except(path: Path, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
@@ -172,13 +166,15 @@ class StreamedListing:
         if self._outcome is None:
             assert self._process is not None and self._result is not None, "start() first"
             try:
-                self._outcome = self._result.recv()
-            except EOFError:
-                self._process.join()
+                outcome = self._result.recv()
+            except EOFError:  # the process died before sending anything
+                outcome = None
+            self._process.join()
+            if outcome is None:
                 code = self._process.exitcode
                 message = f"{self.folder}: its listing process ended without a result (exit code {code})"
-                self._outcome = ("error", GatedSymileError(message), 0, 0)
-            self._process.join()
+                outcome = ("error", GatedSymileError(message), 0, 0)
+            self._outcome = outcome
         kind, value, self.count, self.size = self._outcome
         if kind == "error":
             raise value
