@@ -3,12 +3,15 @@
 - One BLAS/OpenMP thread per process: oversubscribed threads slowed model tests several-fold on
   the 2-core CI machines.
 - The provenance hash cache lives in a per-session temporary folder, never in ~/.cache (the
-  variable is inherited by the Snakemake subprocesses of the workflow tests).
+  variable is inherited by the Snakemake subprocesses of the workflow tests) and is removed when
+  the session ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,9 +19,9 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ["GATED_SYMILE_HASH_CACHE"] = str(
-    Path(tempfile.mkdtemp(prefix="gated-symile-hash-cache-")) / "sha256.sqlite"
-)
+_HASH_CACHE_FOLDER = tempfile.mkdtemp(prefix="gated-symile-hash-cache-")
+os.environ["GATED_SYMILE_HASH_CACHE"] = str(Path(_HASH_CACHE_FOLDER) / "sha256.sqlite")
+atexit.register(shutil.rmtree, _HASH_CACHE_FOLDER, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

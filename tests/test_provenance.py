@@ -354,21 +354,19 @@ def test_background_listing_waits_for_its_walk_and_reports_its_error(tmp_path):
     dead.close()
 
 
-def test_closing_a_listing_stops_its_walk_and_removes_its_file(tmp_path):
+def test_closing_a_listing_stops_its_walk(tmp_path):
     """A stage that fails while its inputs are still being listed ends at once: closing the
-    listing ends the walk's process instead of walking the rest of the release, and removes the
-    listing file."""
+    listing ends the walk's process instead of walking the rest of the release."""
     import time
 
     from gated_symile.provenance.listings import ListingStopped, StreamedListing
 
     listing = StreamedListing(tmp_path)
     listing.start(_list_forever)
-    path = listing._path
-    while path.stat().st_size == 0:  # the walk has written its first block
+    while os.fstat(listing._file.fileno()).st_size == 0:  # the walk has written its first block
         time.sleep(0.01)
     listing.close()
-    assert not listing._process.is_alive() and not path.exists()
+    assert not listing._process.is_alive() and listing._file.closed
     with pytest.raises(ListingStopped):
         listing.wait()
 
@@ -378,29 +376,51 @@ def test_a_listing_whose_reader_is_gone_stops(tmp_path):
     the rest of a release for nobody."""
     from gated_symile.provenance.listings import BLOCK_LINES, ListingFile, ListingStopped, listed_lines_except
 
-    mine = ListingFile(tmp_path / "mine.gz", parent_pid=os.getppid())
+    mine = ListingFile(open(tmp_path / "mine.gz", "wb"), parent_pid=os.getppid())
     for i in range(BLOCK_LINES + 1):
         mine.add(f"f{i}", i, i)
-    orphan = ListingFile(tmp_path / "orphan.gz", parent_pid=os.getppid() + 1)
+    orphan = ListingFile(open(tmp_path / "orphan.gz", "wb"), parent_pid=os.getppid() + 1)
     with pytest.raises(ListingStopped):
         orphan.add("f", 1, 1)
     mine.close()
-    assert [json.loads(line) for line in listed_lines_except(mine.path, lambda block: ())][-1] == [f"f{BLOCK_LINES}", BLOCK_LINES, BLOCK_LINES]
+    with open(tmp_path / "mine.gz", "rb") as raw:
+        last = [json.loads(line) for line in listed_lines_except(raw, lambda block: ())][-1]
+    assert last == [f"f{BLOCK_LINES}", BLOCK_LINES, BLOCK_LINES]
 
 
-def test_a_listing_process_whose_stage_is_gone_removes_its_file(tmp_path):
-    """The listing process of a stage that was killed stops and removes its temporary file (the
-    stage would have removed it), sending nothing."""
-    from multiprocessing import Pipe
+_KILLED_WHILE_LISTING = """
+import os, sys, time
+from tests.test_provenance import _list_forever
+from gated_symile.provenance.listings import StreamedListing
+listing = StreamedListing(sys.argv[1])
+listing.start(_list_forever)
+while os.fstat(listing._file.fileno()).st_size == 0:
+    time.sleep(0.01)
+print("listing", flush=True)
+time.sleep(600)
+"""
 
-    from gated_symile.provenance.listings import _walk_into
 
-    receiver, sender = Pipe(duplex=False)
-    path = tmp_path / "listing.gz"
-    _walk_into(_list_forever, str(path), sender, parent_pid=os.getppid() + 1)
-    assert not path.exists()
-    with pytest.raises(EOFError):  # closed without a result
-        receiver.recv()
+def test_a_stage_killed_with_its_listing_leaves_no_file_behind(tmp_path):
+    """A stage killed together with its listing process (``SIGKILL`` of the process group, as
+    a scheduler or Ctrl-C of Snakemake does it) leaves no listing in the temporary folder: the
+    listing file has no name, so nobody has to remove it."""
+    import signal
+    import subprocess
+    import sys
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WHILE_LISTING, str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "listing\n"
+        assert len(list(temp.iterdir())) == 0
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert list(temp.iterdir()) == []
 
 
 def test_real_paths_resolve_like_realpath(tmp_path):
@@ -444,10 +464,10 @@ def test_listing_lines_except_skips_exactly_the_named_files(names, data):
     from gated_symile.provenance.listings import ListingFile, listed_lines_except
 
     skipped = set(data.draw(st.lists(st.sampled_from(names), unique=True)))
-    with tempfile.TemporaryDirectory() as folder:
-        listing = ListingFile(Path(folder) / "listing.gz")
+    with tempfile.TemporaryFile() as raw:
+        listing = ListingFile(open(os.dup(raw.fileno()), "wb"))
         for i, name in enumerate(names):
             listing.add(name, i, 2**62 + i)
         listing.close()
-        kept = [json.loads(line) for line in listed_lines_except(listing.path, lambda block: {n for n in block if n in skipped})]
+        kept = [json.loads(line) for line in listed_lines_except(raw, lambda block: {n for n in block if n in skipped})]
     assert kept == [[name, i, 2**62 + i] for i, name in enumerate(names) if name not in skipped]

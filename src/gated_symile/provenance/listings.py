@@ -25,6 +25,7 @@ from itertools import islice
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import recv_handle, send_handle
 from pathlib import Path
 from typing import IO, Any
 
@@ -76,20 +77,19 @@ class ListingStopped(Exception):
 
 
 class ListingFile:
-    """A folder's listing as ``[rel, size, mtime_ns]`` JSON lines in a gzip file, written one file
-    at a time (:meth:`add`, the walk's sink) and, once closed, read back by
-    :func:`listed_lines_except`.
+    """A folder's listing as ``[rel, size, mtime_ns]`` JSON lines, gzip-compressed into the open
+    binary file ``raw``, one file at a time (:meth:`add`, the walk's sink); once closed, read
+    back by :func:`listed_lines_except`.
 
     ``parent_pid``: the process that will read the file back; a walk whose reader is gone (killed)
     stops at its next block of lines instead of listing the rest of a release for nobody.
     """
 
-    def __init__(self, path: str | Path, parent_pid: int | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, raw: IO[bytes], parent_pid: int | None = None) -> None:
         self.count = self.size = 0
         self._parent_pid = parent_pid
-        self._raw: IO[bytes] | None = open(self.path, "wb")
-        self._lines: GzipLines | None = GzipLines(self._raw)
+        self._raw: IO[bytes] | None = raw
+        self._lines: GzipLines | None = GzipLines(raw)
 
     def add(self, rel: str, size: int, mtime_ns: int) -> None:
         assert self._lines is not None, "the listing is closed for writing"
@@ -100,15 +100,15 @@ class ListingFile:
         self.size += size
 
     def close(self) -> None:
-        """End writing."""
+        """End writing (closes ``raw``)."""
         assert self._lines is not None and self._raw is not None, "closed already"
         self._lines.close()
         self._raw.close()
         self._lines = self._raw = None
 
 
-def listed_lines_except(path: Path, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
-    """The lines of listing file ``path``, as written, but those of the files that ``covered``
+def listed_lines_except(raw: IO[bytes], covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
+    """The lines of the listing in binary file ``raw`` (read from its start), as written, but those of the files that ``covered``
     returns when given the names of a block of :data:`BLOCK_LINES` lines (a lookup in the stage's
     read set on disk: no set of every name read is built).
 
@@ -117,7 +117,8 @@ def listed_lines_except(path: Path, covered: Callable[[list[str]], Collection[st
     ``[<name as JSON>, size, mtime_ns]`` and the two numbers hold no ``", "``. A name without a
     backslash is its JSON text between the quotes, so only names with escapes are parsed.
     """
-    with gzip.open(path, "rt", encoding="utf-8") as text:
+    raw.seek(0)
+    with gzip.open(raw, "rt", encoding="utf-8") as text:  # leaves ``raw`` open
         lines = (line.rstrip("\n") for line in text)
         while block := list(islice(lines, BLOCK_LINES)):
             names = [_listed_name(line) for line in block]
@@ -137,15 +138,17 @@ class StreamedListing:
     Python work (folding record verdicts, noting reads, checking files exist): on two cores the
     20k cohort stage took 9.2-10.3 s with the walk on a thread, 8.6-9.4 s with it in a process.
     Nothing reads the listing before the stage is done (:meth:`lines_except` waits for the walk).
+
+    Why a temporary file without a name (handed to the walk's process as a descriptor): a stage
+    killed with its process group (``SIGKILL``: neither process can clean up) leaves nothing
+    behind in the temporary folder; a named file would stay there for good.
     ``folder`` names the listed folder in errors.
     """
 
     def __init__(self, folder: str | Path) -> None:
-        handle, name = tempfile.mkstemp(prefix="gated-symile-listing-", suffix=LISTING_SUFFIX)
-        os.close(handle)
         self.folder = Path(folder)
-        self._path = Path(name)
         self.count = self.size = 0
+        self._file = tempfile.TemporaryFile(prefix="gated-symile-listing-")
         self._process: BaseProcess | None = None
         self._result: Connection | None = None
         self._outcome: tuple[str, Any, int, int] | None = None
@@ -154,12 +157,13 @@ class StreamedListing:
         """Run ``walk(sink)`` (picklable: a module-level function or a ``partial`` of one) in a
         process of its own; :meth:`wait` returns what it returned."""
         context = get_context("spawn")  # the stage's process holds DuckDB threads: no fork
-        self._result, sender = context.Pipe(duplex=False)
+        self._result, child_end = context.Pipe(duplex=True)  # a socket pair: it can pass descriptors
         self._process = context.Process(
-            target=_walk_into, args=(walk, str(self._path), sender, os.getpid()), name="listing", daemon=True
+            target=_walk_into, args=(walk, child_end, os.getpid()), name="listing", daemon=True
         )
         self._process.start()
-        sender.close()
+        child_end.close()
+        send_handle(self._result, self._file.fileno(), self._process.pid)
 
     def wait(self) -> Any:
         """The walk's result once it is done, or its exception (e.g. a folder it cannot list)."""
@@ -183,7 +187,7 @@ class StreamedListing:
     def lines_except(self, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
         """:func:`listed_lines_except` of the whole walk (waits for it)."""
         self.wait()
-        yield from listed_lines_except(self._path, covered)
+        yield from listed_lines_except(self._file, covered)
 
     def close(self) -> None:
         """Stop the walk if it still runs (the stage failed), then drop the listing."""
@@ -194,24 +198,23 @@ class StreamedListing:
             self._process.join()
         if self._result is not None:
             self._result.close()
-        self._path.unlink(missing_ok=True)
+        self._file.close()
 
 
-def _walk_into(walk: Callable[[Sink], Any], path: str, sender: Connection, parent_pid: int) -> None:
-    """The listing process: ``walk`` into ``path``; sends ``(kind, result or exception, count,
-    size)`` to the stage's process."""
-    listing = ListingFile(path, parent_pid)
+def _walk_into(walk: Callable[[Sink], Any], conn: Connection, parent_pid: int) -> None:
+    """The listing process: ``walk`` into the file whose descriptor the stage's process sends
+    first over ``conn``; then sends ``(kind, result or exception, count, size)`` back."""
+    listing = ListingFile(os.fdopen(recv_handle(conn), "wb"), parent_pid)
     try:
         result = walk(listing.add)
         listing.close()
-        sender.send(("done", result, listing.count, listing.size))
-    except ListingStopped:  # the stage's process is gone: nobody will read or remove the file
+        conn.send(("done", result, listing.count, listing.size))
+    except ListingStopped:  # the stage's process is gone: nobody will read the file
         listing.close()
-        os.unlink(path)
     except Exception as exc:  # noqa: BLE001 -- handed to the stage, which raises it
-        sender.send(("error", _picklable(exc), 0, 0))
+        conn.send(("error", _picklable(exc), 0, 0))
     finally:
-        sender.close()
+        conn.close()
 
 
 def _picklable(exc: Exception) -> Exception:
