@@ -124,7 +124,7 @@ def test_cli_end_to_end_on_real_demo_tables(demo_world):
     expected = reference_lab_selection(DEMO / "hosp").loc[cohort.hadm_id]
     np.testing.assert_array_equal(cohort[list(LAB_COLUMNS)].to_numpy(), expected.to_numpy())
     assert cohort.cxr_path.str.endswith(".jpg").all()
-    for name in ("attrition.csv", "attrition.png", "summary.json"):
+    for name in ("attrition.csv", "summary.json"):
         assert (out / name).is_file()
 
 

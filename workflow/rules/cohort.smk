@@ -14,6 +14,8 @@ rule cohort_mimic:
             caption="../report/attrition.rst",
             category="Cohort",
         ),
+        attrition_notes="results/mimic/cohort/attrition_notes.txt",  # what the counts cannot show
+        summary="results/mimic/cohort/summary.json",  # counts, records opened, inputs, parameters
     log:
         "logs/mimic/cohort.log",
     benchmark:

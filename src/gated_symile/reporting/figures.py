@@ -146,7 +146,8 @@ def top1_vs_scale(points: Sequence[dict[str, Any]], scale: str, stem: Path) -> l
 
 
 def attrition(csv_file: Path, stem: Path) -> list[Path]:
-    """Horizontal bars of the samples remaining after each cohort criterion (cohort stage CSV)."""
+    """Horizontal bars of the samples remaining after each cohort criterion (cohort stage CSV),
+    each labelled with its count."""
     from gated_symile.errors import RecordError
     from gated_symile.intermediates import read_csv_rows
 
@@ -155,7 +156,18 @@ def attrition(csv_file: Path, stem: Path) -> list[Path]:
         rows = [(r["criterion"], int(r["remaining"])) for r in table]
     except (TypeError, ValueError) as exc:
         raise RecordError(csv_file, f"remaining must be integers ({exc})") from None
-    from gated_symile.data.mimic.attrition import attrition_figure
-
-    with _pyplot().rc_context(_RC):
-        return _save(attrition_figure(rows, "samples remaining", "cohort attrition"), stem)
+    plt = _pyplot()
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(7.0, 0.5 * len(rows) + 1.2), dpi=100)
+        positions = list(range(len(rows)))[::-1]  # the first criterion at the top
+        counts = [count for _, count in rows]
+        ax.barh(positions, counts, color="#4c72b0")
+        ax.set_yticks(positions, [criterion for criterion, _ in rows])
+        top = max(counts, default=0) or 1
+        for y, count in zip(positions, counts):
+            ax.text(count + 0.01 * top, y, f"{count:,}", va="center", fontsize=9)
+        ax.set_xlim(0, top * 1.15)
+        ax.set_xlabel("samples remaining")
+        ax.set_title("cohort attrition")
+        fig.tight_layout()
+        return _save(fig, stem)

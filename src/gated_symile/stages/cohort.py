@@ -2,7 +2,7 @@
 
 ``cohort mimic`` joins MIMIC-IV ``hosp`` admissions with MIMIC-IV-ECG records and MIMIC-CXR(-JPG)
 radiographs: CXR in (24 h, 72 h] after admission with CheXpert labels, a QC-passed ECG and labs
-within 24 h.  Writes ``cohort.parquet``, ``exclusions.parquet``, ``attrition.csv``/``.png`` and
+within 24 h.  Writes ``cohort.parquet``, ``exclusions.parquet``, ``attrition.csv`` and
 ``summary.json``.  ``cohort ukb`` builds the UK-Biobank-style cohort (docs/data.md §9.3,
 ``gated_symile.data.ukb.cohort``).
 """
