@@ -134,7 +134,8 @@ def test_flipped_raw_record_no_stage_read_leaves_the_stages_ok(work):
 
     manifest = work / "results" / "cohort" / "provenance.json"
     entry = next(e for e in json.loads(manifest.read_text())["inputs"] if e["arg"] == "ecg")
-    rel = sorted(r for r in entry_files(manifest, entry, "unread") if r.endswith(".dat"))[0]
+    read = entry_files(manifest, entry)
+    rel = sorted(r for r in entry_files(manifest, entry, "listed") if r.endswith(".dat") and r not in read)[0]
     victim = work / "raw" / "mimic-iv-ecg" / rel
     _flip(victim)
     found = _statuses(work)

@@ -79,8 +79,9 @@ def test_manifest_hashes_what_was_read_and_lists_the_rest(release):
     assert ecg["selective"] and mimic["selective"] and cxr["selective"]
     read = {"record_list.csv"} | {ecg_rel(s) + x for s in (40000010, 40000011, 40000020) for x in (".hea", ".dat")}
     assert set(ecg["files"]) == read
-    assert ecg_rel(40000012) + ".dat" in ecg["unread"] and ecg_rel(40000013) + ".hea" in ecg["unread"]
-    assert ecg["n_files"] == 1 + 2 * 8
+    assert ecg["n_files"] == len(ecg["listed"]) == 1 + 2 * 8 and read <= set(ecg["listed"])
+    unread = (Path(release["ecg"]) / (ecg_rel(40000012) + ".dat")).stat()  # after the first valid ECG
+    assert ecg["listed"][ecg_rel(40000012) + ".dat"] == [unread.st_size, unread.st_mtime_ns]
     assert set(mimic["files"]) == {f"hosp/{t}.csv.gz" for t in ("patients", "admissions", "labevents")}
     assert set(cxr["files"]) == {"mimic-cxr-2.0.0-metadata.csv.gz", "mimic-cxr-2.0.0-chexpert.csv.gz"}
     assert sorted(cxr["checked"].values()) == [False, True, True]  # the JPGs in some window

@@ -34,7 +34,7 @@ from typing import Any
 
 from gated_symile.provenance.listings import LISTS, entry_files
 from gated_symile.provenance.manifests import read_manifest, resolve_entry
-from gated_symile.provenance.hashing import Digest, Hasher, Selection, file_sha256, is_manifest
+from gated_symile.provenance.hashing import Digest, Hasher, Selection, file_sha256, is_manifest, unread_files
 
 STATUSES: tuple[str, ...] = ("OK", "STALE", "MODIFIED", "MISSING")  # ascending severity
 _LIST_MAX = 5
@@ -207,8 +207,10 @@ class Auditor:
                 changed += _presence_changed(self._recorded_files(finding, manifest, entry, "checked") or {}, current)
             self._report(finding, path, changed, missing, added if finding.stage is None else [], "")
             if entry.get("selective"):  # the rest of the folder, by size and mtime
-                unread = self._recorded_files(finding, manifest, entry, "unread")
-                if unread is not None:
+                listed = self._recorded_files(finding, manifest, entry, "listed")
+                checked = self._recorded_files(finding, manifest, entry, "checked")
+                if listed is not None and checked is not None:
+                    unread = unread_files(listed, files, entry.get("partial", ()), checked)
                     self._report(finding, path, *_diff(unread, current.unread), " (not read by the stage)")
 
     @staticmethod

@@ -103,7 +103,7 @@ class Digest:
     holds the files it read (``partial``: those of which only the first ``size`` bytes were read
     and hashed), ``checked`` the files whose existence it checked (True = present), and ``unread``
     the rest of the folder (and the files read in part) by (size, mtime_ns), which the digest does
-    not cover.
+    not cover (:func:`unread_files`).
     """
 
     kind: str
@@ -172,15 +172,21 @@ def selective_digest(
     the files read and the checks, the rest of the listing is kept as ``unread``."""
     checked = dict(checked or {})
     partial = sorted(rel for rel in partial if rel in files)
-    # a file read in part stays listed too: a change after its header shows by size and mtime
-    unread = {
-        rel: stat for rel, stat in listing.items() if (rel not in files or rel in partial) and rel not in checked
-    }
     size = sum(s for s, _ in listing.values())
     return Digest(
         "dir", tree_digest(files, checked), size, dict(files), selective=True,
-        partial=partial, checked=checked, unread=unread,
+        partial=partial, checked=checked, unread=unread_files(listing, files, partial, checked),
     )  # fmt: skip
+
+
+def unread_files(
+    listing: Mapping[str, tuple[int, int]], files: Collection[str], partial: Collection[str], checked: Collection[str]
+) -> dict[str, tuple[int, int]]:
+    """The part of a selective folder's ``listing`` that its digest does not cover: files neither
+    read nor checked for existence, and files read in part (a change after a DICOM's header shows
+    by size and mtime).  The same rule for a manifest's recorded listing and the folder now."""
+    partial = set(partial)
+    return {rel: stat for rel, stat in listing.items() if (rel not in files or rel in partial) and rel not in checked}
 
 
 def prefix_sha256(path: str | Path, nbytes: int) -> str:

@@ -19,9 +19,8 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from glob import escape as glob_escape
-from itertools import islice
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -36,7 +35,7 @@ from gated_symile.provenance.hashing import LISTING_SUFFIX, Sink, file_sha256
 LISTING_INLINE_MAX = 10_000
 """Most files a folder entry lists inside the manifest; longer lists go to a sidecar."""
 
-LISTS: dict[str, str] = {"files": "listing", "checked": "checked_listing", "unread": "unread_listing"}
+LISTS: dict[str, str] = {"files": "listing", "checked": "checked_listing", "listed": "listed_listing"}
 """Per-file lists of a folder entry -> the key that names their sidecar when they are long."""
 
 BLOCK_LINES = 4096
@@ -107,23 +106,11 @@ class ListingFile:
         self._lines = self._raw = None
 
 
-def listed_lines_except(raw: IO[bytes], covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
-    """The lines of the listing in binary file ``raw`` (read from its start), as written, but those of the files that ``covered``
-    returns when given the names of a block of :data:`BLOCK_LINES` lines (a lookup in the stage's
-    read set on disk: no set of every name read is built).
-
-    Why lines: re-encoding every row of a release listing (``json.loads`` + ``json.dumps``) cost
-    as much as listing it; only the name is decoded here, and only by its JSON text: a line is
-    ``[<name as JSON>, size, mtime_ns]`` and the two numbers hold no ``", "``. A name without a
-    backslash is its JSON text between the quotes, so only names with escapes are parsed.
-    """
+def listed_lines(raw: IO[bytes]) -> Iterator[str]:
+    """The lines of the listing in binary file ``raw`` (read from its start), as written."""
     raw.seek(0)
     with gzip.open(raw, "rt", encoding="utf-8") as text:  # leaves ``raw`` open
-        lines = (line.rstrip("\n") for line in text)
-        while block := list(islice(lines, BLOCK_LINES)):
-            names = [_listed_name(line) for line in block]
-            skipped = covered(names)
-            yield from (line for line, name in zip(block, names) if name not in skipped)
+        yield from (line.rstrip("\n") for line in text)
 
 
 class StreamedListing:
@@ -137,7 +124,8 @@ class StreamedListing:
     CXR-JPG releases).  On a thread it held the stage's interpreter lock against the stage's own
     Python work (folding record verdicts, noting reads, checking files exist): on two cores the
     20k cohort stage took 9.2-10.3 s with the walk on a thread, 8.6-9.4 s with it in a process.
-    Nothing reads the listing before the stage is done (:meth:`lines_except` waits for the walk).
+    Nothing reads the listing before the stage is done (:meth:`lines` and :meth:`save_as` wait
+    for the walk).
 
     Why a temporary file without a name (handed to the walk's process as a descriptor): a stage
     killed with its process group (``SIGKILL``: neither process can clean up) leaves nothing
@@ -184,10 +172,25 @@ class StreamedListing:
             raise value
         return value
 
-    def lines_except(self, covered: Callable[[list[str]], Collection[str]]) -> Iterator[str]:
-        """:func:`listed_lines_except` of the whole walk (waits for it)."""
+    def lines(self) -> Iterator[str]:
+        """:func:`listed_lines` of the whole walk (waits for it)."""
         self.wait()
-        yield from listed_lines_except(self._file, covered)
+        yield from listed_lines(self._file)
+
+    def save_as(self, sidecar: Path) -> dict[str, str]:
+        """The whole walk's listing copied, as compressed, into ``sidecar`` (atomically); its
+        manifest key.  Why a copy: it is already the sidecar's format, so nothing is decoded or
+        compressed again at the stage's serial end (re-encoding a 20k-admission release's listing
+        cost 0.5 s there)."""
+        self.wait()
+        self._file.seek(0)
+        digest = hashlib.sha256()
+        with atomic_path(sidecar) as tmp:
+            with open(tmp, "wb") as out:
+                while block := self._file.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+        return {"path": sidecar.name, "sha256": digest.hexdigest()}
 
     def close(self) -> None:
         """Stop the walk if it still runs (the stage failed), then drop the listing."""
@@ -228,12 +231,6 @@ def _picklable(exc: Exception) -> Exception:
     return exc
 
 
-def _listed_name(line: str) -> str:
-    """The file name of a listing line ``[<name as JSON>, size, mtime_ns]``."""
-    name = line[1:].rsplit(", ", 2)[0]
-    return json.loads(name) if "\\" in name else name[1:-1]
-
-
 def write_sidecar(sidecar: Path, lines: Iterable[str]) -> dict[str, str]:
     """Stream JSON lines (one row each, without newline) into a gzip sidecar (atomically); its
     manifest key."""
@@ -256,9 +253,9 @@ def sidecar_path(target: Path, section: str, index: int, key: str) -> Path:
 
 def write_listings(doc: dict[str, Any], target: Path) -> None:
     """Move each per-file list longer than :data:`LISTING_INLINE_MAX` into a sidecar of
-    ``target``: one ``[path, *values]`` JSON line per file (``files``: size, sha256; ``unread``:
+    ``target``: one ``[path, *values]`` JSON line per file (``files``: size, sha256; ``listed``:
     size, mtime_ns; ``checked``: present). Sidecars of an earlier run of this manifest are
-    removed; those the recorder streamed already (a selective input's ``unread`` list) are kept."""
+    removed; those the recorder wrote already (a selective input's lists) are kept."""
     written = set()
     for section in ("inputs", "outputs"):
         for index, entry in enumerate(doc.get(section, [])):
@@ -284,7 +281,7 @@ def _as_list(value: Any) -> list[Any]:
 
 def entry_files(manifest: Path, entry: dict[str, Any], key: str = "files") -> dict[str, tuple]:
     """A folder entry's recorded per-file list ``key`` (``files``: ``{path: (size, sha256)}``;
-    ``unread``: ``(size, mtime_ns)``; ``checked``: ``(present,)``), inline or from its sidecar.
+    ``listed``: ``(size, mtime_ns)``; ``checked``: ``(present,)``), inline or from its sidecar.
 
     Raises ``OSError`` when the sidecar is gone and ``ValueError`` when its bytes are not the ones
     the manifest recorded (the list cannot be trusted any more).

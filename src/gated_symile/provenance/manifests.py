@@ -49,7 +49,8 @@ from gated_symile.provenance import listings as sidecars  # not `listings`: a St
 from gated_symile.provenance.read_set import FolderReads, active, recording
 from gated_symile.outputs import write_bytes
 
-FORMAT = "gated-symile-provenance/1"
+FORMAT = "gated-symile-provenance/2"
+"""/2: a selective input records its whole listing (``listed``) instead of the part not read."""
 TOOLS: tuple[str, ...] = (
     "snakemake", "torch", "duckdb", "polars", "pydicom", "wfdb", "numpy", "mlflow", "pyarrow", "pandas",
 )
@@ -327,9 +328,10 @@ class StageRecorder:
 
     def _selective_records(self, target: Path) -> None:
         """Each selective input's record: the files the stage read (also put into the hash
-        cache), its existence checks, and the rest of the listing as ``unread``.  Each list is
-        streamed from the read set on disk (inline when short, else straight into its sidecar
-        of ``target``), so writing the manifest holds no per-file objects either."""
+        cache), its existence checks, and the whole listing by size and mtime (``listed``; the
+        audit compares the part the digest does not cover).  Each list is streamed from the
+        read set on disk or the listing file (inline when short, else into its sidecar of
+        ``target``), so writing the manifest holds no per-file objects either."""
         if not self.listings:
             return
         reads = active()
@@ -344,14 +346,15 @@ class StageRecorder:
             files = self._files_lines(below, _RealPaths(os.path.abspath(path), has_links))
             lists = {"files": (below.n_opened, files),
                      "checked": (below.n_checked, (json.dumps(list(row)) for row in below.checked())),
-                     "unread": (listing.count, listing.lines_except(below.covered_among))}  # fmt: skip
+                     "listed": (listing.count, listing.lines())}  # fmt: skip
             for key, (count, lines) in lists.items():  # JSON lines [rel, *values]
                 if count <= sidecars.LISTING_INLINE_MAX:
                     rows = (json.loads(line) for line in lines)
                     record[key] = {rel: values[0] if key == "checked" else values for rel, *values in rows}
-                else:
-                    sidecar = sidecars.sidecar_path(target, "inputs", index, key)
-                    record[sidecars.LISTS[key]] = sidecars.write_sidecar(sidecar, lines)
+                    continue
+                sidecar = sidecars.sidecar_path(target, "inputs", index, key)
+                save = listing.save_as if key == "listed" else partial(sidecars.write_sidecar, lines=lines)
+                record[sidecars.LISTS[key]] = save(sidecar)
             self.input_records[index] = (dest, path, record, nested)
         self.hasher.cache.flush()
 

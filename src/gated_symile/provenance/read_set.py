@@ -182,18 +182,6 @@ class FolderReads:
         for rel, size, sha256, present in self._rows(sql):
             yield (rel, (size, sha256), None) if sha256 is not None else (rel, None, bool(present))
 
-    def covered_among(self, names: list[str]) -> set[str]:
-        """Those of ``names`` whose whole content was read or whose existence was checked: the
-        files a manifest need not list again as unread."""
-        if not names:
-            return set()
-        marks = ",".join("?" * len(names))
-        sql = (
-            f"SELECT rel FROM below_opened WHERE nbytes IS NULL AND rel IN ({marks}) "
-            f"UNION SELECT rel FROM below_checked WHERE rel IN ({marks})"
-        )
-        return {rel for (rel,) in self._db.execute(sql, (*names, *names))}
-
 
 def _posix(rel: str) -> str:
     return rel.replace(os.sep, "/") if os.sep != "/" else rel
