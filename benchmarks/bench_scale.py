@@ -78,7 +78,9 @@ def peak_rss_mb() -> float:
 
 def child(cache: str, argv_json: str) -> int:
     """Run one stage through the CLI (manifest included) and print its measurements: wall time,
-    this process's peak RSS and the peak of the summed RSS of it and its workers (sampled)."""
+    CPU time of it and its workers (user + system: a stage whose CPU time is near wall x cores is
+    CPU-bound, not bound by its reads), this process's peak RSS and the peak of the summed RSS of
+    it and its workers (sampled)."""
     import threading
 
     import psutil
@@ -103,7 +105,10 @@ def child(cache: str, argv_json: str) -> int:
     wall = time.perf_counter() - start
     stop.set()
     sampler.join()
-    print(json.dumps({"code": code, "wall_s": wall, "peak_rss_mb": peak_rss_mb(), "tree_peak_rss_mb": peak[0] / 2**20}))
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in used)  # the workers were joined: counted as children
+    print(json.dumps({"code": code, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb(),
+                      "tree_peak_rss_mb": peak[0] / 2**20}))  # fmt: skip
     return code
 
 
@@ -454,13 +459,14 @@ def project(rows: list[dict], labs: list[dict], workers: int) -> dict:
 
 
 def print_table(rows: list[dict], labs: list[dict], projection: dict) -> None:
-    head = ("admissions", "stage", "wall_s", "first_s", "floor_s", "opened", "files_read", "rss_mb", "tree_rss")
+    head = ("admissions", "stage", "wall_s", "cpu_s", "first_s", "floor_s", "opened", "files_read", "rss_mb", "tree_rss")
     print(" | ".join(f"{h:>10}" for h in head))
     for r in rows:
         for name, s in r["stages"].items():
             opened = "+".join(str(v) for v in s.get("records_opened", {}).values() if v)
             print(" | ".join(f"{v:>10}" for v in (
-                r["admissions"], name, f"{s['wall_s']:.2f}", "-" if s["first_run_s"] is None else f"{s['first_run_s']:.2f}",
+                r["admissions"], name, f"{s['wall_s']:.2f}", f"{s['cpu_s']:.2f}",
+                "-" if s["first_run_s"] is None else f"{s['first_run_s']:.2f}",
                 f"{s['bare_read_floor_s']:.2f}", opened,
                 s["files_read"], f"{s['peak_rss_mb']:.0f}", f"{s['tree_peak_rss_mb']:.0f}")))  # fmt: skip
         cohort = r["stages"]["cohort"]

@@ -460,3 +460,15 @@ def _listing_bytes(root: Path, path: Path) -> bytes:
     Hasher(HashCache(None)).list_files(root, listing.add)
     listing.close()
     return path.read_bytes()
+
+
+def test_a_manifest_of_an_older_format_says_to_rerun_its_stage(tmp_path):
+    """A manifest written by an older version is named with both formats, so the audit's
+    "manifest unreadable" line says what to do; another document is simply not a manifest."""
+    older, other = tmp_path / "old.json", tmp_path / "other.json"
+    older.write_text(json.dumps({"format": "gated-symile-provenance/1"}))
+    other.write_text(json.dumps({"format": "something-else/2"}))
+    with pytest.raises(ValueError, match=rf"old.json: a gated-symile-provenance/1 manifest, this version reads {manifests.FORMAT} \(rerun its stage\)$"):
+        manifests.read_manifest(older)
+    with pytest.raises(ValueError, match=rf"other.json: not a {manifests.FORMAT} manifest$"):
+        manifests.read_manifest(other)

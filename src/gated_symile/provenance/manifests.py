@@ -436,6 +436,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        if isinstance(found, str) and found.startswith(FORMAT.rsplit("/", 1)[0] + "/"):
+            raise ValueError(f"{path}: a {found} manifest, this version reads {FORMAT} (rerun its stage)")
         raise ValueError(f"{path}: not a {FORMAT} manifest")
     for section in ("inputs", "outputs"):
         entries = doc.get(section, [])
