@@ -78,7 +78,7 @@ class ListingStopped(Exception):
 class ListingFile:
     """A folder's listing as ``[rel, size, mtime_ns]`` JSON lines, gzip-compressed into the open
     binary file ``raw``, one file at a time (:meth:`add`, the walk's sink); once closed, read
-    back by :func:`listed_lines_except`.
+    back by :func:`listed_lines`.
 
     ``parent_pid``: the process that will read the file back; a walk whose reader is gone (killed)
     stops at its next block of lines instead of listing the rest of a release for nobody.
