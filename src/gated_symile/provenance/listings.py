@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from glob import escape as glob_escape
@@ -184,13 +185,11 @@ class StreamedListing:
         cost 0.5 s there)."""
         self.wait()
         self._file.seek(0)
-        digest = hashlib.sha256()
         with atomic_path(sidecar) as tmp:
             with open(tmp, "wb") as out:
-                while block := self._file.read(1 << 20):
-                    digest.update(block)
-                    out.write(block)
-        return {"path": sidecar.name, "sha256": digest.hexdigest()}
+                shutil.copyfileobj(self._file, out)
+            digest = file_sha256(tmp)  # as write_sidecar: the key of the bytes on disk
+        return {"path": sidecar.name, "sha256": digest}
 
     def close(self) -> None:
         """Stop the walk if it still runs (the stage failed), then drop the listing."""
