@@ -4,8 +4,10 @@ For each size it generates (or reuses) a full synthetic release with ECGs listed
 admission window (``--ecg-outside``: the real release's bulk), then runs each stage through the
 CLI in a fresh child process -- provenance manifest included, with an *empty* hash cache -- and
 reports per stage: wall time, records opened, peak RSS (the stage process and its largest
-worker) and the bare-read floor: the time to read (and gunzip) once, on the same number of
-processes, exactly the bytes the stage read, taken from its manifest.  Per record it compares
+worker) and its floors (``_floors``): the bare-read floor, the time to read (and gunzip) once,
+on the same number of processes, exactly the bytes the stage read, taken from its manifest; for
+a stage that reads folders selectively also the provenance floor, those reads with sha256 while
+the folders are walked (listed by name, size and mtime), as its manifest needs.  Per record it compares
 ECG read + QC with the bare read of the same files, and the tensors' JPG decode + resize with the
 bare read of the same JPGs.  Tables-only releases (``--lab-rows``) time the labevents scan up to
 MIMIC-IV's 118 M rows.  A least-squares line of time against size per stage gives the projected
@@ -37,6 +39,8 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+
+from _floors import evict, files_read, listed_folders, provenance_floor_s, read_chunk, timed_map
 
 OUT_JSON = Path(__file__).parent / "out" / "scale.json"
 FULL_MIMIC = {"admissions": 431_231, "lab_rows": 118_171_367, "ecg_listed": 800_035, "cxr_images": 377_110}
@@ -112,16 +116,6 @@ def child(cache: str, argv_json: str) -> int:
     return code
 
 
-def evict(paths: list[str]) -> None:
-    """Drop the files ``paths`` from the page cache (written back first): their next read comes
-    from the disk.  Only these files: the interpreter and libraries stay cached, as on any run
-    after the first."""
-    from gated_symile.records.read_ahead import close_all, open_advised
-
-    os.sync()
-    close_all(open_advised(path, os.POSIX_FADV_DONTNEED) for path in paths)
-
-
 def release_files(root: Path) -> list[str]:
     """Every file under ``root`` (a release: what a cold stage may read)."""
     return [os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names]
@@ -168,30 +162,7 @@ def _run_child(argv: list[str], work: Path, raw: bool = False):
     return done if raw else json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# ------------------------------------------------------------------ bare-read floors
-
-
-def _read_chunk(files: list[tuple[str, int | None]]) -> int:
-    """Read each file once (``nbytes``: only its start), gunzip ``.gz``; bytes delivered.  Files
-    are opened a block ahead with their reads started (``read_ahead``, as the ECG check does), so
-    that on a cold disk the floor is not slower than the stage's own reads."""
-    from gated_symile.records.read_ahead import close_all, open_advised
-
-    total, block = 0, 32
-    ahead = [open_advised(path, length=nbytes or 0) for path, nbytes in files[:block]]
-    for start in range(0, len(files), block):
-        following = files[start + block : start + 2 * block]
-        fds, ahead = ahead, [open_advised(path, length=nbytes or 0) for path, nbytes in following]
-        for (path, nbytes), fd in zip(files[start : start + block], fds):
-            with open(fd if fd is not None else path, "rb") as handle:
-                reader = gzip.GzipFile(fileobj=handle) if path.endswith(".gz") else handle
-                if nbytes is not None:
-                    total += len(reader.read(nbytes))
-                    continue
-                while chunk := reader.read(1 << 20):
-                    total += len(chunk)
-    close_all(ahead)
-    return total
+# ------------------------------------------------------------------ per-record work
 
 
 def _qc_chunk(root: str, paths: list[str], hash_files: bool = False) -> int:
@@ -213,47 +184,6 @@ def _decode_chunk(size: int, paths: list[str]) -> int:
     from gated_symile.data.mimic.tensors import read_cxr_gray
 
     return sum(int(prepare_cxr(read_cxr_gray(Path(p)), size, None).size > 0) for p in paths)
-
-
-def timed_map(func, items: list, workers: int, cold: list[str] | None = None) -> float:
-    """Wall seconds of the chunk function ``func`` over ``items`` on ``workers`` processes (the
-    stages' own :class:`RecordPool`, started before the clock); ``cold``: the files it reads,
-    evicted from the page cache just before the clock starts."""
-    from gated_symile.data.mimic.parallel import RecordPool
-
-    task = partial(_one_result_per_item, func)
-    with RecordPool(workers) as pool:
-        pool.map_chunks(task, items[: 8 * workers])  # imports in every worker, before the clock
-        if cold is not None:
-            evict(cold)
-        start = time.perf_counter()
-        pool.map_chunks(task, items)
-        return time.perf_counter() - start
-
-
-def _one_result_per_item(func, chunk: list) -> list:
-    func(chunk)
-    return [None] * len(chunk)
-
-
-def files_read(manifest: Path) -> dict[str, list[tuple[str, int | None]]]:
-    """Per input folder of a stage manifest, the files it read (absolute path, bytes read)."""
-    from gated_symile.provenance.listings import entry_files
-    from gated_symile.provenance.manifests import read_manifest, resolve_entry
-
-    doc = read_manifest(manifest)
-    found = {}
-    for entry in doc["inputs"]:
-        root = resolve_entry(manifest, entry)
-        if entry["kind"] == "file":
-            found[entry["arg"]] = [(str(root), None)]
-            continue
-        partial_rels = set(entry.get("partial", ()))
-        found[entry["arg"]] = [
-            (str(root / rel), size if rel in partial_rels else None)
-            for rel, (size, _) in entry_files(manifest, entry).items()
-        ]
-    return found
 
 
 # ------------------------------------------------------------------ one release
@@ -299,11 +229,13 @@ def measure_release(args: argparse.Namespace, admissions: int) -> dict:
     release = release_files(root) if args.cold else None
     for name, argv in stages.items():
         result = row["stages"][name] = run_stage(argv, args.work_dir, release)
-        read = files_read((res / name / "provenance.json"))
-        every = [f for files in read.values() for f in files]
+        manifest = res / name / "provenance.json"
+        every = [f for files in files_read(manifest).values() for f in files]
         result["files_read"] = len(every)
         result["bytes_read"] = sum(os.path.getsize(p) if n is None else n for p, n in every)
-        result["bare_read_floor_s"] = timed_map(_read_chunk, every, args.workers, cold_paths(args, every))
+        result["bare_read_floor_s"] = timed_map(read_chunk, every, args.workers, cold_paths(args, every))
+        if listed := listed_folders(manifest):
+            result["provenance_floor_s"] = provenance_floor_s(every, listed, args.workers, cold_paths(args, every))
     summary = json.loads((res / "cohort" / "summary.json").read_text())
     row["stages"]["cohort"]["records_opened"] = summary["records_opened"]
     dicom = json.loads((res / "cohort_dicom" / "summary.json").read_text())
@@ -339,7 +271,7 @@ def per_record_costs(args: argparse.Namespace, root: Path, res: Path) -> dict:
     out = {
         "ecg_records": len(rels),
         "ecg_qc_s": timed_map(partial(_qc_chunk, str(ecg_root)), rels, args.workers, cold),
-        "ecg_bare_read_s": timed_map(_read_chunk, record_files, args.workers, cold),
+        "ecg_bare_read_s": timed_map(read_chunk, record_files, args.workers, cold),
         "ecg_qc_and_hash_s": timed_map(partial(_qc_chunk, str(ecg_root), hash_files=True), rels, args.workers, cold),
     }
     out["ecg_qc_over_bare"] = out["ecg_qc_s"] / max(out["ecg_bare_read_s"], 1e-9)
@@ -357,13 +289,13 @@ def per_record_costs(args: argparse.Namespace, root: Path, res: Path) -> dict:
     out["dicom_header_scan_s"] = timed_map(
         partial(_header_chunk, dicom_root), [os.path.relpath(p, dicom_root) for p, _ in dicoms], args.workers, cold
     )
-    out["dicom_header_bare_read_s"] = timed_map(_read_chunk, dicoms, args.workers, cold)
-    out["dicom_whole_file_bare_read_s"] = timed_map(_read_chunk, [(p, None) for p, _ in dicoms], args.workers, cold)
+    out["dicom_header_bare_read_s"] = timed_map(read_chunk, dicoms, args.workers, cold)
+    out["dicom_whole_file_bare_read_s"] = timed_map(read_chunk, [(p, None) for p, _ in dicoms], args.workers, cold)
     jpgs = [p for p, _ in files_read(res / "tensors" / "provenance.json")["cxr"]]
     out["jpgs"] = len(jpgs)
     cold = cold_paths(args, jpgs)
     out["jpg_decode_resize_s"] = timed_map(partial(_decode_chunk, args.cxr_size), jpgs, args.workers, cold)
-    out["jpg_bare_read_s"] = timed_map(_read_chunk, [(p, None) for p in jpgs], args.workers, cold)
+    out["jpg_bare_read_s"] = timed_map(read_chunk, [(p, None) for p in jpgs], args.workers, cold)
     return out
 
 
@@ -381,7 +313,7 @@ def measure_labs(args: argparse.Namespace, lab_rows: float) -> dict:
     )  # fmt: skip
     result = json.loads(done.stdout.strip().splitlines()[-1])
     labevents = root / "mimic-iv" / "hosp" / "labevents.csv.gz"
-    floor = timed_map(_read_chunk, [(str(labevents), None)], 1, cold_paths(args, [str(labevents)]))
+    floor = timed_map(read_chunk, [(str(labevents), None)], 1, cold_paths(args, [str(labevents)]))
     return {"lab_rows": gen["rows"]["labevents"], "select_labs_s": result["select_labs_s"],
             "total_s": result["total_s"], "peak_rss_mb": result["peak_rss_mb"], "gunzip_floor_s": floor}  # fmt: skip
 
@@ -459,7 +391,8 @@ def project(rows: list[dict], labs: list[dict], workers: int) -> dict:
 
 
 def print_table(rows: list[dict], labs: list[dict], projection: dict) -> None:
-    head = ("admissions", "stage", "wall_s", "cpu_s", "first_s", "floor_s", "opened", "files_read", "rss_mb", "tree_rss")
+    head = ("admissions", "stage", "wall_s", "cpu_s", "first_s", "floor_s", "prov_floor", "opened", "files_read",
+            "rss_mb", "tree_rss")  # fmt: skip
     print(" | ".join(f"{h:>10}" for h in head))
     for r in rows:
         for name, s in r["stages"].items():
@@ -467,7 +400,7 @@ def print_table(rows: list[dict], labs: list[dict], projection: dict) -> None:
             print(" | ".join(f"{v:>10}" for v in (
                 r["admissions"], name, f"{s['wall_s']:.2f}", f"{s['cpu_s']:.2f}",
                 "-" if s["first_run_s"] is None else f"{s['first_run_s']:.2f}",
-                f"{s['bare_read_floor_s']:.2f}", opened,
+                f"{s['bare_read_floor_s']:.2f}", f"{s['provenance_floor_s']:.2f}" if "provenance_floor_s" in s else "-", opened,
                 s["files_read"], f"{s['peak_rss_mb']:.0f}", f"{s['tree_peak_rss_mb']:.0f}")))  # fmt: skip
         cohort = r["stages"]["cohort"]
         print(f"    cohort steps: ECG QC {step_s(cohort, 'ECG QC done'):.2f} s, labevents "
