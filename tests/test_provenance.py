@@ -355,6 +355,21 @@ def test_background_listing_waits_for_its_walk_and_reports_its_error(tmp_path):
     dead.close()
 
 
+def _niceness(sink) -> int:
+    return os.nice(0)
+
+
+def test_the_listing_process_yields_the_cpu_to_the_stage(tmp_path):
+    """The walk is off the stage's critical path (read only once the stage is done), so its
+    process runs at a lower CPU priority than the stage's."""
+    from gated_symile.provenance.listings import LISTING_NICENESS, StreamedListing
+
+    listing = StreamedListing(tmp_path)
+    listing.start(_niceness)
+    assert listing.wait() == min(19, os.nice(0) + LISTING_NICENESS)
+    listing.close()
+
+
 def test_closing_a_listing_stops_its_walk(tmp_path):
     """A stage that fails while its inputs are still being listed ends at once: closing the
     listing ends the walk's process instead of walking the rest of the release."""
