@@ -28,7 +28,6 @@ then those of a fast disk.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import re

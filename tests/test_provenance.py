@@ -333,9 +333,9 @@ def test_background_listing_waits_for_its_walk_and_reports_its_error(tmp_path):
     threading.Timer(0.2, flag.touch).start()  # the listing is used before the walk is done
     lines = [json.loads(line)[0] for line in listing.lines()]
     assert lines == ["a.txt", "sub/b.bin", "sub/deep/c"] and listing.count == 3 and listing.wait() == ([], False)
-    saved = listing.save_as(tmp_path / "listing.jsonl.gz")
-    assert (tmp_path / "listing.jsonl.gz").read_bytes() == _listing_bytes(root, tmp_path / "again.gz")
-    assert saved == {"path": "listing.jsonl.gz", "sha256": hashlib.sha256(_listing_bytes(root, tmp_path / "again.gz")).hexdigest()}
+    saved, expected = listing.save_as(tmp_path / "listing.jsonl.gz"), _listing_bytes(root, tmp_path / "again.gz")
+    assert (tmp_path / "listing.jsonl.gz").read_bytes() == expected
+    assert saved == {"path": "listing.jsonl.gz", "sha256": hashlib.sha256(expected).hexdigest()}
     listing.close()
 
     failing = StreamedListing(tmp_path / "gone")
@@ -462,8 +462,6 @@ def test_real_paths_resolve_like_realpath(tmp_path):
         resolve = _RealPaths(str(tmp_path / base), listed.has_links)  # as the manifest uses it
         for rel in rels:
             assert resolve(rel) == os.path.realpath(tmp_path / base / rel), (base, rel)
-
-
 
 
 def _listing_bytes(root: Path, path: Path) -> bytes:

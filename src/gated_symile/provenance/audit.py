@@ -203,15 +203,14 @@ class Auditor:
             if files is None:
                 return
             changed, missing, added = _diff(files, current.files)
-            if entry.get("selective"):
-                changed += _presence_changed(self._recorded_files(finding, manifest, entry, "checked") or {}, current)
+            checked = self._recorded_files(finding, manifest, entry, "checked") if entry.get("selective") else None
+            if checked is not None:
+                changed += _presence_changed(checked, current)
             self._report(finding, path, changed, missing, added if finding.stage is None else [], "")
-            if entry.get("selective"):  # the rest of the folder, by size and mtime
-                listed = self._recorded_files(finding, manifest, entry, "listed")
-                checked = self._recorded_files(finding, manifest, entry, "checked")
-                if listed is not None and checked is not None:
-                    unread = unread_files(listed, files, entry.get("partial", ()), checked)
-                    self._report(finding, path, *_diff(unread, current.unread), " (not read by the stage)")
+            listed = self._recorded_files(finding, manifest, entry, "listed") if checked is not None else None
+            if listed is not None:  # the rest of the folder, by size and mtime
+                unread = unread_files(listed, files, entry.get("partial", ()), checked)
+                self._report(finding, path, *_diff(unread, current.unread), " (not read by the stage)")
 
     @staticmethod
     def _report(
