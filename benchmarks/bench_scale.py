@@ -232,9 +232,10 @@ def measure_release(args: argparse.Namespace, admissions: int) -> dict:
         every = [f for files in files_read(manifest).values() for f in files]
         result["files_read"] = len(every)
         result["bytes_read"] = sum(os.path.getsize(p) if n is None else n for p, n in every)
-        result["bare_read_floor_s"] = timed_map(read_chunk, every, args.workers, cold_paths(args, every))
+        cold = cold_paths(args, every)
+        result["bare_read_floor_s"] = timed_map(read_chunk, every, args.workers, cold)
         if listed := listed_folders(manifest):
-            result["provenance_floor_s"] = provenance_floor_s(every, listed, args.workers, cold_paths(args, every))
+            result["provenance_floor_s"] = provenance_floor_s(every, listed, args.workers, cold)
     summary = json.loads((res / "cohort" / "summary.json").read_text())
     row["stages"]["cohort"]["records_opened"] = summary["records_opened"]
     dicom = json.loads((res / "cohort_dicom" / "summary.json").read_text())
