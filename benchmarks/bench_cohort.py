@@ -77,6 +77,7 @@ def run_tables(root: Path, threads: int, memory_limit: str | None) -> dict:
     import tempfile
 
     from gated_symile.data.mimic import cohort_rules as rules
+    from gated_symile.data.mimic import lab_rules
     from gated_symile.data.mimic.cohort import open_duckdb
     from gated_symile.outputs import ROWS_PER_GROUP
     from gated_symile.data.mimic.cxr_index import detect_cxr_release, register_cxr_tables
@@ -121,7 +122,7 @@ def run_tables(root: Path, threads: int, memory_limit: str | None) -> dict:
         con.execute("CREATE TABLE ecg_rejected (file_row BIGINT, reason VARCHAR, problem VARCHAR)")
         rules.select_ecg(con)
         lap("select_cxr_ecg_s")
-        rules.select_labs(con, csv_select_sql(hosp / LABEVENTS.filename, LABEVENTS, file_row=True))
+        lab_rules.select_labs(con, csv_select_sql(hosp / LABEVENTS.filename, LABEVENTS, file_row=True))
         lap("select_labs_s")
         rules.decide_admissions(con)
         # streamed in the stage's row groups, as the stage writes it (never whole)

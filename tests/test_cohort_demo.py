@@ -11,6 +11,7 @@ import pytest
 
 from gated_symile.cli import main
 from gated_symile.data.mimic import cohort_rules as rules
+from gated_symile.data.mimic import lab_rules
 from gated_symile.data.mimic.cohort import MimicCohortConfig, build_mimic_cohort, open_duckdb
 from gated_symile.data.mimic.labs import LAB_COLUMNS, LAB_ITEMIDS
 from gated_symile.records.mimic_tables import (
@@ -61,8 +62,8 @@ def test_lab_selection_on_real_demo_matches_pandas_reference(tmp_path):
         CREATE TABLE ecg_candidates AS SELECT hadm_id FROM adm;
         CREATE TABLE sel_ecg AS SELECT hadm_id FROM adm
         """)
-    rules.select_labs(con, csv_select_sql(hosp / "labevents.csv.gz", LABEVENTS, file_row=True))
-    rules.keep_labs_of_selected_ecg(con)
+    lab_rules.select_labs(con, csv_select_sql(hosp / "labevents.csv.gz", LABEVENTS, file_row=True))
+    lab_rules.keep_labs_of_selected_ecg(con)
     got = con.sql("SELECT * FROM sel_labs ORDER BY hadm_id").df().set_index("hadm_id")
     expected = reference_lab_selection(hosp).sort_index()
     assert len(got) > 100  # most demo admissions have labs within 24 h

@@ -307,13 +307,18 @@ def test_rerun_is_byte_identical_with_other_worker_counts(built, tmp_path):
         assert (out / name).read_bytes() == (built["out"] / name).read_bytes(), name
 
 
-def test_cohort_selected_in_blocks_is_the_same_sorted_table(built, tmp_path, monkeypatch):
-    """The cohort is selected a block of admissions at a time (bounded memory); any block size
-    gives the same bytes, so the blocks come in (subject_id, hadm_id) order and none is lost."""
-    import gated_symile.data.mimic.cohort as cohort_module
+@pytest.mark.parametrize(
+    "module, block_size",
+    [("gated_symile.data.mimic.cohort", "ROWS_PER_GROUP"), ("gated_symile.data.mimic.lab_rules", "LAB_BLOCK_ADMISSIONS")],
+)
+def test_cohort_selected_in_blocks_is_the_same_sorted_table(built, tmp_path, monkeypatch, module, block_size):
+    """The cohort is selected, and the labs aggregated, a block of admissions at a time (bounded
+    memory); any block size gives the same bytes (non-finite lab values in the exclusions too),
+    so the blocks come in (subject_id, hadm_id) order and none is lost."""
+    import importlib
 
     assert built["summary"]["cohort"] > 6  # several blocks of 2, the last one partial
-    monkeypatch.setattr(cohort_module, "ROWS_PER_GROUP", 2)
+    monkeypatch.setattr(importlib.import_module(module), block_size, 2)
     out = tmp_path / "blocks"
     build_mimic_cohort(MimicCohortConfig(**built["paths"], out=out, workers=1, duckdb_threads=2))
     for name in ("cohort.parquet", "exclusions.parquet", "attrition.csv"):
@@ -506,7 +511,7 @@ def test_a_failing_ecg_check_stops_the_labevents_scan(built, tmp_path, monkeypat
     def broken_scan(*args, **kwargs):
         raise RuntimeError("the ECG check broke")
 
-    monkeypatch.setattr(cohort.rules, "select_labs", long_scan)
+    monkeypatch.setattr(cohort.lab_rules, "select_labs", long_scan)
     monkeypatch.setattr(cohort, "scan_ecg_candidates", broken_scan)
     with pytest.raises(RuntimeError, match="the ECG check broke"):
         build_mimic_cohort(MimicCohortConfig(**built["paths"], out=tmp_path / "out", workers=1))

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from gated_symile.errors import ConfigError, GatedSymileError, RecordError
 from gated_symile.data.mimic import cohort_rules as rules
+from gated_symile.data.mimic import lab_rules
 from gated_symile.data.mimic.attrition import write_attrition
 from gated_symile.data.mimic.cxr_index import (
     CXR_MISSING,
@@ -150,7 +151,7 @@ def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
                     )
             quarantine += ecg_quarantine
             rules.select_ecg(con)
-            rules.keep_labs_of_selected_ecg(con)
+            lab_rules.keep_labs_of_selected_ecg(con)
             quarantine += _non_finite_labs(con, files["labevents"].name)
             _progress(start, "labevents streamed; ECG selected; deciding and writing the outputs")
             rules.decide_admissions(con)
@@ -244,7 +245,7 @@ def _parameters(config: MimicCohortConfig, cxr_release: str) -> dict[str, Any]:
 
 @contextmanager
 def _labs_meanwhile(con, labevents: Path, labevents_sql: str) -> Iterator[None]:
-    """Scan labevents (:func:`~gated_symile.data.mimic.cohort_rules.select_labs`) on a connection
+    """Scan labevents (:func:`~gated_symile.data.mimic.lab_rules.select_labs`) on a connection
     of its own while the block runs, and wait for it at the end; a failing block interrupts it.
 
     Why: the scan (the stage's largest serial step, one gzip stream) is DuckDB's work, outside
@@ -256,7 +257,7 @@ def _labs_meanwhile(con, labevents: Path, labevents_sql: str) -> Iterator[None]:
 
     def scan() -> None:
         with reading(labevents):
-            rules.select_labs(cursor, labevents_sql)
+            lab_rules.select_labs(cursor, labevents_sql)
 
     cursor = con.cursor()
     thread = ThreadPoolExecutor(1, thread_name_prefix="labevents")
@@ -296,7 +297,7 @@ def _non_finite_labs(con, labevents_name: str) -> list[dict]:
             "reason": f"non-finite valuenum {value} of itemid {itemid} treated as missing",
             "stage": "labs_select",
         }
-        for file_row, subject_id, hadm_id, itemid, value in rules.non_finite_lab_values(con)
+        for file_row, subject_id, hadm_id, itemid, value in lab_rules.non_finite_lab_values(con)
     ]
 
 

@@ -2,7 +2,7 @@
 
 Why SQL: every rule is a windowed join of a small table (admissions) with a large one (labevents,
 ~120 M rows); DuckDB streams the large side through a hash join whose build side is the admissions,
-and aggregates into at most ``admissions x 50`` groups, so memory does not grow with labevents.
+so memory does not grow with labevents.  The lab criterion is :mod:`gated_symile.data.mimic.lab_rules`.
 
 Inputs (views/tables on the connection, created by the readers):
 
@@ -40,11 +40,8 @@ __all__ = [
     "cxr_window_candidates",
     "decide_admissions",
     "exclusions_select_sql",
-    "keep_labs_of_selected_ecg",
-    "non_finite_lab_values",
     "select_cxr",
     "select_ecg",
-    "select_labs",
     "unparseable_cxr_images",
 ]
 
@@ -55,9 +52,9 @@ ECG_HOURS = 24  # closed: -24 h <= Δ <= 24 h
 LAB_HOURS = 24  # closed: -24 h <= Δ <= 24 h
 CXR_TIME_UNPARSEABLE = "StudyDate/StudyTime not parseable"
 
-_TIME_THEN_FILE_ORDER = "epoch_us(l.charttime)::HUGEINT * 1099511627776 + l.file_row"
-"""Sort key of a lab row: charttime, then file order (``file_row < 2**40``).  One HUGEINT compares
-about twice as fast as the equivalent struct ``(charttime, file_row)`` in ``arg_min``."""
+STREAM_ROWS = 1024
+"""Rows per Arrow batch of a cohort block (:func:`cohort_batches`): DuckDB streams the sorted
+block to the writer instead of handing over its ~230 columns as one Arrow table."""
 
 ADMISSION_COLUMNS: tuple[str, ...] = (
     "subject_id",
@@ -216,88 +213,6 @@ def select_ecg(con) -> None:
         """)
 
 
-_LAB_ADMISSIONS = """
-    SELECT a.subject_id, a.hadm_id, a.admittime FROM adm a JOIN sel_cxr USING (hadm_id)
-    WHERE a.hadm_id IN (SELECT hadm_id FROM ecg_candidates)
-"""
-"""Admissions whose labs are selected: with a selected CXR and an ECG candidate (known before the
-QC: labevents is scanned meanwhile); :func:`keep_labs_of_selected_ecg` then drops those without ECG."""
-
-
-def select_labs(con, labevents_sql: str) -> None:
-    """Tables ``sel_labs`` (hadm_id + 50 labs) and ``sel_labs_non_finite`` (hadm_id, itemid,
-    non_finite) from the per-cell table ``sel_labs_long``, which is dropped: it holds a row per
-    admission x lab with a value, the largest table of the stage, and nothing reads it later.
-
-    ``labevents_sql`` selects ``subject_id, itemid, charttime, valuenum, file_row`` from the raw
-    file (:func:`gated_symile.records.mimic_tables.csv_select_sql` with ``file_row``).  Rows are
-    filtered to the 50 items with a non-null ``valuenum``, and only finite values are selected (a
-    text-only result is never chosen); matching is by subject and time only (``hadm_id`` ignored).
-    A non-finite ``valuenum`` (``inf``, ``-inf``, ``1e999``, ``NaN``) is treated like a missing
-    one: never selected, but kept per cell in ``non_finite`` (file row and value, file order) for
-    :func:`non_finite_lab_values`.
-
-    Only :data:`_LAB_ADMISSIONS` are matched: labs are the last criterion, so no other admission's
-    labs can change the cohort or an exclusion (in real MIMIC-IV ~11,000 of 431,000 get this far).
-
-    Memory: the join must *build* its hash table on the admissions and *stream* the lab rows.
-    DuckDB cannot estimate how many rows a csv.gz holds and, left alone, builds on the labs (RSS
-    then grows with labevents), so the join-order optimizers are switched off for this statement
-    and the join runs as written (``lab`` probes, ``adm`` builds).
-    """
-    items = ", ".join(str(item) for item in LAB_ITEMIDS)
-    con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
-    try:
-        con.execute(f"""
-            CREATE OR REPLACE TABLE sel_labs_long AS
-            WITH lab AS (
-                SELECT subject_id, itemid, charttime, valuenum, file_row
-                FROM ({labevents_sql})
-                WHERE itemid IN ({items}) AND valuenum IS NOT NULL
-            )
-            SELECT a.hadm_id, l.itemid,
-                   arg_min(l.valuenum, {_TIME_THEN_FILE_ORDER})
-                       FILTER (WHERE isfinite(l.valuenum)) AS valuenum,
-                   list({{'file_row': l.file_row, 'value': l.valuenum}} ORDER BY l.file_row)
-                       FILTER (WHERE NOT isfinite(l.valuenum)) AS non_finite
-            FROM lab l JOIN ({_LAB_ADMISSIONS}) a
-              ON l.subject_id = a.subject_id
-             AND l.charttime >= a.admittime - INTERVAL {LAB_HOURS} HOUR
-             AND l.charttime <= a.admittime + INTERVAL {LAB_HOURS} HOUR
-            GROUP BY a.hadm_id, l.itemid
-            """)
-    finally:
-        con.execute("RESET disabled_optimizers")
-    # one row per (hadm_id, itemid) cell, so max() just moves the value into its column
-    con.execute(f"""
-        CREATE OR REPLACE TABLE sel_labs AS
-        PIVOT (SELECT hadm_id, itemid, valuenum FROM sel_labs_long)
-        ON itemid IN ({items}) USING max(valuenum) GROUP BY hadm_id;
-
-        CREATE OR REPLACE TABLE sel_labs_non_finite AS
-        SELECT hadm_id, itemid, non_finite FROM sel_labs_long WHERE non_finite IS NOT NULL;
-
-        DROP TABLE sel_labs_long
-        """)
-
-
-def keep_labs_of_selected_ecg(con) -> None:
-    """Drop the labs of admissions whose every ECG candidate failed QC: they never reach the labs."""
-    for table in ("sel_labs", "sel_labs_non_finite"):
-        con.execute(f"DELETE FROM {table} WHERE hadm_id NOT IN (SELECT hadm_id FROM sel_ecg)")
-
-
-def non_finite_lab_values(con) -> list[tuple[int, int, int, int, float]]:
-    """``(file_row, subject_id, hadm_id, itemid, value)`` of every non-finite lab value that fell in
-    an admission's window (after :func:`select_labs`), sorted; each was treated as missing."""
-    return con.execute("""
-        SELECT v.file_row, a.subject_id, s.hadm_id, s.itemid, v.value
-        FROM (SELECT hadm_id, itemid, unnest(non_finite) AS v FROM sel_labs_non_finite) s
-        JOIN adm a USING (hadm_id)
-        ORDER BY v.file_row, s.hadm_id
-        """).fetchall()
-
-
 def decide_admissions(con) -> None:
     """Table ``adm_status``: every admission with the first criterion it fails (NULL = kept).
 
@@ -436,13 +351,13 @@ def cohort_batches(con, rows_per_block: int):
         rows_per_block,
     )
     select = _cohort_block_sql()
-    first = con.sql(select, params={"block": 0}).to_arrow_table()
-    rest = (
-        batch
-        for block in range(1, blocks)
-        for batch in con.sql(select, params={"block": block}).to_arrow_table().to_batches()
-    )
-    return pa.RecordBatchReader.from_batches(first.schema, chain(first.to_batches(), rest))
+
+    def block_rows(block: int):
+        return con.sql(select, params={"block": block}).to_arrow_reader(STREAM_ROWS)
+
+    first = block_rows(0)
+    rest = (batch for block in range(1, blocks) for batch in block_rows(block))
+    return pa.RecordBatchReader.from_batches(first.schema, chain(first, rest))
 
 
 def _cohort_block_sql() -> str:

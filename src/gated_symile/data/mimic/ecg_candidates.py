@@ -85,24 +85,20 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
     ranked = con.execute(
         "SELECT hadm_id, file_row FROM ecg_candidates ORDER BY hadm_id, rank"
     ).fetchnumpy()
-    info = {
-        row: (subject_id, path)
-        for row, subject_id, path in con.execute(
-            "SELECT DISTINCT file_row, subject_id, path FROM ecg_candidates"
-        ).fetchall()
-    }
+    records = _CandidateRecords(con)
     read_set = active()
     problems: dict[int, str] = {}
     scan = EcgScan(listed=con.execute("SELECT count(*) FROM ecg_list").fetchall()[0][0])
-    scan.candidates = len(info)
+    scan.candidates = records.count
 
     def check(rows: list[int]) -> list[str | None]:
-        readable = [row for row in rows if info[row][1]]
+        paths = records.paths(rows)
+        readable = [(row, path) for row, path in zip(rows, paths) if path]
         results = check_records(
-            pool, root, [info[row][1] for row in readable], rule=rule, hash_files=read_set is not None
+            pool, root, [path for _, path in readable], rule=rule, hash_files=read_set is not None
         )
         reasons: Verdicts = {}
-        for row, result in zip(readable, results):  # folded as they arrive
+        for (row, _), result in zip(readable, results):  # folded as they arrive
             reasons[row] = result.reason
             if result.problem:
                 problems[row] = result.problem
@@ -112,11 +108,10 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
         return [reasons.get(row, NO_PATH) for row in rows]
 
     verdicts, scan.rounds = consume_candidates(ranked["hadm_id"], ranked["file_row"], check)
-    for row, reason in sorted(verdicts.items()):
-        if reason is not None:
-            subject_id, path = info[row]
-            record = path or f"record_list row {row}"
-            scan.rejected.append((row, subject_id, record, reason, problems.get(row, NO_PATH)))
+    rejected = sorted(row for row, reason in verdicts.items() if reason is not None)
+    for row, subject_id, path in zip(rejected, records.subjects(rejected), records.paths(rejected)):
+        record = path or f"record_list row {row}"
+        scan.rejected.append((row, subject_id, record, verdicts[row], problems.get(row, NO_PATH)))
     table = pa.table(
         {
             "file_row": pa.array([r[0] for r in scan.rejected], pa.int64()),
@@ -126,3 +121,32 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
     )
     store_arrow(con, "CREATE OR REPLACE TABLE ecg_rejected AS", table)
     return scan
+
+
+class _CandidateRecords:
+    """Subject and path of each distinct candidate record, held as columns sorted by file row.
+
+    Why columns: at 50,000 admissions there are ~60,000 candidates, and a dict of Python tuples
+    (ints and path strings) held ~15 MB through the whole QC; one Arrow string array and two
+    integer arrays hold the same in a quarter of that, and a round makes Python strings only for
+    the records it checks.
+    """
+
+    def __init__(self, con) -> None:
+        table = con.sql(
+            "SELECT DISTINCT file_row, subject_id, path FROM ecg_candidates ORDER BY file_row"
+        ).to_arrow_table()
+        self._file_row = table.column("file_row").to_numpy()
+        self._subject_id = table.column("subject_id").to_numpy()
+        self._path = table.column("path").combine_chunks()
+        self.count = table.num_rows
+
+    def _index(self, rows: list[int]) -> np.ndarray:
+        return np.searchsorted(self._file_row, np.asarray(rows, dtype=self._file_row.dtype))
+
+    def paths(self, rows: list[int]) -> list[str | None]:
+        """Each row's record path (``None``: the listing gives none)."""
+        return self._path.take(self._index(rows)).to_pylist()
+
+    def subjects(self, rows: list[int]) -> list[int]:
+        return [int(subject) for subject in self._subject_id[self._index(rows)]]
