@@ -73,7 +73,7 @@ def select_labs(con, labevents_sql: str) -> None:
             """)
     finally:
         con.execute("RESET disabled_optimizers")
-    for block in range(max(blocks, 1)):
+    for block in range(max(blocks, 1)):  # block 0 even when empty: it gives the tables their columns
         con.execute(f"""
             CREATE OR REPLACE TABLE sel_labs_long AS
             SELECT hadm_id, itemid,
