@@ -21,6 +21,8 @@ CXR ``24 h < Δ <= 72 h``, ECG and labs ``-24 h <= Δ <= +24 h``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import chain
 
 from gated_symile.data.mimic.cxr_index import CXR_MISSING
@@ -42,6 +44,7 @@ __all__ = [
     "exclusions_select_sql",
     "select_cxr",
     "select_ecg",
+    "time_then_file_order",
     "unparseable_cxr_images",
 ]
 
@@ -51,6 +54,17 @@ CXR_UNTIL_HOURS = 72  # closed bound: Δ <= 72 h
 ECG_HOURS = 24  # closed: -24 h <= Δ <= 24 h
 LAB_HOURS = 24  # closed: -24 h <= Δ <= 24 h
 CXR_TIME_UNPARSEABLE = "StudyDate/StudyTime not parseable"
+
+
+def time_then_file_order(time: str, file_row: str) -> str:
+    """SQL for one sort key of a row: its event ``time``, then file order (``file_row < 2**40``).
+
+    Why a key and not ``row_number()`` or a window: "earliest per admission" then is ``arg_min`` /
+    ``min``, aggregates that spill to disk, where a window over the whole join held its partitions
+    in memory (at 431,000 admissions more than a 40 MB limit).  One HUGEINT also compares about
+    twice as fast as the equivalent struct ``(time, file_row)``."""
+    return f"epoch_us({time})::HUGEINT * 1099511627776 + {file_row}"
+
 
 STREAM_ROWS = 1024
 """Rows per Arrow batch of a cohort block (:func:`cohort_batches`): DuckDB streams the sorted
@@ -86,6 +100,24 @@ CRITERIA: tuple[tuple[str, str], ...] = (
 """Attrition rows: (criterion, stage name used in the exclusions table)."""
 
 
+@contextmanager
+def one_thread(con) -> Iterator[None]:
+    """Run the statements inside on one DuckDB thread, then restore the connection's setting.
+
+    Why: each DuckDB thread builds its own hash-table partitions, and the joins of the stage's
+    release-sized tables (under a second each with all 431,231 admissions of MIMIC-IV) failed
+    under a 40-48 MB limit with two threads but ran in it with one; the limit is then set by the
+    labevents scan, which keeps every thread.  Only between statements: the setting is the database's, so never
+    while another statement runs on it (the labevents scan starts after these joins).
+    """
+    threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute("SET threads = ?", [threads])
+
+
 def _views_sql() -> str:
     return ", ".join(f"'{view}'" for view in VIEW_POSITIONS)
 
@@ -96,15 +128,16 @@ def build_admissions(con) -> dict[str, int]:
     Returns ``{"duplicate_hadm_id": n, "duplicate_subject_id": n}`` so the caller can refuse
     tables where a join would multiply rows.
     """
-    con.execute("""
-        CREATE OR REPLACE TABLE adm AS
-        SELECT a.subject_id, a.hadm_id, a.admittime, a.dischtime, a.deathtime, a.admission_type,
-               a.admission_location, a.discharge_location, a.race, a.hospital_expire_flag,
-               p.gender, p.anchor_age, p.anchor_year, p.dod,
-               year(a.admittime) AS admittime_year,
-               p.anchor_age + year(a.admittime) - p.anchor_year AS age
-        FROM admissions a LEFT JOIN patients p USING (subject_id)
-        """)
+    with one_thread(con):
+        con.execute("""
+            CREATE OR REPLACE TABLE adm AS
+            SELECT a.subject_id, a.hadm_id, a.admittime, a.dischtime, a.deathtime, a.admission_type,
+                   a.admission_location, a.discharge_location, a.race, a.hospital_expire_flag,
+                   p.gender, p.anchor_age, p.anchor_year, p.dod,
+                   year(a.admittime) AS admittime_year,
+                   p.anchor_age + year(a.admittime) - p.anchor_year AS age
+            FROM admissions a LEFT JOIN patients p USING (subject_id)
+            """)
     dup_hadm = con.execute("SELECT count(*) - count(DISTINCT hadm_id) FROM adm").fetchall()[0][0]
     dup_subject = con.execute(
         "SELECT count(*) - count(DISTINCT subject_id) FROM patients"
@@ -164,19 +197,23 @@ def select_cxr(con) -> None:
     present = "AND c.file_row NOT IN (SELECT file_row FROM cxr_absent)"
     con.execute(f"""
         CREATE OR REPLACE TABLE sel_cxr AS
-        SELECT hadm_id, dicom_id AS cxr_dicom_id, study_id AS cxr_study_id,
-               ViewPosition AS cxr_ViewPosition,
-               ViewCodeSequence_CodeMeaning AS cxr_ViewCodeSequence_CodeMeaning,
-               StudyDateTime AS cxr_StudyDateTime, cxr_path
-        FROM ({_cxr_in_window_sql(present)})
-        QUALIFY row_number() OVER (PARTITION BY hadm_id ORDER BY StudyDateTime, file_row) = 1
+        WITH earliest AS (
+            SELECT hadm_id, arg_min(file_row, {time_then_file_order("StudyDateTime", "file_row")}) AS file_row
+            FROM ({_cxr_in_window_sql(present)})
+            GROUP BY hadm_id
+        )
+        SELECT e.hadm_id, c.dicom_id AS cxr_dicom_id, c.study_id AS cxr_study_id,
+               c.ViewPosition AS cxr_ViewPosition,
+               c.ViewCodeSequence_CodeMeaning AS cxr_ViewCodeSequence_CodeMeaning,
+               c.StudyDateTime AS cxr_StudyDateTime, c.cxr_path
+        FROM earliest e JOIN cxr_index c USING (file_row)
         """)
 
 
 def build_ecg_candidates(con) -> None:
     """Table ``ecg_candidates``: every listed ECG inside the [-24 h, +24 h] window of an admission
-    with a selected CXR (``sel_cxr``), with its ``rank`` in the order the rule consumes them
-    (``ecg_time``, then file order).
+    with a selected CXR (``sel_cxr``), with its ``sort_key`` in the order the rule consumes them
+    (``ecg_time``, then file order: :func:`time_then_file_order`).
 
     Only these records can be chosen, so only they need QC; records outside every window are never
     opened (:mod:`gated_symile.data.mimic.ecg_candidates`). The CXR criterion comes before the ECG
@@ -184,17 +221,18 @@ def build_ecg_candidates(con) -> None:
     change neither the cohort nor an exclusion reason (in real MIMIC-IV most admissions have no
     radiograph in their window).
     """
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE ecg_candidates AS
-        SELECT a.hadm_id, e.file_row, e.subject_id, e.path,
-               row_number() OVER (PARTITION BY a.hadm_id ORDER BY e.ecg_time, e.file_row) AS rank
-        FROM adm a JOIN sel_cxr USING (hadm_id) JOIN ecg_list e ON e.subject_id = a.subject_id
-        WHERE e.ecg_time >= a.admittime - to_hours(CAST($hours AS BIGINT))
-          AND e.ecg_time <= a.admittime + to_hours(CAST($hours AS BIGINT))
-        """,
-        {"hours": ECG_HOURS},
-    )
+    with one_thread(con):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE ecg_candidates AS
+            SELECT a.hadm_id, e.file_row, e.subject_id, e.path,
+                   {time_then_file_order("e.ecg_time", "e.file_row")} AS sort_key
+            FROM adm a JOIN sel_cxr USING (hadm_id) JOIN ecg_list e ON e.subject_id = a.subject_id
+            WHERE e.ecg_time >= a.admittime - to_hours(CAST($hours AS BIGINT))
+              AND e.ecg_time <= a.admittime + to_hours(CAST($hours AS BIGINT))
+            """,
+            {"hours": ECG_HOURS},
+        )
 
 
 def select_ecg(con) -> None:
@@ -205,11 +243,15 @@ def select_ecg(con) -> None:
     """
     con.execute("""
         CREATE OR REPLACE TABLE sel_ecg AS
+        WITH earliest AS (
+            SELECT hadm_id, arg_min(file_row, sort_key) AS file_row
+            FROM ecg_candidates
+            WHERE file_row NOT IN (SELECT file_row FROM ecg_rejected)
+            GROUP BY hadm_id
+        )
         SELECT c.hadm_id, e.study_id AS ecg_study_id, e.file_name AS ecg_file_name,
                e.ecg_time, e.path AS ecg_path
-        FROM ecg_candidates c JOIN ecg_list e USING (file_row)
-        WHERE c.file_row NOT IN (SELECT file_row FROM ecg_rejected)
-        QUALIFY row_number() OVER (PARTITION BY c.hadm_id ORDER BY c.rank) = 1
+        FROM earliest c JOIN ecg_list e USING (file_row)
         """)
 
 
@@ -231,11 +273,12 @@ def decide_admissions(con) -> None:
     _unusable_cxr_problems(con)
     _rejected_ecg_problems(con)
     lab_any = " OR ".join(f"l.{sql_name(lab_column(i))} IS NOT NULL" for i in LAB_ITEMIDS)
-    con.execute("""
-        CREATE OR REPLACE TABLE chexpert_first AS
-        SELECT * EXCLUDE (file_row) FROM chexpert
-        QUALIFY row_number() OVER (PARTITION BY study_id ORDER BY file_row) = 1
-        """)
+    with one_thread(con):
+        con.execute("""
+            CREATE OR REPLACE TABLE chexpert_first AS
+            SELECT * EXCLUDE (file_row) FROM chexpert
+            WHERE file_row IN (SELECT min(file_row) FROM chexpert GROUP BY study_id)
+            """)
     facts = (  # (columns added, relation joined, join condition)
         ("c.cxr_study_id, c.hadm_id IS NOT NULL AS has_cxr", "sel_cxr c", "c.hadm_id = f.hadm_id"),
         ("x.study_id IS NOT NULL AS has_chexpert", "(SELECT study_id FROM chexpert_first) x", "x.study_id = f.cxr_study_id"),
@@ -321,9 +364,9 @@ def _rejected_ecg_problems(con) -> None:
     its rejected ECG candidates, distinct, in the order the rule checked them."""
     con.execute("""
         CREATE OR REPLACE TABLE ecg_rejected_problems AS
-        SELECT hadm_id, string_agg(problem, '; ' ORDER BY first_rank) AS problems
+        SELECT hadm_id, string_agg(problem, '; ' ORDER BY first_key) AS problems
         FROM (
-            SELECT c.hadm_id, r.problem, min(c.rank) AS first_rank
+            SELECT c.hadm_id, r.problem, min(c.sort_key) AS first_key
             FROM ecg_candidates c JOIN ecg_rejected r USING (file_row)
             GROUP BY c.hadm_id, r.problem
         )

@@ -83,7 +83,7 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
     import pyarrow as pa
 
     ranked = con.execute(
-        "SELECT hadm_id, file_row FROM ecg_candidates ORDER BY hadm_id, rank"
+        "SELECT hadm_id, file_row FROM ecg_candidates ORDER BY hadm_id, sort_key"
     ).fetchnumpy()
     records = _CandidateRecords(con)
     read_set = active()

@@ -7,7 +7,7 @@ The rest of the rules, and the tables this module reads (``adm``, ``sel_cxr``,
 
 from __future__ import annotations
 
-from gated_symile.data.mimic.cohort_rules import LAB_HOURS
+from gated_symile.data.mimic.cohort_rules import LAB_HOURS, time_then_file_order
 from gated_symile.data.mimic.labs import LAB_ITEMIDS
 from gated_symile.records.mimic_tables import number_blocks
 
@@ -16,9 +16,6 @@ __all__ = ["LAB_BLOCK_ADMISSIONS", "keep_labs_of_selected_ecg", "non_finite_lab_
 LAB_BLOCK_ADMISSIONS = 2048
 """Admissions whose lab cells are aggregated in one statement (:func:`select_labs`): 2,048 x 50
 cells of aggregate state, a few MB, whatever the size of the release."""
-_TIME_THEN_FILE_ORDER = "epoch_us(l.charttime)::HUGEINT * 1099511627776 + l.file_row"
-"""Sort key of a lab row: charttime, then file order (``file_row < 2**40``).  One HUGEINT compares
-about twice as fast as the equivalent struct ``(charttime, file_row)`` in ``arg_min``."""
 
 
 _LAB_ADMISSIONS = """
@@ -64,7 +61,7 @@ def select_labs(con, labevents_sql: str) -> None:
                 FROM ({labevents_sql})
                 WHERE itemid IN ({items}) AND valuenum IS NOT NULL
             )
-            SELECT a.block, a.hadm_id, l.itemid, {_TIME_THEN_FILE_ORDER} AS sort_key,
+            SELECT a.block, a.hadm_id, l.itemid, {time_then_file_order("l.charttime", "l.file_row")} AS sort_key,
                    l.valuenum, l.file_row
             FROM lab l JOIN lab_blocks a
               ON l.subject_id = a.subject_id
