@@ -35,9 +35,9 @@ def con(tmp_path_factory):
 def test_key_orders_by_time_then_file_row(con, events, offsets):
     """Sorting by the key is sorting by (time, file row), ties in time included (microseconds,
     times before 1970 and file rows up to 2**40 - 1); the earliest row is what ``arg_min`` picks."""
-    # near-equal times: shift some events onto their neighbour's time plus a few microseconds
+    # equal and near-equal times: move some events onto their neighbour's time plus 0-3 microseconds
     rows = [
-        (events[max(i - 1, 0)][0] + timedelta(microseconds=offset) if offset > 0 else time, row, i)
+        (events[max(i - 1, 0)][0] + timedelta(microseconds=offset) if offset >= 0 else time, row, i)
         for i, ((time, row), offset) in enumerate(zip(events, offsets))
     ]
     con.execute("CREATE OR REPLACE TEMP TABLE ev (t TIMESTAMP, file_row BIGINT, id INTEGER)")

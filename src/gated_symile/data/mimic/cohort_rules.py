@@ -107,8 +107,9 @@ def one_thread(con) -> Iterator[None]:
     Why: each DuckDB thread builds its own hash-table partitions, and the joins of the stage's
     release-sized tables (under a second each with all 431,231 admissions of MIMIC-IV) failed
     under a 40-48 MB limit with two threads but ran in it with one; the limit is then set by the
-    labevents scan, which keeps every thread.  Only between statements: the setting is the database's, so never
-    while another statement runs on it (the labevents scan starts after these joins).
+    labevents scan, which keeps every thread.  Only between statements: the setting is the
+    database's, so never while another statement runs on it (the labevents scan starts after
+    these joins).
     """
     threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
     con.execute("SET threads = 1")
