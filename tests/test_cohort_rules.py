@@ -404,7 +404,7 @@ def test_unreadable_dicom_quarantined_and_next_image_used(tmp_path):
 def test_duckdb_works_in_a_file_with_memory_bounded_per_thread(tmp_path):
     """Tables in a database file can leave memory; an in-memory database kept them all resident
     and the stage's memory grew with the release."""
-    from gated_symile.data.mimic.cohort import MEMORY_PER_THREAD_MB
+    from gated_symile.data.mimic.cohort import MEMORY_BASE_MB, MEMORY_PER_THREAD_MB
 
     con = open_duckdb(3, None, tmp_path)
     try:
@@ -413,7 +413,19 @@ def test_duckdb_works_in_a_file_with_memory_bounded_per_thread(tmp_path):
     finally:
         con.close()
     assert Path(path).parent == tmp_path
-    assert limit == f"{3 * MEMORY_PER_THREAD_MB * 10**6 / 2**20:.1f} MiB"
+    value, unit = limit.split()  # DuckDB shows the limit in MiB, cut to one decimal
+    assert unit == "MiB" and float(value) == pytest.approx((MEMORY_BASE_MB + 3 * MEMORY_PER_THREAD_MB) * 10**6 / 2**20, abs=0.1)
+
+
+def test_cohort_assembles_under_a_small_memory_limit(built, tmp_path):
+    """Each hash join of a statement holds about 8 MB however few rows it builds on: the cohort's
+    block select joined five per-admission tables and needed ~44 MB even for a tiny cohort, the
+    floor of the stage's memory limit. Joined two at a time first, the stage runs under 24 MB, and
+    gives the same bytes."""
+    out = tmp_path / "small"
+    build_mimic_cohort(MimicCohortConfig(**built["paths"], out=out, duckdb_threads=2, memory_limit="24MB"))
+    for name in ("cohort.parquet", "exclusions.parquet", "attrition.csv"):
+        assert (out / name).read_bytes() == (built["out"] / name).read_bytes(), name
 
 
 def test_tables_are_written_in_fixed_row_groups_whatever_the_batches(tmp_path, monkeypatch):

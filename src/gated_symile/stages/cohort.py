@@ -52,7 +52,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     mimic.add_argument(
         "--memory-limit",
-        help="DuckDB memory limit, e.g. 2GB (default: a fixed share per DuckDB thread, docs/data.md "
+        help="DuckDB memory limit, e.g. 2GB (default: a base plus a share per DuckDB thread, docs/data.md "
         "§4); more spills to the database file",
     )
     # the stage opens only the tables, the listing files and the records its rules consume, and

@@ -76,17 +76,29 @@ class MimicCohortConfig:
     workers: int = 1
     qc_rule: Literal["symile", "strict"] = "symile"
     duckdb_threads: int = 2
-    memory_limit: str | None = None  # None: MEMORY_PER_THREAD_MB per DuckDB thread
+    memory_limit: str | None = None  # None: default_memory_limit(duckdb_threads)
 
     def __post_init__(self) -> None:
         check_section(asdict(self), "mimic.cohort")  # memory_limit: where DuckDB opens
 
 
-MEMORY_PER_THREAD_MB = 48
-"""DuckDB memory per thread when no limit is given: each thread streaming labevents holds its own
-CSV and gzip buffers (at 20 000 admissions a 2-thread stage failed now and then under a 50 MB
-limit, not in six runs under 96 MB, nor with one thread under 48 MB), while everything larger
-spills to the database file; a larger limit only lets DuckDB keep more of the release resident."""
+MEMORY_BASE_MB = 32
+MEMORY_PER_THREAD_MB = 16
+"""DuckDB's memory limit when none is given: ``MEMORY_BASE_MB + MEMORY_PER_THREAD_MB`` per
+thread (48 MB on one thread, 64 on two, 288 on sixteen); everything larger spills to the
+database file, and a larger limit only lets DuckDB keep more of the release resident.  Why these:
+the floor is the labevents join of a full-size release (431,231 admissions: more than 40 MB on one
+thread, its hash table built on the admissions with a CXR and an ECG candidate); each thread
+streaming labevents adds its own CSV and gzip buffers and hash-table partitions (at 20,000
+admissions two threads failed now and then under 50 MB).  Every benchmark release, the full-size
+tables-only one included, runs under it on 1, 2, 4 and 16 threads (docs/data.md §4)."""
+
+
+def default_memory_limit(threads: int) -> str:
+    """The limit DuckDB gets when the user gives none (see :data:`MEMORY_PER_THREAD_MB`)."""
+    return f"{MEMORY_BASE_MB + MEMORY_PER_THREAD_MB * max(1, int(threads))}MB"
+
+
 _MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
@@ -106,7 +118,7 @@ def open_duckdb(threads: int, memory_limit: str | None, temp_dir: str | Path):
     import duckdb
 
     if memory_limit is None:
-        memory_limit = f"{MEMORY_PER_THREAD_MB * max(1, int(threads))}MB"
+        memory_limit = default_memory_limit(threads)
     if not _MEMORY_LIMIT.match(str(memory_limit).strip()):
         raise ConfigError(f"memory limit must look like '2GB' or '500MiB', got {memory_limit!r}")
     con = duckdb.connect(str(Path(temp_dir) / "cohort.duckdb"))
@@ -182,7 +194,7 @@ def _duckdb_resources(config: MimicCohortConfig) -> Iterator[None]:
             raise
         message = duckdb_message(exc)
         if duckdb_out_of_memory(exc):
-            limit = config.memory_limit or f"{MEMORY_PER_THREAD_MB * config.duckdb_threads}MB (default)"
+            limit = config.memory_limit or f"{default_memory_limit(config.duckdb_threads)} (default)"
             raise ConfigError(
                 f"--memory-limit: DuckDB needed more than its {limit} limit ({message}); rerun with a "
                 "larger --memory-limit, e.g. 1GB"

@@ -384,6 +384,11 @@ def cohort_batches(con, rows_per_block: int):
     96 MB default limit, and memory that grew with the cohort); a block's select joins and sorts
     only its own rows, and the blocks in order are the sorted cohort. An empty cohort is the
     empty select of block 0, which still gives the schema.
+
+    Why a block is joined in three statements (:func:`_join_block_parts`, then its labs): each
+    hash join of a statement holds its own hash table and partitions, about 8 MB however few rows
+    it builds on; the five joins of one select needed ~44 MB even for a 642-row cohort, the floor
+    of the stage's memory limit.
     """
     import pyarrow as pa
 
@@ -396,39 +401,54 @@ def cohort_batches(con, rows_per_block: int):
     )
     select = _cohort_block_sql()
 
-    def block_rows(block: int):
-        return con.sql(select, params={"block": block}).to_arrow_reader(STREAM_ROWS)
+    def block_rows(block: int):  # called once the previous block's rows are all read
+        _join_block_parts(con, block)
+        return con.sql(select).to_arrow_reader(STREAM_ROWS)
 
     first = block_rows(0)
     rest = (batch for block in range(1, blocks) for batch in block_rows(block))
     return pa.RecordBatchReader.from_batches(first.schema, chain(first, rest))
 
 
+def _join_block_parts(con, block: int) -> None:
+    """Table ``cohort_block``: the admissions of cohort block ``block`` with their admission, CXR,
+    CheXpert and ECG columns (the cohort row's columns before the labs, in order), joined two
+    tables a statement (see :func:`cohort_batches`)."""
+    adm_cols = ", ".join(f"a.{name}" for name in ADMISSION_COLUMNS)
+    labels = ", ".join(f"x.{sql_name(label)}" for label in CHEXPERT_LABELS)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE cohort_block_cxr AS
+        SELECT {adm_cols},
+               c.cxr_dicom_id, c.cxr_study_id, c.cxr_ViewPosition,
+               c.cxr_ViewCodeSequence_CodeMeaning, c.cxr_StudyDateTime, c.cxr_path
+        FROM cohort_blocks k
+        JOIN adm a ON a.hadm_id = k.hadm_id
+        JOIN sel_cxr c ON c.hadm_id = k.hadm_id
+        WHERE k.block = {int(block)}
+        """)  # fmt: skip
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE cohort_block AS
+        SELECT p.*, {labels}, e.ecg_study_id, e.ecg_file_name, e.ecg_time, e.ecg_path
+        FROM cohort_block_cxr p
+        JOIN chexpert_first x ON x.study_id = p.cxr_study_id
+        JOIN sel_ecg e ON e.hadm_id = p.hadm_id
+        """)  # fmt: skip
+
+
 def _cohort_block_sql() -> str:
-    """One block of the cohort (parameter ``$block``), sorted by (subject_id, hadm_id).
+    """The cohort rows of table ``cohort_block`` with their labs, sorted by (subject_id, hadm_id).
 
     Lab columns are float64 with NaN (not NULL) for a lab without a value in the window.
     """
-    adm_cols = ", ".join(f"a.{name}" for name in ADMISSION_COLUMNS)
-    labels = ", ".join(f"x.{sql_name(label)}" for label in CHEXPERT_LABELS)
     labs = ", ".join(
         f"coalesce(l.{sql_name(c)}, 'NaN'::DOUBLE) AS {sql_name(c)}"
         for c in (lab_column(i) for i in LAB_ITEMIDS)
     )
     return f"""
-        SELECT {adm_cols},
-               c.cxr_dicom_id, c.cxr_study_id, c.cxr_ViewPosition,
-               c.cxr_ViewCodeSequence_CodeMeaning, c.cxr_StudyDateTime, c.cxr_path,
-               {labels},
-               e.ecg_study_id, e.ecg_file_name, e.ecg_time, e.ecg_path,
-               {labs}
-        FROM adm a
-        JOIN cohort_blocks k ON k.hadm_id = a.hadm_id AND k.block = $block
-        JOIN sel_cxr c ON c.hadm_id = a.hadm_id
-        JOIN chexpert_first x ON x.study_id = c.cxr_study_id
-        JOIN sel_ecg e ON e.hadm_id = a.hadm_id
-        JOIN sel_labs l ON l.hadm_id = a.hadm_id
-        ORDER BY a.subject_id, a.hadm_id
+        SELECT p.*, {labs}
+        FROM cohort_block p
+        JOIN sel_labs l ON l.hadm_id = p.hadm_id
+        ORDER BY p.subject_id, p.hadm_id
     """
 
 
