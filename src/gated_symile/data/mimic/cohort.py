@@ -90,8 +90,8 @@ database file, and a larger limit only lets DuckDB keep more of the release resi
 the floor is the labevents join of a full-size release (431,231 admissions: more than 40 MB on one
 thread, its hash table built on the admissions with a CXR and an ECG candidate); each thread
 streaming labevents adds its own CSV and gzip buffers and hash-table partitions (at 20,000
-admissions two threads failed now and then under 50 MB).  Every benchmark release, the full-size
-tables-only one included, runs under it on 1, 2, 4 and 16 threads (docs/data.md §4)."""
+admissions two threads failed now and then under 50 MB).  The full-size tables-only release runs
+under it on 1, 2, 4 and 16 threads, the 1k-50k benchmark releases on two (docs/data.md §4)."""
 
 
 def default_memory_limit(threads: int) -> str:
