@@ -269,7 +269,7 @@ def decide_admissions(con) -> None:
     Memory: each fact about the admissions (selected CXR, its CheXpert row, ECG, labs, problems)
     is added by its own join, one statement each, so one hash table at a time is built and may
     spill; the six joins in one statement needed all six resident (the 431,276 admissions of a
-    full-scale tables-only release failed under the 96 MB default).
+    full-scale tables-only release failed under the default of the time, 96 MB).
     """
     _unusable_cxr_problems(con)
     _rejected_ecg_problems(con)
@@ -380,10 +380,10 @@ def cohort_batches(con, rows_per_block: int):
     (subject_id, hadm_id), selected a block of ``rows_per_block`` admissions at a time.
 
     Why blocks: the cohort row is about 230 columns wide, and selecting the whole cohort at once
-    made DuckDB hold every joined row for the final sort (at 68,000 admissions more than its
-    96 MB default limit, and memory that grew with the cohort); a block's select joins and sorts
-    only its own rows, and the blocks in order are the sorted cohort. An empty cohort is the
-    empty select of block 0, which still gives the schema.
+    made DuckDB hold every joined row for the final sort (at 68,000 admissions more than the
+    default limit of the time, 96 MB, and memory that grew with the cohort); a block's select
+    joins and sorts only its own rows, and the blocks in order are the sorted cohort. An empty
+    cohort is the empty select of block 0, which still gives the schema.
 
     Why a block is joined in three statements (:func:`_join_block_parts`, then its labs): each
     hash join of a statement holds its own hash table and partitions, about 8 MB however few rows
