@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     parser.add_argument(
-        "--memory-limit", default="default", help="DuckDB memory limit (default: the stage's, per thread)"
+        "--memory-limit", default="default", help="DuckDB memory limit (default: the stage's)"
     )
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/bench_cohort"))
     parser.add_argument("--seed", type=int, default=0)
@@ -78,7 +78,7 @@ def run_tables(root: Path, threads: int, memory_limit: str | None) -> dict:
 
     from gated_symile.data.mimic import cohort_rules as rules
     from gated_symile.data.mimic import lab_rules
-    from gated_symile.data.mimic.cohort import open_duckdb
+    from gated_symile.data.mimic.cohort import fit_memory_limit_to_release, open_duckdb
     from gated_symile.outputs import ROWS_PER_GROUP
     from gated_symile.data.mimic.cxr_index import detect_cxr_release, register_cxr_tables
     from gated_symile.records.mimic_tables import (
@@ -105,6 +105,8 @@ def run_tables(root: Path, threads: int, memory_limit: str | None) -> dict:
         con = open_duckdb(threads, memory_limit, tmp)
         load_table(con, "patients", hosp / PATIENTS.filename, PATIENTS)
         load_table(con, "admissions", hosp / ADMISSIONS.filename, ADMISSIONS)
+        if memory_limit is None:
+            fit_memory_limit_to_release(con, threads)  # as the stage
         rules.build_admissions(con)
         load_table(
             con,

@@ -404,7 +404,7 @@ def test_unreadable_dicom_quarantined_and_next_image_used(tmp_path):
 def test_duckdb_works_in_a_file_with_memory_bounded_per_thread(tmp_path):
     """Tables in a database file can leave memory; an in-memory database kept them all resident
     and the stage's memory grew with the release."""
-    from gated_symile.data.mimic.cohort import MEMORY_BASE_MB, MEMORY_PER_THREAD_MB
+    from gated_symile.data.mimic.cohort import MEMORY_BASE_MIB, MEMORY_PER_THREAD_MIB
 
     con = open_duckdb(3, None, tmp_path)
     try:
@@ -414,7 +414,29 @@ def test_duckdb_works_in_a_file_with_memory_bounded_per_thread(tmp_path):
         con.close()
     assert Path(path).parent == tmp_path
     value, unit = limit.split()  # DuckDB shows the limit in MiB, cut to one decimal
-    assert unit == "MiB" and float(value) == pytest.approx((MEMORY_BASE_MB + 3 * MEMORY_PER_THREAD_MB) * 10**6 / 2**20, abs=0.1)
+    assert unit == "MiB" and float(value) == pytest.approx(MEMORY_BASE_MIB + 3 * MEMORY_PER_THREAD_MIB)
+
+
+def test_default_memory_limit_grows_with_the_release_only_by_its_hash_tables(tmp_path):
+    """Without --memory-limit the stage's limit is fitted to the admissions once they are loaded:
+    a limit sized for the largest release let every smaller one fill it, and its peak memory grew
+    with the release."""
+    from gated_symile.data.mimic.cohort import (
+        MEMORY_BASE_MIB,
+        MEMORY_PER_ADMISSION_BYTES,
+        MEMORY_PER_THREAD_MIB,
+        fit_memory_limit_to_release,
+    )
+
+    con = open_duckdb(2, None, tmp_path)
+    try:
+        con.execute("CREATE TABLE admissions AS SELECT range AS hadm_id FROM range(431231)")
+        fit_memory_limit_to_release(con, 2)
+        [(limit,)] = con.sql("SELECT current_setting('memory_limit')").fetchall()
+    finally:
+        con.close()
+    release_mib = math.ceil(431231 * MEMORY_PER_ADMISSION_BYTES / 2**20)
+    assert limit == f"{MEMORY_BASE_MIB + 2 * MEMORY_PER_THREAD_MIB + release_mib:.1f} MiB"
 
 
 def test_cohort_assembles_under_a_small_memory_limit(built, tmp_path):

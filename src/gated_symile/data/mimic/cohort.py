@@ -76,27 +76,39 @@ class MimicCohortConfig:
     workers: int = 1
     qc_rule: Literal["symile", "strict"] = "symile"
     duckdb_threads: int = 2
-    memory_limit: str | None = None  # None: default_memory_limit(duckdb_threads)
+    memory_limit: str | None = None  # None: default_memory_limit(duckdb_threads, admissions)
 
     def __post_init__(self) -> None:
         check_section(asdict(self), "mimic.cohort")  # memory_limit: where DuckDB opens
 
 
-MEMORY_BASE_MB = 32
-MEMORY_PER_THREAD_MB = 16
-"""DuckDB's memory limit when none is given: ``MEMORY_BASE_MB + MEMORY_PER_THREAD_MB`` per
-thread (48 MB on one thread, 64 on two, 288 on sixteen); everything larger spills to the
-database file, and a larger limit only lets DuckDB keep more of the release resident.  Why these:
-the floor is the labevents join of a full-size release (431,231 admissions: more than 40 MB on one
-thread, its hash table built on the admissions with a CXR and an ECG candidate); each thread
-streaming labevents adds its own CSV and gzip buffers and hash-table partitions (at 20,000
-admissions two threads failed now and then under 50 MB).  The full-size tables-only release runs
-under it on 1, 2, 4 and 16 threads, the 1k-50k benchmark releases on two (docs/data.md §4)."""
+MEMORY_BASE_MIB = 8
+MEMORY_PER_THREAD_MIB = 12
+MEMORY_PER_ADMISSION_BYTES = 64
+"""DuckDB's memory limit when none is given: ``MEMORY_BASE_MIB``, ``MEMORY_PER_THREAD_MIB`` per
+DuckDB thread and ``MEMORY_PER_ADMISSION_BYTES`` per admission of the release (33 MiB for 1,000
+admissions on two threads, 36 MiB for 50,000, 59 MiB for MIMIC-IV's 431,231).  Everything larger
+spills to the database file, and a larger limit only lets DuckDB keep more of the release resident,
+which it then does: the stage's peak memory follows its limit.  Why it grows with the admissions:
+the hash tables of the joins of release-sized tables (admissions with the ECG listing, the CXR
+index, the lab rows) must be held whole, and a limit sized for the largest release made every
+smaller one fill it too (50,000 admissions peaked at 264-267 MB under a fixed 64 MB, at 245-247 MB
+under 36 MiB).  The full-size release's tables need more than 32 MiB on one thread (the ECG
+candidates' join) and run under this default on 1, 2, 4 and 16 threads (docs/data.md §4)."""
 
 
-def default_memory_limit(threads: int) -> str:
-    """The limit DuckDB gets when the user gives none (see :data:`MEMORY_PER_THREAD_MB`)."""
-    return f"{MEMORY_BASE_MB + MEMORY_PER_THREAD_MB * max(1, int(threads))}MB"
+def default_memory_limit(threads: int, admissions: int = 0) -> str:
+    """The limit DuckDB gets when the user gives none, for a release of ``admissions`` admissions
+    (see :data:`MEMORY_PER_ADMISSION_BYTES`); whole MiB, rounded up."""
+    release_mib = -(-MEMORY_PER_ADMISSION_BYTES * admissions // 2**20)
+    return f"{MEMORY_BASE_MIB + MEMORY_PER_THREAD_MIB * max(1, int(threads)) + release_mib}MiB"
+
+
+def fit_memory_limit_to_release(con, threads: int) -> None:
+    """Raise DuckDB's limit from the one it opened with to the default for the release's size,
+    once the ``admissions`` table is loaded (loading the small tables needs no more)."""
+    admissions = con.execute("SELECT count(*) FROM admissions").fetchall()[0][0]
+    con.execute("SET memory_limit = ?", [default_memory_limit(threads, admissions)])
 
 
 _MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
@@ -147,7 +159,7 @@ def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out) as temp_dir, _duckdb_resources(config):
         con = open_duckdb(config.duckdb_threads, config.memory_limit, temp_dir)
         try:
-            _load_admissions(con, files)
+            _load_admissions(con, files, config)
             _progress(start, f"admissions loaded; indexing the {release.kind.upper()} CXR release")
             with RecordPool(config.workers) as pool:
                 quarantine, images_opened = _cxr_images(con, release, pool)
@@ -194,7 +206,7 @@ def _duckdb_resources(config: MimicCohortConfig) -> Iterator[None]:
             raise
         message = duckdb_message(exc)
         if duckdb_out_of_memory(exc):
-            limit = config.memory_limit or f"{default_memory_limit(config.duckdb_threads)} (default)"
+            limit = config.memory_limit or "default"  # the message gives the figure
             raise ConfigError(
                 f"--memory-limit: DuckDB needed more than its {limit} limit ({message}); rerun with a "
                 "larger --memory-limit, e.g. 1GB"
@@ -222,14 +234,17 @@ def _input_files(config: MimicCohortConfig) -> tuple[dict[str, Path], CxrRelease
     return files, release
 
 
-def _load_admissions(con, files: dict[str, Path]) -> None:
-    """Load patients, admissions and the ECG record list; refuse duplicate ids.
+def _load_admissions(con, files: dict[str, Path], config: MimicCohortConfig) -> None:
+    """Load patients, admissions and the ECG record list; refuse duplicate ids.  Without a
+    ``--memory-limit``, DuckDB's limit is then fitted to the number of admissions.
 
     Every later rule joins on ``hadm_id`` and ``subject_id``: a duplicate would silently multiply
     rows, so it is an error naming the table it came from.
     """
     load_table(con, "patients", files["patients"], PATIENTS)
     load_table(con, "admissions", files["admissions"], ADMISSIONS)
+    if config.memory_limit is None:
+        fit_memory_limit_to_release(con, config.duckdb_threads)
     duplicates = rules.build_admissions(con)
     if duplicates["duplicate_hadm_id"]:
         raise RecordError(
@@ -334,16 +349,19 @@ def _cxr_images(con, release, pool: RecordPool) -> tuple[list[dict], int]:
     ]
     absent_rows: list[int] = []
     if release.kind == "jpg":
-        candidates = rules.cxr_window_candidates(con)  # fetched a block at a time
-        while block := candidates.fetchmany(ROWS_PER_GROUP):
-            present = file_presence(release.root, [row[3] for row in block])
-            for (file_row, subject_id, _, path), ok in zip(block, present):
-                if not ok:
-                    absent_rows.append(file_row)
-                    quarantine.append(
-                        {"level": "cxr_image", "id": path, "subject_id": subject_id, "reason": CXR_MISSING,
-                         "stage": "cxr_index"}
-                    )  # fmt: skip
+        # one thread: the candidates' sort then fits the stage's limit (on two it needed 40 MiB at
+        # 50,000 admissions); nothing else runs on the connection until the result is read
+        with rules.one_thread(con):
+            candidates = rules.cxr_window_candidates(con)  # fetched a block at a time
+            while block := candidates.fetchmany(ROWS_PER_GROUP):
+                present = file_presence(release.root, [row[3] for row in block])
+                for (file_row, subject_id, _, path), ok in zip(block, present):
+                    if not ok:
+                        absent_rows.append(file_row)
+                        quarantine.append(
+                            {"level": "cxr_image", "id": path, "subject_id": subject_id, "reason": CXR_MISSING,
+                             "stage": "cxr_index"}
+                        )  # fmt: skip
     absent = pa.table({"file_row": pa.array(absent_rows, pa.int64())})
     store_arrow(con, "CREATE OR REPLACE TABLE cxr_absent AS", absent)
     return quarantine, opened

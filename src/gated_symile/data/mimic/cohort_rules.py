@@ -40,6 +40,7 @@ __all__ = [
     "build_ecg_candidates",
     "cohort_batches",
     "cxr_window_candidates",
+    "database_setting",
     "decide_admissions",
     "exclusions_select_sql",
     "select_cxr",
@@ -101,22 +102,30 @@ CRITERIA: tuple[tuple[str, str], ...] = (
 
 
 @contextmanager
-def one_thread(con) -> Iterator[None]:
-    """Run the statements inside on one DuckDB thread, then restore the connection's setting.
+def database_setting(con, name: str, value: str | int) -> Iterator[None]:
+    """Run the statements inside with the DuckDB setting ``name`` at ``value``, then restore the
+    value it had (also after an error).
+
+    Only between statements: a setting is the database's, not the connection's, so never while
+    another statement runs on it unless that statement may run under the new value too.
+    """
+    before = con.execute(f"SELECT current_setting('{name}')").fetchall()[0][0]
+    con.execute(f"SET {name} = ?", [value])
+    try:
+        yield
+    finally:
+        con.execute(f"SET {name} = ?", [before])
+
+
+def one_thread(con):
+    """Run the statements inside on one DuckDB thread (:func:`database_setting`).
 
     Why: each DuckDB thread builds its own hash-table partitions, and the joins of the stage's
     release-sized tables (under a second each with all 431,231 admissions of MIMIC-IV) failed
     under a 40-48 MB limit with two threads but ran in it with one; the limit is then set by the
-    labevents scan, which keeps every thread.  Only between statements: the setting is the
-    database's, so never while another statement runs on it (the labevents scan starts after
-    these joins).
+    labevents scan, which keeps every thread (the labevents scan starts after these joins).
     """
-    threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
-    con.execute("SET threads = 1")
-    try:
-        yield
-    finally:
-        con.execute("SET threads = ?", [threads])
+    return database_setting(con, "threads", 1)
 
 
 def _views_sql() -> str:
@@ -196,7 +205,8 @@ def cxr_window_candidates(con):
 def select_cxr(con) -> None:
     """Table ``sel_cxr``: per admission the earliest present AP/PA image in (24 h, 72 h]."""
     present = "AND c.file_row NOT IN (SELECT file_row FROM cxr_absent)"
-    con.execute(f"""
+    with one_thread(con):
+        con.execute(f"""
         CREATE OR REPLACE TABLE sel_cxr AS
         WITH earliest AS (
             SELECT hadm_id, arg_min(file_row, {time_then_file_order("StudyDateTime", "file_row")}) AS file_row
@@ -208,7 +218,7 @@ def select_cxr(con) -> None:
                c.ViewCodeSequence_CodeMeaning AS cxr_ViewCodeSequence_CodeMeaning,
                c.StudyDateTime AS cxr_StudyDateTime, c.cxr_path
         FROM earliest e JOIN cxr_index c USING (file_row)
-        """)
+        """)  # fmt: skip
 
 
 def build_ecg_candidates(con) -> None:

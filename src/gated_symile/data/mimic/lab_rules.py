@@ -7,7 +7,7 @@ The rest of the rules, and the tables this module reads (``adm``, ``sel_cxr``,
 
 from __future__ import annotations
 
-from gated_symile.data.mimic.cohort_rules import LAB_HOURS, time_then_file_order
+from gated_symile.data.mimic.cohort_rules import LAB_HOURS, database_setting, time_then_file_order
 from gated_symile.data.mimic.labs import LAB_ITEMIDS
 from gated_symile.records.mimic_tables import number_blocks
 
@@ -52,8 +52,7 @@ def select_labs(con, labevents_sql: str) -> None:
     """
     items = ", ".join(str(item) for item in LAB_ITEMIDS)
     blocks = number_blocks(con, "lab_blocks", _LAB_ADMISSIONS, "subject_id, hadm_id", LAB_BLOCK_ADMISSIONS)
-    con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
-    try:
+    with database_setting(con, "disabled_optimizers", "join_order,build_side_probe_side"):
         con.execute(f"""
             CREATE OR REPLACE TABLE lab_rows AS
             WITH lab AS (
@@ -68,8 +67,6 @@ def select_labs(con, labevents_sql: str) -> None:
              AND l.charttime >= a.admittime - INTERVAL {LAB_HOURS} HOUR
              AND l.charttime <= a.admittime + INTERVAL {LAB_HOURS} HOUR
             """)
-    finally:
-        con.execute("RESET disabled_optimizers")
     for block in range(max(blocks, 1)):  # block 0 even when empty: it gives the tables their columns
         con.execute(f"""
             CREATE OR REPLACE TABLE sel_labs_long AS
