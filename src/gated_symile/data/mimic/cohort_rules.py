@@ -22,7 +22,7 @@ CXR ``24 h < Δ <= 72 h``, ECG and labs ``-24 h <= Δ <= +24 h``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from itertools import chain
 
 from gated_symile.data.mimic.cxr_index import CXR_MISSING
@@ -117,13 +117,14 @@ def database_setting(con, name: str, value: str | int) -> Iterator[None]:
         con.execute(f"SET {name} = ?", [before])
 
 
-def one_thread(con):
+def one_thread(con) -> AbstractContextManager[None]:
     """Run the statements inside on one DuckDB thread (:func:`database_setting`).
 
     Why: each DuckDB thread builds its own hash-table partitions, and the joins of the stage's
     release-sized tables (under a second each with all 431,231 admissions of MIMIC-IV) failed
-    under a 40-48 MB limit with two threads but ran in it with one; the limit is then set by the
-    labevents scan, which keeps every thread (the labevents scan starts after these joins).
+    under a 40-48 MB limit with two threads but ran in it with one, so the stage's limit need not
+    grow with its threads for them.  The labevents scan, which keeps every thread, starts after
+    these joins.
     """
     return database_setting(con, "threads", 1)
 
