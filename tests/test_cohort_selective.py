@@ -44,31 +44,50 @@ def naive_first_valid(candidates: dict[int, list[int]], verdict: dict[int, bool]
     return chosen, read
 
 
+def naive_rounds(candidates: dict[int, list[int]], verdict: dict[int, bool]) -> list[list[int]]:
+    """The records each round reads for the first time: round ``k`` reads the ``k``-th candidate of
+    every admission whose earlier candidates all failed (sorted)."""
+    resolved, read, rounds = set(), set(), []
+    for rank in range(max(map(len, candidates.values()), default=0)):
+        live = {hadm: rows[rank] for hadm, rows in candidates.items() if hadm not in resolved and len(rows) > rank}
+        new = sorted(set(live.values()) - read)
+        if new:
+            rounds.append(new)
+        read.update(new)
+        resolved.update(hadm for hadm, row in live.items() if verdict[row])
+    return rounds
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.dictionaries(
         st.integers(0, 30), st.lists(st.integers(0, 25), max_size=6, unique=True), max_size=12
     ),
     st.lists(st.booleans(), min_size=26, max_size=26),
+    st.integers(1, 8),
 )
-def test_rounds_read_exactly_what_the_sequential_rule_reads(candidates, valid):
+def test_rounds_read_exactly_what_the_sequential_rule_reads(candidates, valid, rows_per_check):
     verdict = dict(enumerate(valid))
     calls: list[list[int]] = []
 
     def check(rows: list[int]) -> list[str | None]:
         calls.append(rows)
-        return [None if verdict[row] else "bad" for row in rows]
+        return [None if verdict[row] else f"bad {row}" for row in rows]
 
     hadm = np.array([h for h, rows in sorted(candidates.items()) for _ in rows], dtype=np.int64)
     file_row = np.array([r for _, rows in sorted(candidates.items()) for r in rows], dtype=np.int64)
-    verdicts, rounds = consume_candidates(hadm, file_row, check)
+    rejected, rounds = consume_candidates(hadm, file_row, check, rows_per_check=rows_per_check)
     chosen, read = naive_first_valid(candidates, verdict)
     checked = [row for call in calls for row in call]
     assert len(checked) == len(set(checked))  # a shared record is checked once
-    assert set(checked) == set(verdicts) == read
-    assert rounds == len(calls) and all(call == sorted(call) for call in calls)
+    assert set(checked) == read
+    assert rejected == {row: f"bad {row}" for row in read if not verdict[row]}
+    expected = naive_rounds(candidates, verdict)
+    assert rounds == len(expected)
+    blocks = [new[i : i + rows_per_check] for new in expected for i in range(0, len(new), rows_per_check)]
+    assert calls == blocks  # each round ascending, in blocks of at most rows_per_check
     for hadm_id, rows in candidates.items():
-        first = next((row for row in rows if verdicts.get(row, "x") is None), None)
+        first = next((row for row in rows if row in read and row not in rejected), None)
         assert first == chosen.get(hadm_id)
 
 
@@ -151,6 +170,7 @@ def test_cohort_equals_check_everything_when_early_candidates_fail(tmp_path, see
     assert cohort.ecg_study_id.to_dict() == chosen.study_id.to_dict()
     assert cohort.ecg_path.to_dict() == chosen.path.to_dict()
     assert len(chosen) < summary["admissions"]  # some admission has no valid ECG at all
+    assert summary["patients_in_cohort"] == cohort.subject_id.nunique() < len(cohort)  # subjects with two
 
     ex = pd.read_parquet(tmp_path / "out" / "exclusions.parquet")
     records = ex[ex.level == "ecg_record"]

@@ -403,11 +403,7 @@ def _table_input(path: Path) -> dict[str, str]:
 def _write_outputs(con, out: Path, quarantine: list[dict], notes: list[str]) -> dict:
     import pyarrow as pa
 
-    import pyarrow.parquet as pq
-
-    cohort_path = out / "cohort.parquet"
-    kept = write_parquet_groups(cohort_path, rules.cohort_batches(con, ROWS_PER_GROUP))
-    patients = pq.read_table(cohort_path, columns=["subject_id"]).column("subject_id").unique()
+    kept = write_parquet_groups(out / "cohort.parquet", rules.cohort_batches(con, ROWS_PER_GROUP))
     schema = pa.schema(
         [
             ("level", pa.string()),
@@ -443,7 +439,7 @@ def _write_outputs(con, out: Path, quarantine: list[dict], notes: list[str]) -> 
         "quarantined_records": levels,
         "ecg_records_listed": _count(con, "ecg_list"),
         "cxr_images_indexed": _count(con, "cxr_index"),
-        "patients_in_cohort": len(patients),
+        "patients_in_cohort": rules.cohort_patients(con),
     }
 
 

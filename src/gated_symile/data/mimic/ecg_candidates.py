@@ -4,10 +4,11 @@ The rule (docs/data.md §4) takes, per admission, the earliest ECG inside [-24 h
 The reference script QCs every listed record first (about 800 000 at real scale, most of them
 nowhere near an inpatient admission) and then selects.  Here the candidates are selected by time
 in SQL first (``cohort_rules.build_ecg_candidates``) and checked in *rounds*: round ``k`` checks
-the ``k``-th candidate of every admission whose earlier candidates all failed.  Each round is one
-parallel batch; a record shared by two admissions is checked once.  The records opened are exactly
-those the sequential rule reads, so the chosen ECG is the one the check-everything rule chooses,
-whatever the number of workers: every candidate before it was checked and failed, and it passed.
+the ``k``-th candidate of every admission whose earlier candidates all failed.  Each round is
+checked in parallel, in blocks of at most :data:`ROWS_PER_CHECK` records; a record shared by two
+admissions is checked once.  The records opened are exactly those the sequential rule reads, so
+the chosen ECG is the one the check-everything rule chooses, whatever the number of workers: every
+candidate before it was checked and failed, and it passed.
 
 Records outside every window, and candidates after an admission's first valid one, are never
 opened and so never appear in the exclusions table (the attrition notes say so).
@@ -25,42 +26,61 @@ from gated_symile.data.mimic.parallel import RecordPool
 from gated_symile.provenance.read_set import active
 from gated_symile.records.mimic_tables import store_arrow
 
-__all__ = ["NO_PATH", "EcgScan", "consume_candidates", "scan_ecg_candidates"]
+__all__ = ["NO_PATH", "ROWS_PER_CHECK", "EcgScan", "consume_candidates", "scan_ecg_candidates"]
 
 NO_PATH = "ECG record has no path in record_list.csv"
 
-Verdicts = dict[int, str | None]
+ROWS_PER_CHECK = 8192
+"""Most records one ``check`` call gets.  Why a bound: the first round of a 50,000-admission
+release checks ~40,000 records, and their paths, reasons and results held as Python objects at
+once raised the QC's peak by ~10 MB (244 against 232-235 MB), so the stage's peak memory grew with
+the release; a block of this size still gives every worker several work items
+(:func:`gated_symile.data.mimic.parallel.chunk_size`), and smaller ones (2,048) saved nothing more."""
+
+_UNCHECKED, _PASSED, _REJECTED = 0, 1, 2
 
 
 def consume_candidates(
-    hadm_id: np.ndarray, file_row: np.ndarray, check: Callable[[list[int]], Sequence[str | None]]
-) -> tuple[Verdicts, int]:
+    hadm_id: np.ndarray,
+    file_row: np.ndarray,
+    check: Callable[[list[int]], Sequence[str | None]],
+    *,
+    rows_per_check: int = ROWS_PER_CHECK,
+) -> tuple[dict[int, str], int]:
     """Check candidates in rank order until each admission has a valid one or none is left.
 
     ``hadm_id`` / ``file_row`` list the candidates sorted by (admission, rank).  ``check`` gets
-    the not yet checked file rows of one round (ascending) and returns a reason per row (``None``
-    = valid).  Returns the verdict of every checked row and the number of rounds.
+    the not yet checked file rows of one round (ascending, at most ``rows_per_check`` per call)
+    and returns a reason per row (``None`` = valid).  Returns the reason of every rejected row
+    and the number of rounds; the state of every candidate record is one byte, not a Python
+    object, so what a round holds does not grow with the release.
     """
     hadm_id, file_row = np.asarray(hadm_id), np.asarray(file_row, dtype=np.int64)
+    rejected: dict[int, str] = {}
     if hadm_id.size == 0:
-        return {}, 0
+        return rejected, 0
+    distinct, record = np.unique(file_row, return_inverse=True)  # candidate -> its distinct record
+    state = np.full(distinct.size, _UNCHECKED, dtype=np.int8)
     starts = np.flatnonzero(np.r_[True, hadm_id[1:] != hadm_id[:-1]])
     counts = np.diff(np.r_[starts, hadm_id.size])
-    verdicts: Verdicts = {}
     unresolved = np.ones(starts.size, dtype=bool)
     rounds = 0
     for rank in range(int(counts.max())):
         live = np.flatnonzero(unresolved & (counts > rank))
         if live.size == 0:
             break
-        rows = file_row[starts[live] + rank]
-        new = [int(row) for row in np.unique(rows) if int(row) not in verdicts]
-        if new:
-            rounds += 1
-            verdicts.update(zip(new, check(new)))
-        passed = np.fromiter((verdicts[int(row)] is None for row in rows), bool, rows.size)
-        unresolved[live[passed]] = False
-    return verdicts, rounds
+        records = record[starts[live] + rank]
+        new = np.unique(records[state[records] == _UNCHECKED])
+        rounds += bool(new.size)
+        for first in range(0, new.size, rows_per_check):
+            block = new[first : first + rows_per_check]
+            rows = distinct[block].tolist()
+            reasons = check(rows)
+            valid = np.fromiter((reason is None for reason in reasons), bool, len(rows))
+            state[block] = np.where(valid, _PASSED, _REJECTED)
+            rejected.update((row, reason) for row, reason in zip(rows, reasons) if reason is not None)
+        unresolved[live[state[records] == _PASSED]] = False
+    return rejected, rounds
 
 
 @dataclass
@@ -97,7 +117,7 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
         results = check_records(
             pool, root, [path for _, path in readable], rule=rule, hash_files=read_set is not None
         )
-        reasons: Verdicts = {}
+        reasons: dict[int, str | None] = {}
         for (row, _), result in zip(readable, results):  # folded as they arrive
             reasons[row] = result.reason
             if result.problem:
@@ -107,11 +127,11 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
         scan.opened += len(readable)
         return [reasons.get(row, NO_PATH) for row in rows]
 
-    verdicts, scan.rounds = consume_candidates(ranked["hadm_id"], ranked["file_row"], check)
-    rejected = sorted(row for row, reason in verdicts.items() if reason is not None)
+    reasons, scan.rounds = consume_candidates(ranked["hadm_id"], ranked["file_row"], check)
+    rejected = sorted(reasons)
     for row, subject_id, path in zip(rejected, records.subjects(rejected), records.paths(rejected)):
         record = path or f"record_list row {row}"
-        scan.rejected.append((row, subject_id, record, verdicts[row], problems.get(row, NO_PATH)))
+        scan.rejected.append((row, subject_id, record, reasons[row], problems.get(row, NO_PATH)))
     table = pa.table(
         {
             "file_row": pa.array([r[0] for r in scan.rejected], pa.int64()),
