@@ -135,7 +135,8 @@ def _views_sql() -> str:
 
 
 def build_admissions(con) -> dict[str, int]:
-    """Table ``adm``: admissions left-joined to patients with ``admittime_year`` and ``age``.
+    """Table ``adm``: admissions left-joined to patients with ``admittime_year`` and ``age`` (the
+    two tables are then dropped: ``adm`` holds all of them, and they held DuckDB memory).
 
     Returns ``{"duplicate_hadm_id": n, "duplicate_subject_id": n}`` so the caller can refuse
     tables where a join would multiply rows.
@@ -151,9 +152,8 @@ def build_admissions(con) -> dict[str, int]:
             FROM admissions a LEFT JOIN patients p USING (subject_id)
             """)
     dup_hadm = con.execute("SELECT count(*) - count(DISTINCT hadm_id) FROM adm").fetchall()[0][0]
-    dup_subject = con.execute(
-        "SELECT count(*) - count(DISTINCT subject_id) FROM patients"
-    ).fetchall()[0][0]
+    dup_subject = con.execute("SELECT count(*) - count(DISTINCT subject_id) FROM patients").fetchall()[0][0]
+    con.execute("DROP TABLE admissions; DROP TABLE patients")  # all in adm
     return {"duplicate_hadm_id": int(dup_hadm), "duplicate_subject_id": int(dup_subject)}
 
 

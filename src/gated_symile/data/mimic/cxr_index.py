@@ -105,7 +105,7 @@ def register_cxr_tables(con, release: CxrRelease, pool: RecordPool | None = None
     images.
 
     The DICOM release reads the header of every listed image of a subject who has an admission
-    (table ``admissions`` must exist), on ``pool`` (this process when ``None``); a missing or
+    (table ``adm`` must exist), on ``pool`` (this process when ``None``); a missing or
     unreadable file is returned as a quarantine row (``level``, ``id``, ``subject_id``,
     ``reason``), left out of ``cxr_meta`` and listed in ``cxr_unreadable`` (``file_row``,
     ``subject_id``, ``study_id``, ``problem``: :data:`CXR_MISSING` or :data:`CXR_UNREADABLE`),
@@ -162,7 +162,7 @@ def _listed_dicom_blocks(con) -> Iterator[list[tuple]]:
         con,
         "cxr_listed",
         f"SELECT dicom_id, subject_id, study_id, coalesce(path, {_jpg_path_sql('.dcm')}) AS path, "
-        "file_row FROM cxr_record_list WHERE subject_id IN (SELECT subject_id FROM admissions)",
+        "file_row FROM cxr_record_list WHERE subject_id IN (SELECT subject_id FROM adm)",
         "file_row",
         HEADER_BLOCK,
     )
