@@ -107,8 +107,7 @@ def default_memory_limit(threads: int, admissions: int = 0) -> str:
 def fit_memory_limit_to_release(con, threads: int) -> None:
     """Raise DuckDB's limit from the one it opened with to the default for the release's size,
     once the ``admissions`` table is loaded (loading the small tables needs no more)."""
-    admissions = con.execute("SELECT count(*) FROM admissions").fetchall()[0][0]
-    con.execute("SET memory_limit = ?", [default_memory_limit(threads, admissions)])
+    con.execute("SET memory_limit = ?", [default_memory_limit(threads, _count(con, "admissions"))])
 
 
 _MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)

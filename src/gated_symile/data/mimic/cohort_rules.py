@@ -391,7 +391,7 @@ _KEPT_ADMISSIONS = "adm_status WHERE reason IS NULL"  # the cohort, once decide_
 
 
 def cohort_patients(con) -> int:
-    """Distinct subjects of the cohort, counted here (read back from its file: +8 MB at peak)."""
+    """Distinct subjects of the cohort (reading them back from its file held 8 MB more at peak)."""
     return con.sql(f"SELECT count(DISTINCT subject_id) FROM {_KEPT_ADMISSIONS}").fetchall()[0][0]
 
 
