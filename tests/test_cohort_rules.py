@@ -404,7 +404,7 @@ def test_unreadable_dicom_quarantined_and_next_image_used(tmp_path):
 def test_duckdb_works_in_a_file_with_memory_bounded_per_thread(tmp_path):
     """Tables in a database file can leave memory; an in-memory database kept them all resident
     and the stage's memory grew with the release."""
-    from gated_symile.data.mimic.cohort import MEMORY_BASE_MIB, MEMORY_PER_THREAD_MIB
+    from gated_symile.data.mimic.cohort import MEMORY_PER_THREAD_MIB
 
     con = open_duckdb(3, None, tmp_path)
     try:
@@ -413,7 +413,17 @@ def test_duckdb_works_in_a_file_with_memory_bounded_per_thread(tmp_path):
     finally:
         con.close()
     assert Path(path).parent == tmp_path
-    assert limit == f"{MEMORY_BASE_MIB + 3 * MEMORY_PER_THREAD_MIB:.1f} MiB"  # whole MiB: shown exactly
+    assert limit == f"{3 * MEMORY_PER_THREAD_MIB:.1f} MiB"  # whole MiB: shown exactly
+
+
+def test_default_memory_limit_gives_one_thread_the_floor_of_two():
+    """The cohort block's joins need more than 20 MiB on one thread as on two, whatever the
+    release: one thread's share alone (12 MiB) failed even the 1,000-admission release."""
+    from gated_symile.data.mimic.cohort import default_memory_limit
+
+    assert default_memory_limit(1) == default_memory_limit(2) == "24MiB"
+    assert default_memory_limit(1, 1000) == "25MiB"
+    assert default_memory_limit(4) == "48MiB"
 
 
 def test_default_memory_limit_grows_with_the_release_only_by_its_hash_tables(tmp_path):
@@ -421,7 +431,6 @@ def test_default_memory_limit_grows_with_the_release_only_by_its_hash_tables(tmp
     a limit sized for the largest release let every smaller one fill it, and its peak memory grew
     with the release."""
     from gated_symile.data.mimic.cohort import (
-        MEMORY_BASE_MIB,
         MEMORY_PER_ADMISSION_BYTES,
         MEMORY_PER_THREAD_MIB,
         fit_memory_limit_to_release,
@@ -435,7 +444,7 @@ def test_default_memory_limit_grows_with_the_release_only_by_its_hash_tables(tmp
     finally:
         con.close()
     release_mib = math.ceil(431231 * MEMORY_PER_ADMISSION_BYTES / 2**20)
-    assert limit == f"{MEMORY_BASE_MIB + 2 * MEMORY_PER_THREAD_MIB + release_mib:.1f} MiB"
+    assert limit == f"{2 * MEMORY_PER_THREAD_MIB + release_mib:.1f} MiB"
 
 
 def test_cohort_assembles_under_a_small_memory_limit(built, tmp_path):

@@ -82,26 +82,29 @@ class MimicCohortConfig:
         check_section(asdict(self), "mimic.cohort")  # memory_limit: where DuckDB opens
 
 
-MEMORY_BASE_MIB = 8
 MEMORY_PER_THREAD_MIB = 12
-MEMORY_PER_ADMISSION_BYTES = 64
-"""DuckDB's memory limit when none is given: ``MEMORY_BASE_MIB``, ``MEMORY_PER_THREAD_MIB`` per
-DuckDB thread and ``MEMORY_PER_ADMISSION_BYTES`` per admission of the release (33 MiB for 1,000
-admissions on two threads, 36 MiB for 50,000, 59 MiB for MIMIC-IV's 431,231).  Everything larger
-spills to the database file, and a larger limit only lets DuckDB keep more of the release resident,
-which it then does: the stage's peak memory follows its limit.  Why it grows with the admissions:
-the hash tables of the joins of release-sized tables (admissions with the ECG listing, the CXR
-index, the lab rows) must be held whole, and a limit sized for the largest release made every
-smaller one fill it too (50,000 admissions peaked at 264-267 MB under a fixed 64 MB, at 245-247 MB
-under 36 MiB).  The full-size release's tables need more than 32 MiB on one thread (the ECG
-candidates' join) and run under this default on 1, 2, 4 and 16 threads (docs/data.md §4)."""
+MEMORY_MIN_THREADS = 2
+MEMORY_PER_ADMISSION_BYTES = 96
+"""DuckDB's memory limit when none is given: ``MEMORY_PER_THREAD_MIB`` per DuckDB thread, counted
+as at least ``MEMORY_MIN_THREADS``, and ``MEMORY_PER_ADMISSION_BYTES`` per admission of the
+release (25 MiB for 1,000 admissions on one or two threads, 29 MiB for 50,000, 64 MiB for
+MIMIC-IV's 431,231).  Everything larger spills to the database file, and a larger limit only lets
+DuckDB keep more of the release resident, which it then does: the stage's peak memory follows its
+limit.  Why two threads' share at least: the cohort block's joins hold about 8 MB each however few
+rows they build on, so every release needs more than 20 MiB on one thread as on two (the
+1,000-admission one fails under 20 MiB).  Why it grows with the admissions: the hash tables of the
+joins of release-sized tables (admissions with the ECG listing, the CXR index, the lab rows) must
+be held whole; a limit sized for the largest release made every smaller one fill it (50,000
+admissions peaked at 264-267 MB under a fixed 64 MB, 235-239 MB under 36 MiB, 228-232 MB under
+29 MiB).  The full-size release fails under 51 MiB on two threads (the ECG candidates' join) and
+gets at least the limit it ran under before on 1, 2, 4 and 16 threads (docs/data.md §4)."""
 
 
 def default_memory_limit(threads: int, admissions: int = 0) -> str:
     """The limit DuckDB gets when the user gives none, for a release of ``admissions`` admissions
     (see :data:`MEMORY_PER_ADMISSION_BYTES`); whole MiB, rounded up."""
     release_mib = -(-MEMORY_PER_ADMISSION_BYTES * admissions // 2**20)
-    return f"{MEMORY_BASE_MIB + MEMORY_PER_THREAD_MIB * max(1, int(threads)) + release_mib}MiB"
+    return f"{MEMORY_PER_THREAD_MIB * max(MEMORY_MIN_THREADS, int(threads)) + release_mib}MiB"
 
 
 def fit_memory_limit_to_release(con, threads: int) -> None:
