@@ -52,8 +52,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     mimic.add_argument(
         "--memory-limit",
-        help="DuckDB memory limit, e.g. 2GB (default: a base plus a share per DuckDB thread and per "
-        "admission, docs/data.md §4); more spills to the database file",
+        help="DuckDB memory limit, e.g. 2GB (default: a share per DuckDB thread, at least two, and "
+        "per admission, docs/data.md §4); more spills to the database file",
     )
     # the stage opens only the tables, the listing files and the records its rules consume, and
     # notes them (gated_symile.provenance.read_set): the manifest hashes those, not the whole releases
