@@ -137,6 +137,12 @@ ROWS_PER_GROUP = 4096
 a whole row group's columns at once, so a table written as one row group made the next stage's
 peak memory grow with the table; groups of this size are read one after another."""
 
+CHUNKED_COLUMN_BYTES = 2**19
+"""Bytes of a column of a row group from which :func:`write_parquet_groups` combines the group's
+chunks: half of pyarrow's default data and dictionary page limits (1 MiB), since a page closes
+once the values written to it reach the limit, checked after each write batch, and a batch
+ends where a chunk ends."""
+
 
 def write_parquet_groups(path: str | Path, batches: Any, **options: Any) -> int:
     """Parquet from a ``pyarrow.RecordBatchReader`` in row groups of exactly
@@ -145,9 +151,9 @@ def write_parquet_groups(path: str | Path, batches: Any, **options: Any) -> int:
     number of rows written.
 
     A group is written from the reader's batches as they are (a chunked slice), not combined into
-    one copy first: the copy held a second ~7.5 MB group at the cohort stage's peak.  The bytes
-    are the same while no column of a group fills a data page (1 MiB: 256 bytes a value at 4,096
-    rows), where the writer's page breaks could follow the batches; no table written here does."""
+    one copy first: the copy held a second ~7.5 MB group at the cohort stage's peak.  A column
+    big enough to fill a page (:data:`CHUNKED_COLUMN_BYTES`) may get its page breaks where the
+    batches break, so such a group is combined: same rows, same bytes, whatever the batches."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -159,11 +165,19 @@ def write_parquet_groups(path: str | Path, batches: Any, **options: Any) -> int:
             rows += batch.num_rows
             pending = pa.concat_tables([pending, pa.Table.from_batches([batch]).cast(schema)])
             while pending.num_rows >= ROWS_PER_GROUP:
-                writer.write_table(pending.slice(0, ROWS_PER_GROUP))
+                writer.write_table(_batch_independent(pending.slice(0, ROWS_PER_GROUP)))
                 pending = pending.slice(ROWS_PER_GROUP)
         if pending.num_rows:
-            writer.write_table(pending)
+            writer.write_table(_batch_independent(pending))
     return rows
+
+
+def _batch_independent(group: Any) -> Any:
+    """``group`` (a pyarrow table), combined into one chunk per column if a column spread over
+    several chunks is big enough for the writer to break its pages where the chunks break."""
+    if any(column.num_chunks > 1 and column.nbytes >= CHUNKED_COLUMN_BYTES for column in group.columns):
+        return group.combine_chunks()
+    return group
 
 
 def write_parquet(target: str | Path, table: Any, **options: Any) -> None:

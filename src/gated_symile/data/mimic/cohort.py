@@ -184,6 +184,7 @@ def _build_mimic_cohort(config: MimicCohortConfig, out: Path) -> dict:
             opened = {"ecg_records": scan.opened, f"cxr_{release.kind}_files": images_opened}
             summary = _write_outputs(con, out, quarantine, _attrition_notes(scan, release.kind, images_opened))
             summary["records_opened"] = opened
+            summary["ecg_records_listed"] = scan.listed
             summary["ecg_candidates"] = scan.candidates
             summary["ecg_qc_rounds"] = scan.rounds
             _progress(start, f"cohort of {summary['cohort']} admissions written")
@@ -439,7 +440,6 @@ def _write_outputs(con, out: Path, quarantine: list[dict], notes: list[str]) -> 
         "excluded_admissions": excluded_admissions,
         "attrition": {criterion: count for criterion, count in attrition},
         "quarantined_records": levels,
-        "ecg_records_listed": _count(con, "ecg_list"),
         "cxr_images_indexed": _count(con, "cxr_index"),
         "patients_in_cohort": rules.cohort_patients(con),
     }

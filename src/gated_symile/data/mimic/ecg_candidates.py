@@ -117,15 +117,15 @@ def scan_ecg_candidates(con, root, pool: RecordPool, rule: str) -> EcgScan:
         results = check_records(
             pool, root, [path for _, path in readable], rule=rule, hash_files=read_set is not None
         )
-        reasons: dict[int, str | None] = {}
+        verdicts: dict[int, str | None] = {}
         for (row, _), result in zip(readable, results):  # folded as they arrive
-            reasons[row] = result.reason
+            verdicts[row] = result.reason
             if result.problem:
                 problems[row] = result.problem
             if read_set is not None:
                 read_set.add_opened(root, result.opened)
         scan.opened += len(readable)
-        return [reasons.get(row, NO_PATH) for row in rows]
+        return [verdicts.get(row, NO_PATH) for row in rows]
 
     reasons, scan.rounds = consume_candidates(ranked["hadm_id"], ranked["file_row"], check)
     rejected = sorted(reasons)
