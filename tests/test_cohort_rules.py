@@ -483,6 +483,27 @@ def test_tables_are_written_in_fixed_row_groups_whatever_the_batches(tmp_path, m
     assert written[0] == written[1] == written[2]
 
 
+def test_checkpoint_out_of_memory_is_the_memory_limit_and_not_masked_by_a_setting(monkeypatch):
+    """DuckDB failing to pin a block while checkpointing (a FatalException that invalidates the
+    database; met once at 50,000 admissions under the default limit) is the memory limit's fault,
+    and restoring a setting on the dead database must not replace it with a second traceback."""
+    import duckdb
+
+    from gated_symile.data.mimic.cohort_rules import database_setting
+    from gated_symile.records.mimic_tables import duckdb_out_of_memory
+
+    fatal = duckdb.FatalException(
+        "FATAL Error: Failed to create checkpoint because of error: failed to pin block of size "
+        "256.0 KiB (28.8 MiB/29.0 MiB used)"
+    )
+    assert duckdb_out_of_memory(fatal)
+    con = duckdb.connect()
+    with pytest.raises(duckdb.FatalException, match="failed to pin block"):
+        with database_setting(con, "threads", 1):
+            con.close()  # as a fatal error leaves it: nothing more can run on it
+            raise fatal
+
+
 def test_duckdb_out_of_memory_names_the_setting_not_a_table(built, tmp_path):
     """A limit too small for the work is the setting's fault: one line naming --memory-limit (not
     'cannot parse' blamed on the table DuckDB happened to be reading)."""

@@ -22,7 +22,7 @@ CXR ``24 h < Δ <= 72 h``, ECG and labs ``-24 h <= Δ <= +24 h``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from itertools import chain
 
 from gated_symile.data.mimic.cxr_index import CXR_MISSING
@@ -105,17 +105,17 @@ CRITERIA: tuple[tuple[str, str], ...] = (
 @contextmanager
 def database_setting(con, name: str, value: str | int) -> Iterator[None]:
     """Run the statements inside with the DuckDB setting ``name`` at ``value``, then restore the
-    value it had (also after an error).
-
-    Only between statements: a setting is the database's, not the connection's, so never while
-    another statement runs on it unless that statement may run under the new value too.
-    """
+    value it had (also after an error).  Only between statements: a setting is the database's, not
+    the connection's, so never while another statement runs unless it may run under the new value."""
     before = con.execute(f"SELECT current_setting('{name}')").fetchall()[0][0]
     con.execute(f"SET {name} = ?", [value])
     try:
         yield
-    finally:
-        con.execute(f"SET {name} = ?", [before])
+    except Exception:
+        with suppress(Exception):  # a fatal error leaves no database to restore: report the first
+            con.execute(f"SET {name} = ?", [before])
+        raise
+    con.execute(f"SET {name} = ?", [before])
 
 
 def one_thread(con) -> AbstractContextManager[None]:
