@@ -15,10 +15,7 @@ __all__ = ["LAB_BLOCK_ADMISSIONS", "keep_labs_of_selected_ecg", "non_finite_lab_
 
 LAB_BLOCK_ADMISSIONS = 2048
 """Admissions whose lab cells are aggregated in one statement (:func:`select_labs`): 2,048 x 50
-cells of ``arg_min`` state, a few MB, whatever the size of the release.  Each block scans
-``lab_rows`` once, so larger blocks cost less time but more memory: 4,096 made the 50,000-admission
-lab selection ~10 % faster and the 20,000-admission stage's peak 7 MB higher (232 against 225 MB,
-while the ECG workers run), against the cohort stage's flat-memory target (docs/data.md §4)."""
+cells of aggregate state, a few MB, whatever the size of the release."""
 
 
 _LAB_ADMISSIONS = """
@@ -71,26 +68,24 @@ def select_labs(con, labevents_sql: str) -> None:
              AND l.charttime <= a.admittime + INTERVAL {LAB_HOURS} HOUR
             """)
     for block in range(max(blocks, 1)):  # block 0 even when empty: it gives the tables their columns
-        # one row per (hadm_id, itemid) cell, so max() just moves the value into its column;
-        # the non-finite values (rare) are listed apart: a list state in every cell's aggregate
-        # cost a fifth of this loop and halved the block that fits the memory limit
-        create = "CREATE OR REPLACE TABLE {} AS" if block == 0 else "INSERT INTO {} BY NAME"
         con.execute(f"""
             CREATE OR REPLACE TABLE sel_labs_long AS
             SELECT hadm_id, itemid,
-                   arg_min(valuenum, sort_key) FILTER (WHERE isfinite(valuenum)) AS valuenum
+                   arg_min(valuenum, sort_key) FILTER (WHERE isfinite(valuenum)) AS valuenum,
+                   list({{'file_row': file_row, 'value': valuenum}} ORDER BY file_row)
+                       FILTER (WHERE NOT isfinite(valuenum)) AS non_finite
             FROM lab_rows WHERE block = {block}
-            GROUP BY hadm_id, itemid;
-
+            GROUP BY hadm_id, itemid
+            """)
+        # one row per (hadm_id, itemid) cell, so max() just moves the value into its column
+        create = "CREATE OR REPLACE TABLE {} AS" if block == 0 else "INSERT INTO {} BY NAME"
+        con.execute(f"""
             {create.format("sel_labs")}
             PIVOT (SELECT hadm_id, itemid, valuenum FROM sel_labs_long)
             ON itemid IN ({items}) USING max(valuenum) GROUP BY hadm_id;
 
             {create.format("sel_labs_non_finite")}
-            SELECT hadm_id, itemid,
-                   list({{'file_row': file_row, 'value': valuenum}} ORDER BY file_row) AS non_finite
-            FROM lab_rows WHERE block = {block} AND NOT isfinite(valuenum)
-            GROUP BY hadm_id, itemid;
+            SELECT hadm_id, itemid, non_finite FROM sel_labs_long WHERE non_finite IS NOT NULL;
             """)
     con.execute("DROP TABLE sel_labs_long; DROP TABLE lab_rows; DROP TABLE lab_blocks")
 
