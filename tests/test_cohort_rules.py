@@ -485,7 +485,7 @@ def test_tables_are_written_in_fixed_row_groups_whatever_the_batches(tmp_path, m
 
 def test_checkpoint_out_of_memory_is_the_memory_limit_and_not_masked_by_a_setting(monkeypatch):
     """DuckDB failing to pin a block while checkpointing (a FatalException that invalidates the
-    database; met once at 50,000 admissions under the default limit) is the memory limit's fault,
+    database; met at 50,000 admissions under the default limit by a reverted change) is the limit's fault,
     and restoring a setting on the dead database must not replace it with a second traceback."""
     import duckdb
 

@@ -307,8 +307,8 @@ def duckdb_out_of_memory(exc: BaseException) -> bool:
     """Whether DuckDB ran out of its memory limit: an ``OutOfMemoryException``, or the same
     failure met while committing a table (a ``TransactionException`` "could not allocate block
     of size ...": seen on a 50,000-admission release under a 48 MB limit) or while checkpointing
-    its database (a ``FatalException`` "... failed to pin block of size ...": seen once in about
-    twenty runs of a 50,000-admission release under the default 29 MiB)."""
+    its database (a ``FatalException`` "... failed to pin block of size ...": seen on a
+    50,000-admission release under the default 29 MiB with a lab aggregation that was reverted)."""
     import duckdb
 
     text = str(exc)
