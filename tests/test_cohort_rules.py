@@ -483,10 +483,10 @@ def test_tables_are_written_in_fixed_row_groups_whatever_the_batches(tmp_path, m
     assert written[0] == written[1] == written[2]
 
 
-def test_checkpoint_out_of_memory_is_the_memory_limit_and_not_masked_by_a_setting(monkeypatch):
+def test_checkpoint_out_of_memory_is_the_memory_limit_and_not_masked_by_a_setting():
     """DuckDB failing to pin a block while checkpointing (a FatalException that invalidates the
-    database; met at 50,000 admissions under the default limit by a reverted change) is the limit's fault,
-    and restoring a setting on the dead database must not replace it with a second traceback."""
+    database; met at 50,000 admissions under the default limit by a reverted change) is the
+    limit's fault, and restoring a setting on the dead database must not replace it with a second traceback."""
     import duckdb
 
     from gated_symile.data.mimic.cohort_rules import database_setting

@@ -111,7 +111,7 @@ def database_setting(con, name: str, value: str | int) -> Iterator[None]:
     con.execute(f"SET {name} = ?", [value])
     try:
         yield
-    except Exception:
+    except BaseException:  # restored after an interrupt too, as before the fatal case was handled
         with suppress(Exception):  # a fatal error leaves no database to restore: report the first
             con.execute(f"SET {name} = ?", [before])
         raise
